@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+/**
+ * `colony`: start a coordinator, join a worker, run everything locally, submit a
+ * job and follow it, or look at the grid.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { bundleJob } from './bundle.js'
+
+const HELP = `colony: a volunteer compute grid
+
+  colony up       [--port 8787] [--peers N] [--data .colony]   coordinator + local Node peers (what npm start runs)
+  colony start    [--port 8787] [--data .colony] [--memory]    the coordinator alone (SQLite store in --data)
+  colony worker   --url URL --token JOIN_TOKEN [--executors N] join a Node peer to a grid
+  colony submit   job.ts [--url URL] [--token SUBMIT_TOKEN] [--args '[1,2]'] [--name NAME]
+  colony status   [job-id] [--url URL] [--token SUBMIT_TOKEN]
+
+URL and tokens default to $COLONY_URL (else http://127.0.0.1:8787) and $COLONY_TOKEN /
+$COLONY_JOIN_TOKEN, else to ./.colony/tokens.json, which 'colony start' writes.`
+
+function fail(msg: string): never {
+  console.error(`colony: ${msg}`)
+  process.exit(2)
+}
+
+function savedTokens(dataDir = '.colony'): { submit?: string; join?: string } {
+  const file = join(dataDir, 'tokens.json')
+  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) as { submit?: string; join?: string } : {}
+}
+
+const num = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0) fail(`--${name} must be a whole number (got ${v})`)
+  return n
+}
+
+async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
+  const { values } = parseArgs({ args, options: {
+    port: { type: 'string' }, data: { type: 'string' }, memory: { type: 'boolean' }, peers: { type: 'string' }, host: { type: 'string' },
+  } })
+  const { startCoordinator } = await import('@colony/coordinator')
+  const port = num(values.port ?? process.env.PORT, 'port') ?? 8787
+  const dataDir = resolve(values.data ?? '.colony')
+  const coord = await startCoordinator({ port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite' }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
+    throw e
+  })
+  const peers: { close(): Promise<void> }[] = []
+  if (withPeers) {
+    const { startNodeWorker } = await import('@colony/worker-web/node')
+    const n = num(values.peers, 'peers') ?? Math.max(1, availableParallelism() - 1)
+    for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.join, executors: 1 }))
+  }
+  console.log(`Colony coordinator on ${coord.url} (${coord.store.kind} store${coord.store.kind === 'sqlite' ? ` in ${dataDir}` : ''})
+  submit token: ${coord.tokens.submit}
+  join token:   ${coord.tokens.join}
+${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
+  API:      ${coord.url}/api/peers   (Authorization: Bearer <token>)
+  Metrics:  ${coord.url}/metrics
+  Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
+  Run a job:         npx colony submit examples/hello.ts
+Ctrl-C stops.`)
+  const stop = async () => {
+    for (const p of peers) await p.close().catch(() => {})
+    await coord.close()
+    process.exit(0)
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+async function cmdWorker(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { url: { type: 'string' }, token: { type: 'string' }, executors: { type: 'string' }, 'memory-mb': { type: 'string' } } })
+  const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
+  const token = values.token ?? process.env.COLONY_JOIN_TOKEN ?? savedTokens().join
+  if (!token) fail('worker needs --token JOIN_TOKEN (colony start prints it)')
+  const { startNodeWorker } = await import('@colony/worker-web/node')
+  const peer = await startNodeWorker({
+    url, token, executors: num(values.executors, 'executors'), memoryMb: num(values['memory-mb'], 'memory-mb'),
+  }).catch((e: Error) => fail(`could not join ${url}: ${e.message}`))
+  console.log(`joined ${url} as ${peer.peerId} with ${peer.stats().running} running; Ctrl-C leaves`)
+  const leave = async () => { await peer.close(); process.exit(0) }
+  process.once('SIGINT', leave)
+  process.once('SIGTERM', leave)
+}
+
+function target(values: { url?: string; token?: string }): { url: string; token: string } {
+  const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
+  const token = values.token ?? process.env.COLONY_TOKEN ?? process.env.COLONY_SUBMIT_TOKEN ?? savedTokens().submit
+  if (!token) fail('no submit token: pass --token, set COLONY_TOKEN, or run from the folder where colony start wrote .colony/tokens.json')
+  return { url, token }
+}
+
+async function api(url: string, token: string, path: string, init: RequestInit = {}): Promise<unknown> {
+  let res: Response
+  try {
+    res = await fetch(new URL(path, url), { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...init.headers } })
+  } catch (e) { fail(`cannot reach the coordinator at ${url}: ${(e as Error).cause ?? (e as Error).message}. Is it running (npm start)?`) }
+  const body = await res.json().catch(() => ({})) as { error?: { message: string } }
+  if (!res.ok) fail(`${init.method ?? 'GET'} ${path}: HTTP ${res.status}: ${body.error?.message ?? res.statusText}`)
+  return body
+}
+
+async function cmdSubmit(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
+    url: { type: 'string' }, token: { type: 'string' }, args: { type: 'string' }, name: { type: 'string' }, quiet: { type: 'boolean' },
+  } })
+  const file = positionals[0]
+  if (!file) fail('submit needs a job file: colony submit job.ts')
+  if (!existsSync(file)) fail(`no such file: ${file}`)
+  let jobArgs: unknown[] = []
+  if (values.args) {
+    try { jobArgs = JSON.parse(values.args) as unknown[] } catch { fail('--args must be a JSON array, e.g. --args "[10]"') }
+    if (!Array.isArray(jobArgs)) fail('--args must be a JSON array')
+  }
+  const { url, token } = target(values)
+  const { code, bytes } = await bundleJob(file).catch((e: Error) => fail(e.message))
+  const name = values.name ?? file.replace(/^.*\//, '').replace(/\.[cm]?[jt]s$/, '')
+  const job = await api(url, token, '/api/jobs', { method: 'POST', body: JSON.stringify({ bundle: code, name, args: jobArgs }) }) as { id: string }
+  if (!values.quiet) console.error(`submitted ${name} (${(bytes / 1024).toFixed(1)} KiB) as job ${job.id}`)
+  let cancelled = false
+  process.once('SIGINT', () => { cancelled = true; void api(url, token, `/api/jobs/${job.id}`, { method: 'DELETE' }).then(() => console.error(`cancelled ${job.id}`)) })
+  const final = await followJob(url, token, job.id)
+  if (final.state === 'finished') {
+    console.log(JSON.stringify(final.result, null, 2))
+    process.exit(0)
+  }
+  const err = final.error as { message?: string; remoteStack?: string } | undefined
+  console.error(`job ${job.id} ${final.state}${cancelled ? ' (by you)' : ''}: ${err?.message ?? ''}`)
+  if (err?.remoteStack) console.error(`remote stack:\n${err.remoteStack}`)
+  process.exit(1)
+}
+
+/** Streams a job's logs (server-sent events) until it ends; returns its final state. */
+async function followJob(url: string, token: string, id: string): Promise<{ state: string; result?: unknown; error?: unknown }> {
+  const res = await fetch(new URL(`/api/jobs/${id}/events`, url), { headers: { authorization: `Bearer ${token}` } })
+  if (!res.ok || !res.body) fail(`could not follow job ${id}: HTTP ${res.status}`)
+  const decoder = new TextDecoder()
+  let buf = ''
+  let last: { state: string } = { state: 'running' }
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true })
+    let i: number
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const raw = buf.slice(0, i)
+      buf = buf.slice(i + 2)
+      const event = /^event: (.*)$/m.exec(raw)?.[1]
+      const data = raw.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n')
+      if (!data) continue
+      if (event === 'log') console.log(JSON.parse(data) as string)
+      else if (event === 'state') last = JSON.parse(data) as { state: string }
+    }
+  }
+  return last
+}
+
+async function cmdStatus(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { url: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' } } })
+  const { url, token } = target(values)
+  if (positionals[0]) {
+    const job = await api(url, token, `/api/jobs/${positionals[0]}`)
+    console.log(JSON.stringify(job, null, 2))
+    return
+  }
+  const peers = await api(url, token, '/api/peers') as { id: string; kind: string; role: string; capabilities: string[]; load: number; tasksDone: number }[]
+  const jobs = await api(url, token, '/api/jobs') as { id: string; name: string; state: string; tasks: Record<string, number> }[]
+  if (values.json) { console.log(JSON.stringify({ peers, jobs }, null, 2)); return }
+  console.log(`${url}: ${peers.filter((p) => p.role === 'worker').length} worker(s), ${peers.filter((p) => p.role === 'driver').length} driver(s)`)
+  for (const p of peers) console.log(`  ${p.id}  ${p.kind.padEnd(7)} ${p.role.padEnd(6)} load ${p.load.toFixed(2)}  done ${p.tasksDone}  [${p.capabilities.join(', ')}]`)
+  console.log(`jobs: ${jobs.length}`)
+  for (const j of jobs.slice(-20)) {
+    const t = j.tasks
+    console.log(`  ${j.id}  ${j.state.padEnd(9)} ${j.name}  tasks: ${t.finished} done, ${t.running} running, ${t.ready + t.waiting} queued, ${t.failed} failed`)
+  }
+}
+
+const [cmd, ...rest] = process.argv.slice(2)
+const commands: Record<string, (a: string[]) => Promise<void>> = {
+  up: (a) => cmdStart(a, true), start: (a) => cmdStart(a, false), worker: cmdWorker, submit: cmdSubmit, status: cmdStatus,
+}
+if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') { console.log(HELP); process.exit(cmd ? 0 : 2) }
+const run = commands[cmd]
+if (!run) fail(`unknown command '${cmd}'\n\n${HELP}`)
+run(rest).catch((e: Error) => fail(e.stack ?? String(e)))

@@ -1,0 +1,47 @@
+/**
+ * `connect()`: a driver joins the grid as a peer that submits and owns work.
+ * The same call works in Node and in the browser; inside a task, use the grid the
+ * task was given (`main(grid)`) or `current()`.
+ */
+import { Grid, Peer, type WebSocketFactory, type WebSocketLike } from '@colony/worker-web'
+import type { TaskLogMsg } from '@colony/shared'
+
+export interface ConnectOptions {
+  /** The submit token (`colony start` prints it). */
+  token: string
+  /** A label for this driver's job. */
+  name?: string
+  /** Where task logs go; by default they are printed as `[task @ peer] line`. Pass `false` to drop them. */
+  onLog?: ((m: TaskLogMsg) => void) | false
+  log?: (line: string) => void
+}
+
+async function defaultWebSocket(): Promise<WebSocketFactory> {
+  if (typeof process !== 'undefined' && process.versions?.node) {
+    const { nodeWebSocket } = await import('@colony/worker-web/node')
+    return nodeWebSocket
+  }
+  return (url) => new WebSocket(url) as unknown as WebSocketLike
+}
+
+function printLog(m: TaskLogMsg): void {
+  for (const line of m.lines) console.log(`[${m.name} @ ${m.peer}] ${line}`)
+}
+
+export async function connect(url: string, opts: ConnectOptions): Promise<Grid> {
+  if (!opts?.token) throw new TypeError('connect(url, { token }) needs the submit token')
+  const isNode = typeof process !== 'undefined' && !!process.versions?.node
+  const peer = new Peer({
+    url, token: opts.token, role: 'driver', kind: isNode ? 'node' : 'browser', webSocket: await defaultWebSocket(),
+    name: opts.name, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
+  })
+  await peer.start()
+  return Object.assign(new Grid(peer.backend()), { peer, jobId: peer.jobId })
+}
+
+/** Inside a task: the grid of the task that is running. */
+export function current(): Grid {
+  const c = (globalThis as { colony?: { grid: Grid } }).colony
+  if (!c) throw new Error('current() works inside a task; a driver uses the grid from connect()')
+  return c.grid
+}

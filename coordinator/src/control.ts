@@ -1,0 +1,967 @@
+/**
+ * The control tables and every transition on them: the coordinator's brain (Ray's GCS
+ * plus its scheduler). It is plain synchronous code over maps; the server feeds it
+ * validated messages, and one `tick()` per event-loop turn schedules, commits the
+ * store, acknowledges durable messages and flushes every peer's outbox.
+ */
+import {
+  CancelledError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, decodeValue, newJobId, returnId, serializeError,
+  taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
+  type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
+} from '@colony/shared'
+import { PeerSession, type PeerSocket } from './peer-session.js'
+import { allFull, pickPeer } from './scheduler.js'
+import type { ActorRow, ControlStore, JobRow } from './store/types.js'
+
+const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
+const NO_RESOURCES: Record<string, number> = {}
+const MAX_JOB_LOG_LINES = 10_000
+
+interface TaskRec {
+  id: string
+  job: string
+  spec: TaskSpec
+  state: TaskState
+  attempts: number
+  peer?: string
+  pendingDeps: number
+  blocked: boolean
+  main: boolean
+  res: Record<string, number>
+  error?: SerializedError
+}
+
+type ObjState = 'pending' | 'ready' | 'error'
+interface ObjRec {
+  id: string
+  job: string
+  size: number
+  state: ObjState
+  inline?: Uint8Array
+  error?: SerializedError
+  locations: Set<string>
+  waiters?: string[]
+  subscribers?: Set<string>
+  pulls?: { peer: string; req: number }[]
+}
+
+interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string> }
+
+export type JobEvent = { type: 'log'; line: string } | { type: 'state'; job: JobInfo }
+
+interface JobRec extends JobRow {
+  fns: Map<string, FnDef>
+  tasks: string[]
+  counts: Record<TaskState, number>
+  logs: string[]
+  logsDropped: number
+  driverPeer?: string
+  listeners: Set<(ev: JobEvent) => void>
+}
+
+interface Relay { requester: string; req: number; holder: string; id: string; tried: Set<string> }
+
+export interface ControlOptions {
+  store: ControlStore
+  limits: Limits
+  pipelineDepth: number
+  /** After a restart, how long to wait for known peers to come back before rescheduling their work. */
+  reconcileMs: number
+  heartbeatTimeoutMs: number
+  log: (line: string) => void
+}
+
+export interface Counters {
+  relayedBytes: number
+  duplicateResults: number
+  tasksFinished: number
+  tasksRetried: number
+  badMessages: number
+}
+
+function emptyCounts(): Record<TaskState, number> {
+  return { waiting: 0, ready: 0, running: 0, finished: 0, failed: 0, cancelled: 0 }
+}
+
+export class Control {
+  readonly sessions = new Map<string, PeerSession>()
+  readonly tasks = new Map<string, TaskRec>()
+  readonly objects = new Map<string, ObjRec>()
+  readonly actors = new Map<string, ActorRec>()
+  readonly jobs = new Map<string, JobRec>()
+  readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0 }
+  private ready: string[] = []
+  private readyHead = 0
+  private relays = new Map<number, Relay>()
+  private nextRelay = 1
+  private tickQueued = false
+  private reconcileUntil = 0
+  private expectedPeers = new Set<string>()
+  private unclaimedActors = new Set<string>()
+  private reconcileTimer?: NodeJS.Timeout
+  private heartbeatTimer: NodeJS.Timeout
+  private closed = false
+
+  constructor(private readonly opts: ControlOptions) {
+    this.loadFromStore()
+    this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(500, opts.heartbeatTimeoutMs / 4))
+    this.heartbeatTimer.unref()
+  }
+
+  // ------------------------------------------------------------------ peers
+
+  /** Admits a peer after its hello. `tokenRole` is what its token allows. Throws AuthError. */
+  hello(socket: PeerSocket, m: HelloMsg, tokenRole: 'worker' | 'driver', newId: () => string): PeerSession {
+    if (m.role !== tokenRole) {
+      throw new AuthError(m.role === 'driver'
+        ? 'a join token cannot submit jobs: connect drivers with the submit token'
+        : 'workers join with the join token, not the submit token')
+    }
+    let id = m.peerId && /^p_[0-9a-f]{4,32}$/.test(m.peerId) ? m.peerId : newId()
+    const stale = this.sessions.get(id)
+    if (stale) { stale.socket.close(4000, 'replaced by a newer connection'); this.peerLost(stale, 'reconnected') }
+    const s = new PeerSession(id, socket)
+    s.kind = m.kind
+    s.role = m.role
+    s.capabilities = new Set(m.capabilities)
+    s.resources = m.role === 'worker' ? { ...m.resources } : {}
+    this.sessions.set(id, s)
+    this.expectedPeers.delete(id)
+    this.opts.store.putPeer({ id, kind: s.kind, role: s.role, lastSeen: Date.now() })
+
+    if (m.role === 'driver') {
+      const resumed = m.jobId ? this.jobs.get(m.jobId) : undefined
+      const job = resumed && resumed.state === 'running' ? resumed : this.createJob(m.name ?? 'driver')
+      job.driverPeer = id
+      s.jobId = job.id
+    }
+    for (const oid of m.holds ?? []) {
+      const o = this.objects.get(oid)
+      if (o && !o.inline && o.state !== 'error') this.addLocation(o, s)
+    }
+    for (const aid of m.actors ?? []) this.claimActor(s, aid)
+    for (const tid of m.running ?? []) this.claimRunning(s, tid)
+    s.send({ t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits })
+    if (this.reconcileUntil && [...this.expectedPeers].every((p) => this.sessions.has(p))) this.endReconcile()
+    this.requestTick()
+    return s
+  }
+
+  /** A reconnecting peer still hosts an actor: keep it, unless it was restarted elsewhere meanwhile. */
+  private claimActor(s: PeerSession, aid: string): void {
+    const a = this.actors.get(aid)
+    const claimable = a && a.state !== 'dead' && (this.unclaimedActors.has(aid) || a.peer === s.id) &&
+      !(a.peer && a.peer !== s.id && this.sessions.has(a.peer))
+    if (!a || !claimable) { s.send({ t: 'cancelTask', task: aid, reason: 'this actor was restarted elsewhere or has ended' }); return }
+    this.unclaimedActors.delete(aid)
+    a.state = 'alive'
+    a.peer = s.id
+    s.actors.add(aid)
+    s.addJob(a.job)
+    this.opts.store.putActor(this.actorRow(a))
+    this.pumpActor(a)
+  }
+
+  /** A reconnecting peer says it still runs a task: keep it there rather than run it twice. */
+  private claimRunning(s: PeerSession, tid: string): void {
+    const t = this.tasks.get(tid)
+    if (!t) return
+    if (TERMINAL.has(t.state)) { s.send({ t: 'cancelTask', task: tid, reason: 'already finished elsewhere' }); return }
+    if (t.state === 'running') return
+    if (t.spec.actor) {
+      const a = this.actors.get(t.spec.actor)
+      if (!a || a.peer !== s.id) return
+      const i = a.queue.indexOf(tid)
+      if (i >= 0) a.queue.splice(i, 1)
+      a.inflight.add(tid)
+    }
+    this.assign(t, s, false)
+  }
+
+  peerLost(s: PeerSession, why: string): void {
+    if (s.closed) return
+    s.closed = true
+    if (this.sessions.get(s.id) === s) this.sessions.delete(s.id)
+    this.opts.store.removePeer(s.id)
+    if (s.role === 'worker') this.opts.log(`peer ${s.id} lost (${why}); re-queueing ${s.tasks.size} task(s)`)
+    for (const oid of s.subscriptions) this.objects.get(oid)?.subscribers?.delete(s.id)
+    const lostActors = [...s.actors]
+    for (const tid of [...s.tasks]) {
+      const t = this.tasks.get(tid)
+      if (!t) continue
+      this.unassign(t)
+      if (t.spec.actor) this.actorCallLost(t, s.id)
+      else this.retryOrFail(t, s.id)
+    }
+    for (const aid of lostActors) this.actorLost(aid, s.id)
+    for (const oid of s.holds) {
+      const o = this.objects.get(oid)
+      if (!o) continue
+      o.locations.delete(s.id)
+      if (o.state === 'ready' && !o.inline && o.locations.size === 0) this.objectLost(o)
+    }
+    for (const [rid, r] of this.relays) {
+      if (r.requester === s.id) this.relays.delete(rid)
+      else if (r.holder === s.id) { this.relays.delete(rid); this.retryPull(r) }
+    }
+    if (s.jobId) { const job = this.jobs.get(s.jobId); if (job?.driverPeer === s.id) job.driverPeer = undefined }
+    this.requestTick()
+  }
+
+  private checkHeartbeats(): void {
+    const deadline = Date.now() - this.opts.heartbeatTimeoutMs
+    for (const s of this.sessions.values()) {
+      if (s.lastSeen < deadline) { s.socket.close(4008, 'heartbeat timeout'); this.peerLost(s, 'heartbeat timeout') }
+    }
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  /** Handles one validated message from an admitted peer. Throws ProtocolError/AuthError for misuse. */
+  handle(s: PeerSession, m: PeerToCoordinator): void {
+    s.lastSeen = Date.now()
+    switch (m.t) {
+      case 'fn': this.defineFn(s, m.def, m.job); s.durableSeen++; break
+      case 'submit': try { this.submit(s, m.spec) } finally { s.durableSeen++ } break
+      case 'put': try { this.put(s, m.id, m.size, m.inline, m.parent) } finally { s.durableSeen++ } break
+      case 'done': try { this.done(s, m.task, m.results, m.error, m.lost) } finally { s.durableSeen++ } break
+      case 'actorLost': if (s.actors.delete(m.actor)) { this.opts.log(`actor ${m.actor} lost on ${s.id}: ${m.reason}`); this.actorLost(m.actor, s.id) } break
+      case 'sub': for (const id of m.ids) this.subscribe(s, id); break
+      case 'cancel': for (const id of m.ids) this.cancelFrom(s, id); break
+      case 'blocked': this.blocked(s, m.task, m.blocked); break
+      case 'log': this.taskLog(s, m.task, m.lines); break
+      case 'pull': this.pull(s, m.req, m.id); break
+      case 'chunk': this.chunk(s, m.req, m.seq, m.data, m.last, m.size); break
+      case 'serveFail': this.serveFail(s, m.req); break
+      case 'ping': s.send({ t: 'pong' }); break
+      case 'bye': if (s.jobId) this.finishDriverJob(s.jobId); break
+      case 'hello': throw new ProtocolError('hello sent twice on one connection')
+    }
+    this.requestTick()
+  }
+
+  private jobFor(s: PeerSession, parent?: string): JobRec {
+    if (s.role === 'driver') {
+      const job = this.jobs.get(s.jobId!)!
+      if (job.state !== 'running') throw new ProtocolError(`job ${job.id} is ${job.state}; connect again to start a new job`)
+      return job
+    }
+    if (!parent) throw new AuthError('workers submit only from inside a task they run (no parent task given)')
+    const pt = this.tasks.get(parent)
+    if (!pt || pt.peer !== s.id || pt.state !== 'running') {
+      throw new AuthError(`task ${parent} is not running on peer ${s.id}; it cannot submit work`)
+    }
+    return this.jobs.get(pt.job)!
+  }
+
+  private defineFn(s: PeerSession, def: FnDef, jobId?: string): void {
+    const job = s.role === 'driver' ? this.jobs.get(s.jobId!) : jobId && s.jobs.has(jobId) ? this.jobs.get(jobId) : undefined
+    if (!job) throw new AuthError(`peer ${s.id} cannot define functions in job ${jobId ?? '?'}`)
+    if (job.fns.has(def.id)) return
+    job.fns.set(def.id, def)
+    this.opts.store.putFn(job.id, def)
+  }
+
+  submit(s: PeerSession, spec: TaskSpec): void {
+    const job = this.jobFor(s, spec.parent)
+    const existing = this.tasks.get(spec.id)
+    if (existing) {
+      if (existing.job === job.id) return // a replay after reconnect
+      throw new ProtocolError(`task id ${spec.id} is taken`)
+    }
+    if (spec.actor) {
+      const a = this.actors.get(spec.actor)
+      if (!a || a.job !== job.id) throw new ProtocolError(`unknown actor ${spec.actor} in job ${job.id}`)
+    } else if (!job.fns.has(spec.fn)) {
+      throw new ProtocolError(`task ${spec.name}: function ${spec.fn} was not defined in job ${job.id} (send 'fn' first)`)
+    }
+    this.addTask(job, spec, false)
+  }
+
+  private addTask(job: JobRec, spec: TaskSpec, main: boolean): TaskRec {
+    const res = spec.actor ? NO_RESOURCES : { cpu: spec.createsActor ? 0 : 1, ...spec.opts.resources }
+    const t: TaskRec = { id: spec.id, job: job.id, spec, state: 'waiting', attempts: 0, pendingDeps: 0, blocked: false, main, res }
+    this.tasks.set(t.id, t)
+    job.tasks.push(t.id)
+    job.counts.waiting++
+    const n = spec.opts.numReturns ?? 1
+    for (let i = 0; i < n; i++) {
+      const oid = returnId(t.id, i)
+      this.objects.set(oid, { id: oid, job: job.id, size: 0, state: 'pending', locations: new Set() })
+    }
+    if (spec.createsActor) {
+      const a: ActorRec = {
+        id: t.id, job: job.id, name: spec.name, state: 'pending', restarts: 0,
+        maxRestarts: spec.opts.maxRestarts ?? 0, queue: [], inflight: new Set(),
+      }
+      this.actors.set(a.id, a)
+      this.opts.store.putActor(this.actorRow(a))
+    }
+    if (spec.actor) this.actors.get(spec.actor)!.queue.push(t.id)
+    this.opts.store.putTask({ id: t.id, job: job.id, spec, state: 'waiting', attempts: 0, main })
+    this.enqueue(t)
+    return t
+  }
+
+  /** Counts unresolved dependencies, and queues the task when there are none. */
+  private enqueue(t: TaskRec): void {
+    t.pendingDeps = 0
+    for (const dep of t.spec.deps) {
+      const o = this.objects.get(dep)
+      if (!o || o.job !== t.job) {
+        this.fail(t, serializeError(new ObjectLostError(`task ${t.spec.name} (${t.id}) needs object ${dep}, which this job does not have`, { objectId: dep, taskId: t.id })))
+        return
+      }
+      if (o.state === 'error') { this.fail(t, o.error!); return }
+      if (o.state === 'pending') { t.pendingDeps++; (o.waiters ??= []).push(t.id) }
+    }
+    if (t.pendingDeps === 0) this.makeReady(t)
+    else this.setState(t, 'waiting')
+  }
+
+  private makeReady(t: TaskRec): void {
+    this.setState(t, 'ready')
+    if (t.spec.actor) { this.pumpActor(this.actors.get(t.spec.actor)!); return }
+    this.ready.push(t.id)
+    this.requestTick()
+  }
+
+  private setState(t: TaskRec, state: TaskState): void {
+    if (t.state === state) return
+    const counts = this.jobs.get(t.job)!.counts
+    counts[t.state]--
+    counts[state]++
+    t.state = state
+  }
+
+  private assign(t: TaskRec, s: PeerSession, sendRun: boolean): void {
+    t.attempts++
+    t.peer = s.id
+    t.blocked = false
+    this.setState(t, 'running')
+    s.tasks.add(t.id)
+    s.take(t.res)
+    s.addJob(t.job)
+    if (!sendRun) return
+    const job = this.jobs.get(t.job)!
+    let fns: FnDef[] | undefined
+    if (t.spec.fn) {
+      const key = `${t.job}/${t.spec.fn}`
+      if (!s.knownFns.has(key)) { s.knownFns.add(key); fns = [job.fns.get(t.spec.fn)!] }
+    }
+    const deps: ObjectInfo[] = t.spec.deps.map((d) => this.objectInfo(this.objects.get(d)!))
+    s.send({ t: 'run', spec: t.spec, job: t.job, attempt: t.attempts, fns, deps })
+  }
+
+  private unassign(t: TaskRec): void {
+    const s = t.peer ? this.sessions.get(t.peer) : undefined
+    if (s && s.tasks.delete(t.id)) {
+      if (!t.blocked) s.release(t.res)
+      s.dropJob(t.job)
+    }
+    t.peer = undefined
+    t.blocked = false
+  }
+
+  private done(s: PeerSession, taskId: string, results?: ResultOut[], error?: SerializedError, lost?: boolean): void {
+    const t = this.tasks.get(taskId)
+    if (!t) throw new ProtocolError(`result for unknown task ${taskId}`)
+    if (!s.tasks.has(taskId) && t.peer !== s.id && t.state !== 'ready' && t.state !== 'running' && !TERMINAL.has(t.state)) {
+      throw new ProtocolError(`peer ${s.id} was never given task ${taskId}`)
+    }
+    if (TERMINAL.has(t.state)) { this.counters.duplicateResults++; return }
+    if (lost) {
+      if (t.peer !== s.id) return
+      this.unassign(t)
+      if (t.spec.actor) this.actorCallLost(t, s.id); else this.retryOrFail(t, s.id)
+      return
+    }
+    if (t.peer === s.id) this.unassign(t)
+    else if (s.tasks.delete(taskId)) { s.release(t.res); s.dropJob(t.job) }
+    if (error) {
+      const maxRetries = t.spec.opts.maxRetries ?? (t.spec.actor ? 0 : 3)
+      if (t.spec.opts.retryExceptions && t.attempts <= maxRetries && !t.spec.actor) {
+        this.counters.tasksRetried++
+        this.unassign(t)
+        this.enqueue(t)
+        return
+      }
+      const remote: SerializedError = {
+        type: 'TaskError', message: `${error.type}: ${error.message}`, remoteStack: error.stack ?? error.remoteStack ?? '',
+        taskId: t.id, taskName: t.spec.name, peerId: s.id,
+      }
+      this.fail(t, remote)
+      return
+    }
+    const n = t.spec.opts.numReturns ?? 1
+    if (!results || results.length !== n) {
+      this.fail(t, { type: 'TaskError', message: `returned ${results?.length ?? 0} values; numReturns is ${n}`, taskId: t.id, taskName: t.spec.name, peerId: s.id })
+      return
+    }
+    if (t.state === 'running' && t.peer && t.peer !== s.id) {
+      // Another attempt still runs elsewhere; this result wins, so stop that one.
+      const other = this.sessions.get(t.peer)
+      this.unassign(t)
+      other?.send({ t: 'cancelTask', task: t.id, reason: 'a result was already recorded' })
+    }
+    this.setState(t, 'finished')
+    s.tasksDone++
+    this.counters.tasksFinished++
+    this.opts.store.setTaskState(t.id, 'finished', t.attempts)
+    for (let i = 0; i < n; i++) {
+      const o = this.objects.get(returnId(t.id, i))!
+      const r = results[i]
+      o.size = r.size
+      o.error = undefined
+      if (r.inline) o.inline = r.inline
+      else this.addLocation(o, s)
+      this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline })
+      this.objectReady(o, 'ready')
+    }
+    if (t.spec.createsActor) {
+      const a = this.actors.get(t.id)!
+      a.state = 'alive'
+      a.peer = s.id
+      s.actors.add(a.id)
+      s.addJob(a.job)
+      this.opts.store.putActor(this.actorRow(a))
+      this.pumpActor(a)
+    }
+    if (t.spec.actor) { const a = this.actors.get(t.spec.actor)!; a.inflight.delete(t.id); this.pumpActor(a) }
+    if (t.main) this.finishJob(this.jobs.get(t.job)!, 'finished')
+  }
+
+  private fail(t: TaskRec, err: SerializedError, state: TaskState = 'failed'): void {
+    if (TERMINAL.has(t.state)) return
+    this.unassign(t)
+    this.setState(t, state)
+    t.error = err
+    this.opts.store.setTaskState(t.id, state, t.attempts, err)
+    const n = t.spec.opts.numReturns ?? 1
+    for (let i = 0; i < n; i++) {
+      const o = this.objects.get(returnId(t.id, i))!
+      o.error = err
+      this.opts.store.putObject({ id: o.id, job: o.job, size: 0, error: err })
+      this.objectReady(o, 'error')
+    }
+    if (t.spec.createsActor) this.actorDead(this.actors.get(t.id)!, err)
+    if (t.spec.actor) { const a = this.actors.get(t.spec.actor); if (a) { a.inflight.delete(t.id); this.pumpActor(a) } }
+    if (t.main) this.finishJob(this.jobs.get(t.job)!, state === 'cancelled' ? 'cancelled' : 'failed', err)
+  }
+
+  private retryOrFail(t: TaskRec, deadPeer: string): void {
+    const maxRetries = t.spec.opts.maxRetries ?? (t.spec.actor ? 0 : 3)
+    if (t.attempts <= maxRetries) {
+      this.counters.tasksRetried++
+      this.enqueue(t)
+      return
+    }
+    this.fail(t, serializeError(new PeerDiedError(
+      `peer ${deadPeer} died while running task ${t.spec.name} (${t.id}), and it has run ${t.attempts} time(s) (maxRetries ${maxRetries}). ` +
+      'Raise maxRetries, or look at why peers are leaving.', { taskId: t.id, taskName: t.spec.name, peerId: deadPeer })))
+  }
+
+  // ------------------------------------------------------------------ objects
+
+  private addLocation(o: ObjRec, s: PeerSession): void {
+    o.locations.add(s.id)
+    s.holds.add(o.id)
+  }
+
+  private objectInfo(o: ObjRec): ObjectInfo {
+    const info: ObjectInfo = { id: o.id, size: o.size }
+    if (o.inline) info.inline = o.inline
+    if (o.error) info.error = o.error
+    return info
+  }
+
+  private objectReady(o: ObjRec, state: 'ready' | 'error'): void {
+    o.state = state
+    if (o.waiters) {
+      const waiters = o.waiters
+      o.waiters = undefined
+      for (const tid of waiters) {
+        const t = this.tasks.get(tid)
+        if (!t || t.state !== 'waiting') continue
+        if (state === 'error') this.fail(t, o.error!)
+        else if (--t.pendingDeps === 0) this.makeReady(t)
+      }
+    }
+    if (o.subscribers) {
+      const info = this.objectInfo(o)
+      for (const pid of o.subscribers) {
+        const s = this.sessions.get(pid)
+        if (s) { s.send({ t: 'obj', info }); s.subscriptions.delete(o.id) }
+      }
+      o.subscribers = undefined
+    }
+    if (o.pulls) {
+      const pulls = o.pulls
+      o.pulls = undefined
+      for (const p of pulls) { const s = this.sessions.get(p.peer); if (s) this.pull(s, p.req, o.id) }
+    }
+  }
+
+  /** The last copy of an object is gone: rebuild it from lineage, or tell its readers it is lost. */
+  private objectLost(o: ObjRec): void {
+    const tid = taskOfObject(o.id)
+    const t = tid ? this.tasks.get(tid) : undefined
+    o.state = 'pending'
+    if (t && t.state === 'finished' && !t.spec.actor && !t.spec.createsActor) {
+      const maxRetries = t.spec.opts.maxRetries ?? 3
+      if (t.attempts <= maxRetries) {
+        this.opts.log(`object ${o.id} lost with its last holder; re-running task ${t.spec.name} (${t.id}) from lineage`)
+        for (let i = 0; i < (t.spec.opts.numReturns ?? 1); i++) {
+          const r = this.objects.get(returnId(t.id, i))!
+          if (!r.inline && r.locations.size === 0) r.state = 'pending'
+        }
+        this.counters.tasksRetried++
+        this.enqueue(t)
+        return
+      }
+    }
+    o.error = serializeError(new ObjectLostError(
+      `object ${o.id} was lost: every peer holding it left${t ? `, and task ${t.spec.name} (${t.id}) cannot be re-run` : ' and a put object has no lineage'}. ` +
+      'Keep the driver connected, or put it again.', { objectId: o.id }))
+    this.objectReady(o, 'error')
+  }
+
+  private subscribe(s: PeerSession, id: string): void {
+    const o = this.objects.get(id)
+    if (!o) {
+      s.send({ t: 'obj', info: { id, size: 0, error: serializeError(new ObjectLostError(`object ${id} is unknown to the coordinator`, { objectId: id })) } })
+      return
+    }
+    if (!s.canRead(o.job)) {
+      s.send({ t: 'obj', info: { id, size: 0, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id} of job ${o.job}`, { objectId: id })) } })
+      return
+    }
+    if (o.state !== 'pending') { s.send({ t: 'obj', info: this.objectInfo(o) }); return }
+    ;(o.subscribers ??= new Set()).add(s.id)
+    s.subscriptions.add(id)
+  }
+
+  private put(s: PeerSession, id: string, size: number, inline: Uint8Array | undefined, parent?: string): void {
+    const job = this.jobFor(s, parent)
+    const existing = this.objects.get(id)
+    if (existing) {
+      if (existing.job === job.id) return // a replay
+      throw new ProtocolError(`object id ${id} is taken`)
+    }
+    if (!id.startsWith('o.')) throw new ProtocolError(`put ids start with 'o.' (got ${id})`)
+    const o: ObjRec = { id, job: job.id, size, state: 'pending', locations: new Set() }
+    this.objects.set(id, o)
+    if (inline) o.inline = inline
+    else this.addLocation(o, s)
+    this.opts.store.putObject({ id, job: job.id, size, inline })
+    this.objectReady(o, 'ready')
+  }
+
+  // ------------------------------------------------------------------ relay
+
+  private pull(s: PeerSession, req: number, id: string): void {
+    const o = this.objects.get(id)
+    if (!o || !s.canRead(o.job)) {
+      s.send({ t: 'pullFail', req, id, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id}`, { objectId: id })) })
+      return
+    }
+    if (o.state === 'error') { s.send({ t: 'pullFail', req, id, error: o.error! }); return }
+    if (o.state === 'pending') { (o.pulls ??= []).push({ peer: s.id, req }); return }
+    if (o.inline) { s.send({ t: 'chunk', req, seq: 0, data: o.inline, last: true, size: o.size }); return }
+    this.startRelay({ requester: s.id, req, holder: '', id, tried: new Set() })
+  }
+
+  private startRelay(r: Relay): void {
+    const o = this.objects.get(r.id)
+    const requester = this.sessions.get(r.requester)
+    if (!o || !requester) return
+    let holder: PeerSession | undefined
+    for (const pid of o.locations) {
+      const h = this.sessions.get(pid)
+      if (h && pid !== r.requester && !r.tried.has(pid) && (!holder || h.load() < holder.load())) holder = h
+    }
+    if (!holder) {
+      if (o.locations.has(r.requester)) return // it already has it
+      if (r.tried.size > 0) { (o.pulls ??= []).push({ peer: r.requester, req: r.req }); this.objectLost(o); return }
+      requester.send({ t: 'pullFail', req: r.req, id: r.id, error: serializeError(new ObjectLostError(`no peer holds object ${r.id}`, { objectId: r.id })) })
+      return
+    }
+    r.holder = holder.id
+    r.tried.add(holder.id)
+    const rid = this.nextRelay++
+    this.relays.set(rid, r)
+    holder.send({ t: 'serve', req: rid, id: r.id })
+  }
+
+  private retryPull(r: Relay): void {
+    const o = this.objects.get(r.id)
+    if (!o) return
+    const live = [...o.locations].some((p) => this.sessions.has(p) && !r.tried.has(p))
+    if (live) this.startRelay(r)
+    else { (o.pulls ??= []).push({ peer: r.requester, req: r.req }); if (o.state === 'ready') this.objectLost(o) }
+  }
+
+  private chunk(s: PeerSession, rid: number, seq: number, data: Uint8Array, last: boolean, size?: number): void {
+    const r = this.relays.get(rid)
+    if (!r || r.holder !== s.id) return // an aborted relay
+    const requester = this.sessions.get(r.requester)
+    if (!requester) { this.relays.delete(rid); return }
+    requester.send({ t: 'chunk', req: r.req, seq, data, last, size })
+    this.counters.relayedBytes += data.byteLength
+    if (last) {
+      this.relays.delete(rid)
+      const o = this.objects.get(r.id)
+      if (o && requester.role === 'worker') this.addLocation(o, requester)
+    }
+  }
+
+  private serveFail(s: PeerSession, rid: number): void {
+    const r = this.relays.get(rid)
+    if (!r || r.holder !== s.id) return
+    this.relays.delete(rid)
+    const o = this.objects.get(r.id)
+    if (o) { o.locations.delete(s.id); s.holds.delete(o.id) }
+    this.retryPull(r)
+  }
+
+  // ------------------------------------------------------------------ actors
+
+  private actorRow(a: ActorRec): ActorRow {
+    return { id: a.id, job: a.job, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts }
+  }
+
+  /** Dispatches an actor's ready calls in submission order; stops at the first that still waits. */
+  private pumpActor(a: ActorRec): void {
+    if (a.state !== 'alive') return
+    const s = a.peer ? this.sessions.get(a.peer) : undefined
+    if (!s) return
+    while (a.queue.length > 0) {
+      const t = this.tasks.get(a.queue[0])
+      if (!t || TERMINAL.has(t.state)) { a.queue.shift(); continue }
+      if (t.state !== 'ready') break
+      a.queue.shift()
+      a.inflight.add(t.id)
+      this.assign(t, s, true)
+    }
+  }
+
+  private actorCallLost(t: TaskRec, deadPeer: string): void {
+    const a = this.actors.get(t.spec.actor!)!
+    a.inflight.delete(t.id)
+    const maxRetries = t.spec.opts.maxRetries ?? 0
+    if (t.attempts <= maxRetries && a.restarts < a.maxRestarts) {
+      this.setState(t, 'ready')
+      a.queue.unshift(t.id)
+    } else {
+      this.fail(t, serializeError(new PeerDiedError(
+        `actor ${a.name} (${a.id}) died with peer ${deadPeer} while running ${t.spec.name}. ` +
+        'Give the call maxRetries and the actor maxRestarts to have it re-run.', { taskId: t.id, taskName: t.spec.name, peerId: deadPeer })))
+    }
+  }
+
+  private actorLost(aid: string, deadPeer: string): void {
+    const a = this.actors.get(aid)
+    if (!a || a.state === 'dead') return
+    a.peer = undefined
+    const creation = this.tasks.get(a.id)!
+    if (a.restarts < a.maxRestarts) {
+      a.restarts++
+      a.state = 'restarting'
+      this.opts.log(`actor ${a.name} (${a.id}) lost with peer ${deadPeer}; restart ${a.restarts} of ${a.maxRestarts}`)
+      this.opts.store.putActor(this.actorRow(a))
+      const returned = this.objects.get(returnId(creation.id))!
+      returned.state = 'pending'
+      this.setState(creation, 'waiting')
+      creation.attempts = 0
+      this.enqueue(creation)
+      return
+    }
+    this.actorDead(a, serializeError(new PeerDiedError(
+      `actor ${a.name} (${a.id}) died with peer ${deadPeer} and has no restarts left (maxRestarts ${a.maxRestarts})`, { peerId: deadPeer })))
+  }
+
+  private actorDead(a: ActorRec, err: SerializedError): void {
+    if (a.state === 'dead') return
+    a.state = 'dead'
+    if (a.peer) this.sessions.get(a.peer)?.actors.delete(a.id)
+    this.opts.store.putActor(this.actorRow(a))
+    const calls = [...a.inflight, ...a.queue]
+    a.inflight.clear()
+    a.queue = []
+    for (const tid of calls) { const t = this.tasks.get(tid); if (t) this.fail(t, err) }
+  }
+
+  // ------------------------------------------------------------------ cancel, blocking, logs
+
+  private cancelFrom(s: PeerSession, tid: string): void {
+    const t = this.tasks.get(tid)
+    if (!t) return
+    if (!s.canRead(t.job)) throw new AuthError(`peer ${s.id} may not cancel task ${tid}`)
+    this.cancelTask(t, 'cancelled by its job')
+  }
+
+  cancelTask(t: TaskRec, reason: string): void {
+    if (TERMINAL.has(t.state)) return
+    if (t.state === 'running' && t.peer) this.sessions.get(t.peer)?.send({ t: 'cancelTask', task: t.id, reason })
+    if (t.spec.createsActor) {
+      const a = this.actors.get(t.id)
+      if (a?.peer) this.sessions.get(a.peer)?.send({ t: 'cancelTask', task: a.id, reason })
+    }
+    this.fail(t, serializeError(new CancelledError(`task ${t.spec.name} (${t.id}) was cancelled: ${reason}`, { taskId: t.id, taskName: t.spec.name })), 'cancelled')
+  }
+
+  private blocked(s: PeerSession, tid: string, blocked: boolean): void {
+    const t = this.tasks.get(tid)
+    if (!t || t.peer !== s.id || t.blocked === blocked) return
+    t.blocked = blocked
+    if (blocked) s.release(t.res); else s.take(t.res)
+  }
+
+  private taskLog(s: PeerSession, tid: string, lines: string[]): void {
+    const t = this.tasks.get(tid)
+    if (!t || (t.peer !== s.id && !s.tasks.has(tid))) return
+    const job = this.jobs.get(t.job)!
+    for (const line of lines) {
+      const full = `[${t.spec.name} ${t.id} @ ${s.id}] ${line}`
+      job.logs.push(full)
+      for (const l of job.listeners) l({ type: 'log', line: full })
+    }
+    if (job.logs.length > MAX_JOB_LOG_LINES) {
+      const drop = job.logs.length - MAX_JOB_LOG_LINES
+      job.logs.splice(0, drop)
+      job.logsDropped += drop
+    }
+    const driver = job.driverPeer ? this.sessions.get(job.driverPeer) : undefined
+    driver?.send({ t: 'tlog', task: tid, name: t.spec.name, peer: s.id, lines })
+  }
+
+  // ------------------------------------------------------------------ jobs
+
+  private createJob(name: string, bundle?: string): JobRec {
+    const job: JobRec = {
+      id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle,
+      fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set(),
+    }
+    this.jobs.set(job.id, job)
+    this.opts.store.putJob(this.jobRow(job))
+    return job
+  }
+
+  /** A job from an uploaded bundle: its default export runs as the job's main task. */
+  createBundleJob(bundleHash: string, name: string, args: Uint8Array, opts: { resources?: Record<string, number>; capabilities?: string[] } = {}): JobRec {
+    const job = this.createJob(name, bundleHash)
+    const def: FnDef = { id: `${bundleHash}#default`, kind: 'bundle', name: 'main', bundle: bundleHash, export: 'default' }
+    job.fns.set(def.id, def)
+    this.opts.store.putFn(job.id, def)
+    const spec: TaskSpec = { id: `t.${job.id}.main`, name: `${name}:main`, fn: def.id, args, deps: [], opts: { ...opts, maxRetries: 3 } }
+    job.rootTask = spec.id
+    this.opts.store.putJob(this.jobRow(job))
+    this.addTask(job, spec, true)
+    this.requestTick()
+    return job
+  }
+
+  private jobRow(j: JobRec): JobRow {
+    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error }
+  }
+
+  private finishJob(job: JobRec, state: 'finished' | 'failed' | 'cancelled', err?: SerializedError): void {
+    if (job.state !== 'running') return
+    job.state = state
+    job.finishedAt = Date.now()
+    job.error = err
+    this.opts.store.putJob(this.jobRow(job))
+    const info = this.jobInfo(job.id)!
+    for (const l of job.listeners) l({ type: 'state', job: info })
+  }
+
+  private finishDriverJob(jobId: string): void {
+    const job = this.jobs.get(jobId)
+    if (!job || job.state !== 'running') return
+    this.cancelJobWork(job, 'its driver disconnected')
+    this.finishJob(job, 'finished')
+  }
+
+  private cancelJobWork(job: JobRec, reason: string): void {
+    for (const tid of job.tasks) { const t = this.tasks.get(tid)!; this.cancelTask(t, reason) }
+    for (const a of this.actors.values()) {
+      if (a.job !== job.id || a.state === 'dead') continue
+      if (a.peer) this.sessions.get(a.peer)?.send({ t: 'cancelTask', task: a.id, reason })
+      this.actorDead(a, serializeError(new CancelledError(`actor ${a.name} (${a.id}) ended: ${reason}`)))
+    }
+  }
+
+  cancelJob(jobId: string): JobInfo | undefined {
+    const job = this.jobs.get(jobId)
+    if (!job) return undefined
+    if (job.state === 'running') {
+      this.cancelJobWork(job, 'job cancelled')
+      this.finishJob(job, 'cancelled', serializeError(new CancelledError(`job ${job.id} was cancelled`)))
+    }
+    this.requestTick()
+    return this.jobInfo(jobId)
+  }
+
+  jobInfo(jobId: string): JobInfo | undefined {
+    const job = this.jobs.get(jobId)
+    if (!job) return undefined
+    const info: JobInfo = { id: job.id, name: job.name, state: job.state, createdAt: job.createdAt, finishedAt: job.finishedAt, tasks: { ...job.counts } }
+    if (job.rootTask) {
+      const o = this.objects.get(returnId(job.rootTask))
+      if (o?.inline && o.state === 'ready') { try { info.result = decodeValue(o.inline) } catch { info.result = '<undecodable>' } }
+      else if (o?.state === 'ready') info.result = { objectRef: o.id, size: o.size }
+    }
+    if (job.error) info.error = job.error
+    return info
+  }
+
+  jobTasks(jobId: string): TaskInfo[] | undefined {
+    const job = this.jobs.get(jobId)
+    if (!job) return undefined
+    return job.tasks.map((id) => {
+      const t = this.tasks.get(id)!
+      const info: TaskInfo = { id, name: t.spec.name, state: t.state, attempts: t.attempts }
+      if (t.peer) info.peer = t.peer
+      if (t.spec.parent) info.parent = t.spec.parent
+      if (t.spec.actor) info.actor = t.spec.actor
+      if (t.error) info.error = t.error
+      return info
+    })
+  }
+
+  jobLogs(jobId: string): { lines: string[]; dropped: number } | undefined {
+    const job = this.jobs.get(jobId)
+    return job && { lines: job.logs, dropped: job.logsDropped }
+  }
+
+  listenJob(jobId: string, l: (ev: JobEvent) => void): () => void {
+    const job = this.jobs.get(jobId)
+    if (!job) return () => {}
+    job.listeners.add(l)
+    return () => job.listeners.delete(l)
+  }
+
+  // ------------------------------------------------------------------ the turn
+
+  requestTick(): void {
+    if (this.tickQueued || this.closed) return
+    this.tickQueued = true
+    setImmediate(() => this.tick())
+  }
+
+  /** Once per event-loop turn: place ready tasks, commit, acknowledge, flush. */
+  tick(): void {
+    this.tickQueued = false
+    if (this.closed) return
+    if (!this.reconcileUntil) this.schedule()
+    this.opts.store.commit()
+    for (const s of this.sessions.values()) {
+      if (s.durableSeen > s.durableAcked) { s.durableAcked = s.durableSeen; s.send({ t: 'ack', n: s.durableSeen }) }
+      s.flush()
+    }
+  }
+
+  private schedule(): void {
+    const workers = this.sessions.values.bind(this.sessions)
+    const depth = this.opts.pipelineDepth
+    const skipped: string[] = []
+    while (this.readyHead < this.ready.length) {
+      if (allFull(workers(), depth)) break
+      const t = this.tasks.get(this.ready[this.readyHead++])
+      if (!t || t.state !== 'ready') continue
+      const held = this.heldBytes(t)
+      const peer = pickPeer({ resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held }, workers(), depth)
+      if (!peer) { skipped.push(t.id); continue }
+      this.assign(t, peer, true)
+    }
+    if (skipped.length > 0) {
+      this.ready = skipped.concat(this.ready.slice(this.readyHead))
+      this.readyHead = 0
+    } else if (this.readyHead > 4096 && this.readyHead * 2 > this.ready.length) {
+      this.ready = this.ready.slice(this.readyHead)
+      this.readyHead = 0
+    }
+  }
+
+  private heldBytes(t: TaskRec): Map<string, number> | undefined {
+    let held: Map<string, number> | undefined
+    for (const dep of t.spec.deps) {
+      const o = this.objects.get(dep)
+      if (!o || o.inline) continue
+      for (const pid of o.locations) (held ??= new Map()).set(pid, (held.get(pid) ?? 0) + o.size)
+    }
+    return held
+  }
+
+  queuedTasks(): number { return this.ready.length - this.readyHead }
+
+  // ------------------------------------------------------------------ restart
+
+  private loadFromStore(): void {
+    const snap = this.opts.store.load()
+    for (const row of snap.jobs) {
+      this.jobs.set(row.id, { ...row, fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set() })
+    }
+    for (const { job, def } of snap.fns) this.jobs.get(job)?.fns.set(def.id, def)
+    for (const row of snap.objects) {
+      this.objects.set(row.id, {
+        id: row.id, job: row.job, size: row.size, state: row.error ? 'error' : 'ready', inline: row.inline, error: row.error, locations: new Set(),
+      })
+    }
+    for (const row of snap.actors) {
+      const spec = snap.tasks.find((t) => t.id === row.id)?.spec
+      this.actors.set(row.id, { ...row, maxRestarts: spec?.opts.maxRestarts ?? 0, queue: [], inflight: new Set() })
+      if (row.state === 'alive' || row.state === 'restarting') this.unclaimedActors.add(row.id)
+    }
+    const unfinished: TaskRec[] = []
+    for (const row of snap.tasks) {
+      const job = this.jobs.get(row.job)
+      if (!job) continue
+      const res = row.spec.actor ? NO_RESOURCES : { cpu: row.spec.createsActor ? 0 : 1, ...row.spec.opts.resources }
+      const t: TaskRec = { id: row.id, job: row.job, spec: row.spec, state: row.state, attempts: row.attempts, pendingDeps: 0, blocked: false, main: !!row.main, res, error: row.error }
+      this.tasks.set(t.id, t)
+      job.tasks.push(t.id)
+      job.counts[t.state]++
+      const n = row.spec.opts.numReturns ?? 1
+      for (let i = 0; i < n; i++) {
+        const oid = returnId(t.id, i)
+        if (!this.objects.has(oid)) this.objects.set(oid, { id: oid, job: t.job, size: 0, state: 'pending', locations: new Set() })
+      }
+      if (TERMINAL.has(t.state)) continue
+      if (t.spec.actor) this.actors.get(t.spec.actor)?.queue.push(t.id)
+      unfinished.push(t)
+    }
+    for (const t of unfinished) { this.setState(t, 'waiting'); this.enqueue(t) }
+    for (const p of snap.peers) if (p.role === 'worker') this.expectedPeers.add(p.id)
+    if (unfinished.length > 0 || this.unclaimedActors.size > 0 || this.expectedPeers.size > 0) {
+      this.reconcileUntil = Date.now() + this.opts.reconcileMs
+      this.opts.log(`restored ${snap.jobs.length} job(s), ${snap.tasks.length} task(s); waiting up to ${this.opts.reconcileMs} ms for ${this.expectedPeers.size} peer(s) to reconnect`)
+      this.reconcileTimer = setTimeout(() => this.endReconcile(), this.opts.reconcileMs)
+    }
+  }
+
+  /** Peers had their chance to reclaim work after a restart; whatever is unclaimed is treated as lost. */
+  private endReconcile(): void {
+    if (!this.reconcileUntil) return
+    this.reconcileUntil = 0
+    clearTimeout(this.reconcileTimer)
+    for (const aid of this.unclaimedActors) {
+      const a = this.actors.get(aid)
+      if (a && !(a.peer && this.sessions.get(a.peer)?.actors.has(aid))) this.actorLost(aid, a.peer ?? 'unknown (coordinator restarted)')
+    }
+    this.unclaimedActors.clear()
+    for (const o of this.objects.values()) {
+      if (o.state === 'ready' && !o.inline && o.locations.size === 0) this.objectLost(o)
+    }
+    for (const pid of this.expectedPeers) this.opts.store.removePeer(pid)
+    this.expectedPeers.clear()
+    this.requestTick()
+  }
+
+  close(): void {
+    this.closed = true
+    clearInterval(this.heartbeatTimer)
+    clearTimeout(this.reconcileTimer)
+    this.opts.store.commit()
+  }
+}

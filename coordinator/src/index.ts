@@ -1,0 +1,6 @@
+export { startCoordinator, type Coordinator, type CoordinatorOptions } from './server.js'
+export { Control, type Counters } from './control.js'
+export { MemoryStore } from './store/memory.js'
+export { SqliteStore } from './store/sqlite.js'
+export type { ControlStore, StoreSnapshot } from './store/types.js'
+export { resolveTokens, type Tokens } from './tokens.js'

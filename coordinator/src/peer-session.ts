@@ -1,0 +1,70 @@
+import { encodeFrame, type CoordinatorToPeer, type PeerInfo, type PeerKind, type PeerRole } from '@colony/shared'
+
+/** What the coordinator needs of a socket; @hono/node-ws's context satisfies it. */
+export interface PeerSocket {
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+}
+
+/**
+ * One connected peer: what it offers, what it runs, and its outbox. Messages are
+ * queued and sent as one frame when the coordinator flushes at the end of a turn.
+ */
+export class PeerSession {
+  kind: PeerKind = 'node'
+  role: PeerRole = 'worker'
+  capabilities = new Set<string>()
+  resources: Record<string, number> = {}
+  used: Record<string, number> = {}
+  /** Tasks assigned here and not finished, including actor calls. */
+  readonly tasks = new Set<string>()
+  readonly actors = new Set<string>()
+  /** Objects whose bytes this peer holds (not inline ones). */
+  readonly holds = new Set<string>()
+  /** Jobs with work on this peer, counted: the jobs whose objects this peer may read. */
+  readonly jobs = new Map<string, number>()
+  readonly knownFns = new Set<string>()
+  readonly subscriptions = new Set<string>()
+  /** A driver's job. */
+  jobId?: string
+  tasksDone = 0
+  connectedAt = Date.now()
+  lastSeen = Date.now()
+  /** Durable messages committed from this connection, acknowledged back after each commit. */
+  durableSeen = 0
+  durableAcked = 0
+  private outbox: CoordinatorToPeer[] = []
+  closed = false
+
+  constructor(readonly id: string, readonly socket: PeerSocket) {}
+
+  send(msg: CoordinatorToPeer): void { if (!this.closed) this.outbox.push(msg) }
+
+  /** Sends everything queued as one frame; returns the bytes sent. */
+  flush(): number {
+    if (this.outbox.length === 0 || this.closed) return 0
+    const frame = encodeFrame(this.outbox)
+    this.outbox = []
+    try { this.socket.send(frame) } catch { /* the close handler cleans up */ }
+    return frame.byteLength
+  }
+
+  addJob(job: string): void { this.jobs.set(job, (this.jobs.get(job) ?? 0) + 1) }
+  dropJob(job: string): void {
+    const n = (this.jobs.get(job) ?? 0) - 1
+    if (n <= 0) this.jobs.delete(job); else this.jobs.set(job, n)
+  }
+  canRead(job: string): boolean { return this.role === 'driver' ? this.jobId === job : this.jobs.has(job) }
+
+  take(res: Record<string, number>): void { for (const k in res) this.used[k] = (this.used[k] ?? 0) + res[k] }
+  release(res: Record<string, number>): void { for (const k in res) this.used[k] = (this.used[k] ?? 0) - res[k] }
+
+  load(): number { const cpu = this.resources.cpu ?? 0; return cpu > 0 ? (this.used.cpu ?? 0) / cpu : 0 }
+
+  info(): PeerInfo {
+    return {
+      id: this.id, kind: this.kind, role: this.role, capabilities: [...this.capabilities], resources: this.resources,
+      load: Math.round(this.load() * 100) / 100, running: this.tasks.size, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
+    }
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * The coordinator process: a Hono app on @hono/node-server. Peers hold one binary
+ * WebSocket at /ws (@hono/node-ws); people and the CLI use the JSON API under /api.
+ */
+import { Hono, type Context } from 'hono'
+import { streamSSE } from 'hono/streaming'
+import { serve, type ServerType } from '@hono/node-server'
+import { createNodeWebSocket } from '@hono/node-ws'
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import {
+  AuthError, ColonyError, DEFAULT_LIMITS, LimitError, ProtocolError, decodeFrame, encodeFrame, encodeValue, newPeerId,
+  parsePeerMessage, type ErrorMsg, type HelloMsg, type Limits,
+} from '@colony/shared'
+import { Control } from './control.js'
+import type { PeerSession, PeerSocket } from './peer-session.js'
+import { MemoryStore } from './store/memory.js'
+import { SqliteStore } from './store/sqlite.js'
+import type { ControlStore } from './store/types.js'
+import { resolveTokens, roleOf, type Tokens } from './tokens.js'
+import { jsonSafe } from './json-safe.js'
+
+export interface CoordinatorOptions {
+  /** Default 8787; 0 picks a free port. */
+  port?: number
+  host?: string
+  /** 'sqlite' (default) keeps state in `<dataDir>/colony.db`; 'memory' keeps nothing across restarts. */
+  store?: 'sqlite' | 'memory' | ControlStore
+  /** Default `./.colony`. */
+  dataDir?: string
+  tokens?: Partial<Tokens>
+  limits?: Partial<Limits>
+  maxBundleBytes?: number
+  pipelineDepth?: number
+  reconcileMs?: number
+  heartbeatTimeoutMs?: number
+  /** Bad messages tolerated on one connection before it is closed. */
+  maxBadMessages?: number
+  log?: (line: string) => void
+}
+
+export interface Coordinator {
+  url: string
+  port: number
+  tokens: Tokens
+  control: Control
+  store: ControlStore
+  close(): Promise<void>
+}
+
+function bearer(c: Context): string | undefined {
+  const h = c.req.header('authorization')
+  if (h?.startsWith('Bearer ')) return h.slice(7).trim()
+  return c.req.query('token') ?? undefined
+}
+
+function errorBody(err: ColonyError | Error, code?: string) {
+  return { error: { code: code ?? (err as ColonyError).code ?? 'ERROR', message: err.message, ...(err instanceof LimitError ? { limit: err.limit } : {}) } }
+}
+
+export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<Coordinator> {
+  const log = opts.log ?? ((line: string) => console.log(`[coordinator] ${line}`))
+  const dataDir = opts.dataDir ?? join(process.cwd(), '.colony')
+  const store: ControlStore = typeof opts.store === 'object' ? opts.store
+    : opts.store === 'memory' ? new MemoryStore() : new SqliteStore(join(dataDir, 'colony.db'))
+  const tokens = resolveTokens(store.kind === 'sqlite' ? dataDir : undefined, opts.tokens)
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits }
+  const maxBundleBytes = opts.maxBundleBytes ?? 8 * 1024 * 1024
+  const maxBad = opts.maxBadMessages ?? 20
+  const control = new Control({
+    store, limits, log,
+    pipelineDepth: opts.pipelineDepth ?? 4,
+    reconcileMs: opts.reconcileMs ?? 5000,
+    heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
+  })
+
+  const app = new Hono()
+  const { injectWebSocket, upgradeWebSocket, wss } = createNodeWebSocket({ app })
+  // Frames over the limit get a clear error from us; far larger ones are cut by ws itself.
+  ;(wss.options as { maxPayload?: number }).maxPayload = limits.maxFrameBytes * 2 + 1024
+
+  app.onError((err, c) => {
+    if (err instanceof ColonyError) {
+      const status = err instanceof AuthError ? 401 : err instanceof LimitError ? 413 : err instanceof HttpNotFound ? 404 : 400
+      return c.json(errorBody(err), status)
+    }
+    log(`HTTP ${c.req.method} ${c.req.path} failed: ${err.stack ?? err}`)
+    return c.json(errorBody(err, 'INTERNAL'), 500)
+  })
+  app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}` } }, 404))
+
+  const needRole = (c: Context, allowed: ('driver' | 'worker')[]): void => {
+    const role = roleOf(tokens, bearer(c))
+    if (!role) throw new AuthError('missing or wrong token: send "Authorization: Bearer <token>" (colony start prints the tokens)')
+    if (!allowed.includes(role)) throw new AuthError(`this needs the ${allowed.includes('driver') ? 'submit' : 'join'} token`)
+  }
+
+  app.get('/healthz', (c) => c.json({ ok: true, peers: control.sessions.size, store: store.kind, queued: control.queuedTasks() }))
+
+  app.get('/api/peers', (c) => {
+    needRole(c, ['driver', 'worker'])
+    return c.json([...control.sessions.values()].map((s) => s.info()))
+  })
+
+  app.post('/api/jobs', async (c) => {
+    needRole(c, ['driver'])
+    const length = Number(c.req.header('content-length') ?? 0)
+    if (length > maxBundleBytes * 1.5 + 65536) throw new LimitError('maxBundleBytes', `the request is ${length} bytes; bundles are limited to ${maxBundleBytes} bytes`)
+    let body: unknown
+    try { body = await c.req.json() } catch { throw new ProtocolError('the body must be JSON: { "bundle": "<ES module source>", "name"?: string, "args"?: [] }') }
+    const { bundle, name, args } = (body ?? {}) as { bundle?: unknown; name?: unknown; args?: unknown }
+    if (typeof bundle !== 'string' || bundle.length === 0) throw new ProtocolError('"bundle" must be the job\'s ES module source as a string')
+    const code = Buffer.from(bundle, 'utf8')
+    if (code.byteLength > maxBundleBytes) throw new LimitError('maxBundleBytes', `the bundle is ${code.byteLength} bytes; the limit is ${maxBundleBytes}`)
+    if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
+    const hash = createHash('sha256').update(code).digest('hex').slice(0, 32)
+    store.putBundle(hash, code)
+    const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []))
+    return c.json(jsonSafe(control.jobInfo(job.id)) as object, 201)
+  })
+
+  const jobOr404 = (c: Context) => {
+    needRole(c, ['driver'])
+    const info = control.jobInfo(c.req.param('id') ?? '')
+    if (!info) throw new HttpNotFound(`no job ${c.req.param('id')}`)
+    return info
+  }
+  app.get('/api/jobs', (c) => {
+    needRole(c, ['driver'])
+    return c.json([...control.jobs.keys()].map((id) => jsonSafe(control.jobInfo(id))))
+  })
+  app.get('/api/jobs/:id', (c) => c.json(jsonSafe(jobOr404(c)) as object))
+  app.delete('/api/jobs/:id', (c) => { jobOr404(c); return c.json(jsonSafe(control.cancelJob(c.req.param('id'))) as object) })
+  app.get('/api/jobs/:id/tasks', (c) => { jobOr404(c); return c.json(control.jobTasks(c.req.param('id'))) })
+  app.get('/api/jobs/:id/logs', (c) => { jobOr404(c); return c.json(control.jobLogs(c.req.param('id'))) })
+  app.get('/api/jobs/:id/events', (c) => {
+    const first = jobOr404(c)
+    const id = c.req.param('id')
+    return streamSSE(c, async (stream) => {
+      const queue: { event: string; data: string }[] = []
+      let wake: (() => void) | undefined
+      const push = (event: string, data: unknown) => { queue.push({ event, data: JSON.stringify(data) }); wake?.() }
+      for (const line of control.jobLogs(id)?.lines ?? []) push('log', line)
+      push('state', jsonSafe(first))
+      let ended = first.state !== 'running'
+      const stop = control.listenJob(id, (ev) => {
+        if (ev.type === 'log') push('log', ev.line)
+        else { push('state', jsonSafe(ev.job)); ended = true }
+      })
+      stream.onAbort(() => { ended = true; wake?.() })
+      try {
+        for (;;) {
+          while (queue.length) { const m = queue.shift()!; await stream.writeSSE(m) }
+          if (ended) break
+          await new Promise<void>((r) => { wake = r })
+          wake = undefined
+        }
+      } finally { stop() }
+    })
+  })
+  app.get('/api/bundles/:hash', (c) => {
+    needRole(c, ['worker', 'driver'])
+    const code = store.getBundle(c.req.param('hash'))
+    if (!code) throw new HttpNotFound(`no bundle ${c.req.param('hash')}`)
+    return c.body(new Uint8Array(code), 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=31536000, immutable' })
+  })
+  app.get('/metrics', (c) => {
+    const k = control.counters
+    const lines = [
+      `colony_peers ${control.sessions.size}`,
+      `colony_tasks_queued ${control.queuedTasks()}`,
+      `colony_tasks_finished_total ${k.tasksFinished}`,
+      `colony_tasks_retried_total ${k.tasksRetried}`,
+      `colony_duplicate_results_total ${k.duplicateResults}`,
+      `colony_relayed_bytes_total ${k.relayedBytes}`,
+      `colony_bad_messages_total ${k.badMessages}`,
+    ]
+    return c.text(lines.join('\n') + '\n')
+  })
+
+  app.get('/ws', upgradeWebSocket(() => {
+    let session: PeerSession | undefined
+    let bad = 0
+    let socket: PeerSocket
+    const sendError = (err: ColonyError | Error, fatal: boolean) => {
+      const m: ErrorMsg = { t: 'error', code: (err as ColonyError).code ?? 'INTERNAL', message: err.message, fatal }
+      if (err instanceof LimitError) m.limit = err.limit
+      if (session && !fatal) { session.send(m); control.requestTick(); return }
+      try { socket.send(encodeFrame([m])) } catch { /* closed */ }
+    }
+    const reject = (err: ColonyError, closeCode: number) => {
+      control.counters.badMessages++
+      sendError(err, true)
+      socket.close(closeCode, err.message.slice(0, 120))
+    }
+    return {
+      onOpen(_evt, ws) {
+        socket = { send: (d) => ws.send(d as Uint8Array<ArrayBuffer>), close: (code, reason) => ws.close(code, reason) }
+      },
+      onMessage(evt) {
+        const data = evt.data
+        if (typeof data === 'string') return reject(new ProtocolError('text frames are not part of the protocol: send msgpack binary frames'), 1003)
+        const bytes = new Uint8Array(data as ArrayBuffer)
+        if (bytes.byteLength > limits.maxFrameBytes) {
+          return reject(new LimitError('maxFrameBytes', `a frame of ${bytes.byteLength} bytes is over the ${limits.maxFrameBytes}-byte limit`), 1009)
+        }
+        let raws: unknown[]
+        try { raws = decodeFrame(bytes) } catch (e) {
+          return reject(new ProtocolError(`malformed frame: ${(e as Error).message}`), 1007)
+        }
+        for (const raw of raws) {
+          const parsed = parsePeerMessage(raw)
+          if (!parsed.ok) {
+            control.counters.badMessages++
+            if (!session) return reject(new ProtocolError(`the first message must be a valid hello (${parsed.reason})`), 4400)
+            sendError(new ProtocolError(parsed.reason), false)
+            if (++bad > maxBad) return reject(new ProtocolError(`more than ${maxBad} bad messages; closing`), 4400)
+            continue
+          }
+          const m = parsed.msg
+          if (!session) {
+            if (m.t !== 'hello') return reject(new ProtocolError('the first message must be hello'), 4400)
+            const role = roleOf(tokens, m.token)
+            if (!role) return reject(new AuthError('bad token: workers need the join token, drivers the submit token'), 4401)
+            try { session = control.hello(socket, m as HelloMsg, role, newPeerId) } catch (e) {
+              return reject(e instanceof ColonyError ? e : new ProtocolError(String(e)), 4401)
+            }
+            continue
+          }
+          try { control.handle(session, m) } catch (e) {
+            if (e instanceof ColonyError) { control.counters.badMessages++; sendError(e, false) }
+            else { log(`error handling '${m.t}' from ${session.id}: ${(e as Error).stack ?? e}`); sendError(new Error(`internal error handling '${m.t}'`), false) }
+          }
+        }
+      },
+      onClose() { if (session) control.peerLost(session, 'socket closed') },
+    }
+  }))
+
+  const port = opts.port ?? 8787
+  const server: ServerType = await new Promise((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port, hostname: opts.host ?? '127.0.0.1' }, () => resolve(s))
+    s.once('error', reject)
+  })
+  injectWebSocket(server)
+  const actualPort = (server.address() as AddressInfo).port
+  const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1'
+  return {
+    url: `http://${host}:${actualPort}`, port: actualPort, tokens, control, store,
+    async close() {
+      control.close()
+      for (const ws of wss.clients) ws.terminate()
+      await new Promise<void>((r) => server.close(() => r()))
+      store.close()
+    },
+  }
+}
+
+class HttpNotFound extends ColonyError {
+  override readonly code = 'NOT_FOUND'
+}

@@ -1,0 +1,41 @@
+import type { FnDef, SerializedError, TaskState } from '@colony/shared'
+import type { ActorRow, ControlStore, JobRow, ObjectRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
+
+/** Keeps the tables in maps. For tests, and for grids that need no durability. */
+export class MemoryStore implements ControlStore {
+  readonly kind = 'memory' as const
+  private jobs = new Map<string, JobRow>()
+  private tasks = new Map<string, TaskRow>()
+  private objects = new Map<string, ObjectRow>()
+  private actors = new Map<string, ActorRow>()
+  private peers = new Map<string, PeerRow>()
+  private fns = new Map<string, { job: string; def: FnDef }>()
+  private bundles = new Map<string, Uint8Array>()
+
+  load(): StoreSnapshot {
+    return {
+      jobs: [...this.jobs.values()].map((j) => ({ ...j })),
+      tasks: [...this.tasks.values()].map((t) => ({ ...t })),
+      objects: [...this.objects.values()],
+      actors: [...this.actors.values()].map((a) => ({ ...a })),
+      peers: [...this.peers.values()],
+      fns: [...this.fns.values()],
+      bundles: [...this.bundles.keys()],
+    }
+  }
+  putJob(job: JobRow): void { this.jobs.set(job.id, { ...job }) }
+  putTask(task: TaskRow): void { this.tasks.set(task.id, { ...task }) }
+  setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void {
+    const t = this.tasks.get(id)
+    if (t) { t.state = state; t.attempts = attempts; t.error = error }
+  }
+  putObject(obj: ObjectRow): void { this.objects.set(obj.id, obj) }
+  putActor(actor: ActorRow): void { this.actors.set(actor.id, { ...actor }) }
+  putPeer(peer: PeerRow): void { this.peers.set(peer.id, peer) }
+  removePeer(id: string): void { this.peers.delete(id) }
+  putFn(job: string, def: FnDef): void { this.fns.set(`${job}/${def.id}`, { job, def }) }
+  putBundle(hash: string, code: Uint8Array): void { this.bundles.set(hash, code) }
+  getBundle(hash: string): Uint8Array | undefined { return this.bundles.get(hash) }
+  commit(): void {}
+  close(): void {}
+}

@@ -1,0 +1,109 @@
+import Database from 'better-sqlite3'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { decodeFrame, encodeFrame, type FnDef, type SerializedError, type TaskState } from '@colony/shared'
+import type { ActorRow, ControlStore, JobRow, ObjectRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, job TEXT NOT NULL, spec BLOB NOT NULL, main INTEGER NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL, error BLOB);
+CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, job TEXT NOT NULL, size INTEGER NOT NULL, inline BLOB, error BLOB);
+CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS fns (job TEXT NOT NULL, id TEXT NOT NULL, def BLOB NOT NULL, PRIMARY KEY (job, id));
+CREATE TABLE IF NOT EXISTS bundles (hash TEXT PRIMARY KEY, code BLOB NOT NULL);
+`
+
+// Rows are msgpack blobs: one codec for the wire and the disk, and no per-row JSON.
+const pack = (v: unknown): Buffer => Buffer.from(encodeFrame([v]))
+const unpack = <T>(b: Uint8Array): T => decodeFrame(b)[0] as T
+const packErr = (e?: SerializedError): Buffer | null => (e ? pack(e) : null)
+
+type Write = () => void
+
+/**
+ * better-sqlite3 in WAL mode. Writes are queued and run in one transaction per
+ * commit(), which the coordinator calls once per event-loop turn (group commit).
+ */
+export class SqliteStore implements ControlStore {
+  readonly kind = 'sqlite' as const
+  private db: Database.Database
+  private queue: Write[] = []
+  private stmt
+  private commitQueued: () => void
+
+  constructor(readonly path: string) {
+    mkdirSync(dirname(path), { recursive: true })
+    this.db = new Database(path)
+    this.db.pragma('journal_mode = WAL')
+    // WAL + NORMAL is durable across a process crash (kill -9); only an OS crash can lose the last commit.
+    this.db.pragma('synchronous = NORMAL')
+    this.db.exec(SCHEMA)
+    const db = this.db
+    this.stmt = {
+      job: db.prepare('INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)'),
+      task: db.prepare('INSERT OR IGNORE INTO tasks (id, job, spec, main, state, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      taskState: db.prepare('UPDATE tasks SET state = ?, attempts = ?, error = ? WHERE id = ?'),
+      object: db.prepare('INSERT OR REPLACE INTO objects (id, job, size, inline, error) VALUES (?, ?, ?, ?, ?)'),
+      actor: db.prepare('INSERT OR REPLACE INTO actors (id, body) VALUES (?, ?)'),
+      peer: db.prepare('INSERT OR REPLACE INTO peers (id, body) VALUES (?, ?)'),
+      peerDel: db.prepare('DELETE FROM peers WHERE id = ?'),
+      fn: db.prepare('INSERT OR IGNORE INTO fns (job, id, def) VALUES (?, ?, ?)'),
+      bundle: db.prepare('INSERT OR IGNORE INTO bundles (hash, code) VALUES (?, ?)'),
+      bundleGet: db.prepare('SELECT code FROM bundles WHERE hash = ?'),
+    }
+    this.commitQueued = db.transaction(() => { for (const write of this.queue) write() })
+  }
+
+
+  load(): StoreSnapshot {
+    const rows = <T>(sql: string) => this.db.prepare(sql).all() as T[]
+    return {
+      jobs: rows<{ body: Buffer }>('SELECT body FROM jobs').map((r) => unpack<JobRow>(r.body)),
+      tasks: rows<{ id: string; job: string; spec: Buffer; main: number; state: TaskState; attempts: number; error: Buffer | null }>(
+        'SELECT * FROM tasks').map((r) => ({
+        id: r.id, job: r.job, spec: unpack(r.spec), main: r.main === 1, state: r.state, attempts: r.attempts,
+        error: r.error ? unpack<SerializedError>(r.error) : undefined,
+      })),
+      objects: rows<{ id: string; job: string; size: number; inline: Buffer | null; error: Buffer | null }>('SELECT * FROM objects').map((r) => ({
+        id: r.id, job: r.job, size: r.size, inline: r.inline ?? undefined, error: r.error ? unpack<SerializedError>(r.error) : undefined,
+      })),
+      actors: rows<{ body: Buffer }>('SELECT body FROM actors').map((r) => unpack<ActorRow>(r.body)),
+      peers: rows<{ body: Buffer }>('SELECT body FROM peers').map((r) => unpack<PeerRow>(r.body)),
+      fns: rows<{ job: string; def: Buffer }>('SELECT job, def FROM fns').map((r) => ({ job: r.job, def: unpack<FnDef>(r.def) })),
+      bundles: rows<{ hash: string }>('SELECT hash FROM bundles').map((r) => r.hash),
+    }
+  }
+
+  putJob(job: JobRow): void { const b = pack(job); this.queue.push(() => this.stmt.job.run(job.id, b)) }
+  putTask(t: TaskRow): void {
+    const spec = pack(t.spec), err = packErr(t.error)
+    this.queue.push(() => this.stmt.task.run(t.id, t.job, spec, t.main ? 1 : 0, t.state, t.attempts, err))
+  }
+  setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void {
+    const err = packErr(error)
+    this.queue.push(() => this.stmt.taskState.run(state, attempts, err, id))
+  }
+  putObject(o: ObjectRow): void {
+    const inline = o.inline ? Buffer.from(o.inline.buffer, o.inline.byteOffset, o.inline.byteLength) : null, err = packErr(o.error)
+    this.queue.push(() => this.stmt.object.run(o.id, o.job, o.size, inline, err))
+  }
+  putActor(a: ActorRow): void { const b = pack(a); this.queue.push(() => this.stmt.actor.run(a.id, b)) }
+  putPeer(p: PeerRow): void { const b = pack(p); this.queue.push(() => this.stmt.peer.run(p.id, b)) }
+  removePeer(id: string): void { this.queue.push(() => this.stmt.peerDel.run(id)) }
+  putFn(job: string, def: FnDef): void { const b = pack(def); this.queue.push(() => this.stmt.fn.run(job, def.id, b)) }
+  putBundle(hash: string, code: Uint8Array): void {
+    // Bundles are needed by the next HTTP request, so they skip the queue.
+    this.stmt.bundle.run(hash, Buffer.from(code))
+  }
+  getBundle(hash: string): Uint8Array | undefined {
+    return (this.stmt.bundleGet.get(hash) as { code: Buffer } | undefined)?.code
+  }
+  commit(): void {
+    if (this.queue.length === 0) return
+    this.commitQueued()
+    this.queue = []
+  }
+  close(): void { this.commit(); this.db.close() }
+}

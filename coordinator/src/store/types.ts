@@ -1,0 +1,79 @@
+/**
+ * The control store: the durable half of the coordinator's tables (Ray's GCS).
+ * The coordinator keeps its working set in memory and writes through to a store;
+ * writes are queued and committed together by `commit()`, once per event-loop turn.
+ * After a crash, `load()` gives back everything that was committed.
+ */
+import type { FnDef, JobState, PeerKind, PeerRole, SerializedError, TaskSpec, TaskState } from '@colony/shared'
+
+export interface JobRow {
+  id: string
+  name: string
+  state: JobState
+  createdAt: number
+  finishedAt?: number
+  rootTask?: string
+  bundle?: string
+  error?: SerializedError
+}
+
+export interface TaskRow {
+  id: string
+  job: string
+  spec: TaskSpec
+  state: TaskState
+  attempts: number
+  error?: SerializedError
+  /** Set for the tasks the coordinator made itself (a bundle job's main). */
+  main?: boolean
+}
+
+export interface ObjectRow {
+  id: string
+  job: string
+  size: number
+  /** Small values are kept here, so they outlive the peer that made them. */
+  inline?: Uint8Array
+  error?: SerializedError
+}
+
+export type ActorState = 'pending' | 'alive' | 'restarting' | 'dead'
+export interface ActorRow {
+  id: string
+  job: string
+  name: string
+  state: ActorState
+  peer?: string
+  restarts: number
+}
+
+export interface PeerRow { id: string; kind: PeerKind; role: PeerRole; lastSeen: number }
+
+export interface StoreSnapshot {
+  jobs: JobRow[]
+  tasks: TaskRow[]
+  objects: ObjectRow[]
+  actors: ActorRow[]
+  peers: PeerRow[]
+  fns: { job: string; def: FnDef }[]
+  bundles: string[]
+}
+
+export interface ControlStore {
+  readonly kind: 'sqlite' | 'memory'
+  load(): StoreSnapshot
+  putJob(job: JobRow): void
+  putTask(task: TaskRow): void
+  /** A state change only; the spec is written once by putTask. */
+  setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void
+  putObject(obj: ObjectRow): void
+  putActor(actor: ActorRow): void
+  putPeer(peer: PeerRow): void
+  removePeer(id: string): void
+  putFn(job: string, def: FnDef): void
+  putBundle(hash: string, code: Uint8Array): void
+  getBundle(hash: string): Uint8Array | undefined
+  /** Commits every queued write in one transaction. */
+  commit(): void
+  close(): void
+}

@@ -1,0 +1,7 @@
+export * from './ids.js'
+export * from './errors.js'
+export * from './refs.js'
+export * from './codec.js'
+export * from './protocol.js'
+export * from './limits.js'
+export * from './schema.js'

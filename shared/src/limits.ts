@@ -1,0 +1,7 @@
+import type { Limits } from './protocol.js'
+
+export const DEFAULT_LIMITS: Limits = {
+  maxFrameBytes: 32 * 1024 * 1024,
+  inlineMaxBytes: 64 * 1024,
+  relayChunkBytes: 256 * 1024,
+}

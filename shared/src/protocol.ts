@@ -1,0 +1,179 @@
+/**
+ * The control-plane protocol, in one place. Every message is a plain object with
+ * a `t` tag; many travel together in one msgpack frame (see codec.ts).
+ *
+ * Durable messages (fn, submit, put, done) are acknowledged with `ack` only after
+ * the coordinator has committed them, and a peer replays the unacknowledged ones
+ * after it reconnects. That is what lets the coordinator die mid-job.
+ */
+import type { ActorId, JobId, ObjectId, PeerId, TaskId } from './ids.js'
+import type { SerializedError } from './errors.js'
+
+export const PROTOCOL_VERSION = 1
+
+export type PeerKind = 'node' | 'browser'
+export type PeerRole = 'worker' | 'driver'
+
+export interface TaskOptions {
+  /** Amounts this task holds while it runs; `cpu` defaults to 1 for tasks and 0 for actors. */
+  resources?: Record<string, number>
+  /** Capabilities the peer must advertise, e.g. ['webgpu']. */
+  capabilities?: string[]
+  /** Re-runs after a peer dies (and after a throw, with retryExceptions). Default 3; actor calls 0. */
+  maxRetries?: number
+  retryExceptions?: boolean
+  /** Actor creation only: how often the actor is re-created after its peer dies. Default 0. */
+  maxRestarts?: number
+  /** The peer ends the task (and its executor) past this. */
+  timeoutMs?: number
+  numReturns?: number
+}
+
+/** A function a job can call: an inline source, or an export of the job's bundle. */
+export type FnDef =
+  | { id: string; kind: 'inline'; name: string; src: string }
+  | { id: string; kind: 'bundle'; name: string; bundle: string; export: string }
+
+export interface TaskSpec {
+  id: TaskId
+  /** For logs and errors: the function, class or `Class.method`. */
+  name: string
+  /** The FnDef id; empty for actor method calls. */
+  fn: string
+  /** Value-encoded argument array. Top-level ObjectRefs are resolved before the call. */
+  args: Uint8Array
+  /** The top-level ObjectRefs among the arguments. */
+  deps: ObjectId[]
+  /** Set for an actor method call. */
+  actor?: ActorId
+  method?: string
+  /** Set when this task creates an actor (its id is this task's id). */
+  createsActor?: boolean
+  opts: TaskOptions
+  /** The task that submitted this one, when submitted from inside a task. */
+  parent?: TaskId
+}
+
+export interface ObjectInfo {
+  id: ObjectId
+  size: number
+  /** The value bytes when small enough to travel in control messages. */
+  inline?: Uint8Array
+  error?: SerializedError
+}
+
+export interface ResultOut { size: number; inline?: Uint8Array }
+
+// ---- peer -> coordinator ----
+export interface HelloMsg {
+  t: 'hello'
+  v: number
+  token: string
+  kind: PeerKind
+  role: PeerRole
+  /** Set when reconnecting, so the coordinator can reconcile. */
+  peerId?: PeerId
+  /** A driver resuming its job after a reconnect. */
+  jobId?: JobId
+  capabilities: string[]
+  resources: Record<string, number>
+  /** Objects this peer still holds (reconnect). */
+  holds?: ObjectId[]
+  /** Actors still hosted here (reconnect). */
+  actors?: ActorId[]
+  /** Tasks still running here (reconnect). */
+  running?: TaskId[]
+  /** For drivers: a label for the job. */
+  name?: string
+}
+export interface FnMsg { t: 'fn'; job?: JobId; def: FnDef }
+export interface SubmitMsg { t: 'submit'; spec: TaskSpec }
+export interface PutMsg { t: 'put'; id: ObjectId; size: number; inline?: Uint8Array; parent?: TaskId }
+/** `lost`: the executor died under the task (not the task's fault); the coordinator re-queues it. */
+export interface DoneMsg { t: 'done'; task: TaskId; attempt: number; results?: ResultOut[]; error?: SerializedError; lost?: boolean }
+/** The executor hosting an actor died; the coordinator restarts the actor or ends it. */
+export interface ActorLostMsg { t: 'actorLost'; actor: ActorId; reason: string }
+export interface SubMsg { t: 'sub'; ids: ObjectId[] }
+export interface CancelMsg { t: 'cancel'; ids: TaskId[]; force?: boolean }
+export interface BlockedMsg { t: 'blocked'; task: TaskId; blocked: boolean }
+export interface LogMsg { t: 'log'; task: TaskId; lines: string[] }
+export interface PullMsg { t: 'pull'; req: number; id: ObjectId }
+export interface ChunkMsg { t: 'chunk'; req: number; seq: number; data: Uint8Array; last: boolean; size?: number }
+export interface ServeFailMsg { t: 'serveFail'; req: number; reason: string }
+export interface PingMsg { t: 'ping' }
+export interface ByeMsg { t: 'bye' }
+
+export type PeerToCoordinator =
+  | HelloMsg | FnMsg | SubmitMsg | PutMsg | DoneMsg | SubMsg | CancelMsg | BlockedMsg
+  | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg
+
+/** Messages the coordinator acknowledges once committed, and peers replay after a reconnect. */
+export const DURABLE_TYPES = new Set(['fn', 'submit', 'put', 'done'])
+
+// ---- coordinator -> peer ----
+export interface Limits {
+  maxFrameBytes: number
+  inlineMaxBytes: number
+  relayChunkBytes: number
+}
+export interface WelcomeMsg { t: 'welcome'; peerId: PeerId; jobId?: JobId; limits: Limits }
+export interface AckMsg { t: 'ack'; n: number }
+export interface RunMsg {
+  t: 'run'
+  spec: TaskSpec
+  job: JobId
+  attempt: number
+  /** Function definitions this peer has not been sent yet. */
+  fns?: FnDef[]
+  /** What is known of the task's dependencies: inline values, or just sizes to pull. */
+  deps: ObjectInfo[]
+}
+export interface ObjMsg { t: 'obj'; info: ObjectInfo }
+export interface CancelTaskMsg { t: 'cancelTask'; task: TaskId; reason: string }
+export interface ServeMsg { t: 'serve'; req: number; id: ObjectId }
+export interface PullFailMsg { t: 'pullFail'; req: number; id: ObjectId; error: SerializedError }
+export interface TaskLogMsg { t: 'tlog'; task: TaskId; name: string; peer: PeerId; lines: string[] }
+export interface ErrorMsg { t: 'error'; code: string; message: string; limit?: string; fatal?: boolean }
+export interface PongMsg { t: 'pong' }
+
+export type CoordinatorToPeer =
+  | WelcomeMsg | AckMsg | RunMsg | ObjMsg | CancelTaskMsg | ServeMsg | ChunkMsg | PullFailMsg
+  | TaskLogMsg | ErrorMsg | PongMsg
+
+// ---- HTTP API shapes ----
+export type TaskState = 'waiting' | 'ready' | 'running' | 'finished' | 'failed' | 'cancelled'
+export type JobState = 'running' | 'finished' | 'failed' | 'cancelled'
+
+export interface PeerInfo {
+  id: PeerId
+  kind: PeerKind
+  role: PeerRole
+  capabilities: string[]
+  resources: Record<string, number>
+  load: number
+  running: number
+  tasksDone: number
+  connectedAt: number
+}
+
+export interface JobInfo {
+  id: JobId
+  name: string
+  state: JobState
+  createdAt: number
+  finishedAt?: number
+  tasks: Record<TaskState, number>
+  result?: unknown
+  error?: SerializedError
+}
+
+export interface TaskInfo {
+  id: TaskId
+  name: string
+  state: TaskState
+  attempts: number
+  peer?: PeerId
+  parent?: TaskId
+  actor?: ActorId
+  error?: SerializedError
+}

@@ -1,0 +1,74 @@
+/**
+ * zod schemas for everything that enters the coordinator from a peer: the trust
+ * boundary. A message that fails here is answered with a ProtocolError and never used.
+ */
+import { z } from 'zod'
+import type { PeerToCoordinator } from './protocol.js'
+
+const id = z.string().min(1).max(200)
+const bytes = z.instanceof(Uint8Array)
+const count = z.number().int().nonnegative()
+
+const serializedError = z.object({
+  type: z.string().max(200), message: z.string().max(100_000), stack: z.string().max(200_000).optional(),
+  remoteStack: z.string().max(200_000).optional(), taskId: id.optional(), taskName: z.string().max(500).optional(),
+  peerId: id.optional(), objectId: id.optional(), limit: z.string().max(200).optional(),
+})
+
+const taskOptions = z.object({
+  resources: z.record(z.string().max(100), z.number().nonnegative().finite()).optional(),
+  capabilities: z.array(z.string().max(100)).max(64).optional(),
+  maxRetries: count.max(1000).optional(),
+  retryExceptions: z.boolean().optional(),
+  maxRestarts: count.max(1000).optional(),
+  timeoutMs: z.number().positive().finite().optional(),
+  numReturns: z.number().int().min(1).max(1000).optional(),
+})
+
+const taskSpec = z.object({
+  id, name: z.string().max(500), fn: z.string().max(200), args: bytes, deps: z.array(id).max(100_000),
+  actor: id.optional(), method: z.string().max(200).optional(), createsActor: z.boolean().optional(),
+  opts: taskOptions, parent: id.optional(),
+})
+
+const fnDef = z.discriminatedUnion('kind', [
+  z.object({ id, kind: z.literal('inline'), name: z.string().max(500), src: z.string().max(4_000_000) }),
+  z.object({ id, kind: z.literal('bundle'), name: z.string().max(500), bundle: id, export: z.string().max(500) }),
+])
+
+export const peerMessage = z.discriminatedUnion('t', [
+  z.object({
+    t: z.literal('hello'), v: z.number(), token: z.string().max(500), kind: z.enum(['node', 'browser']),
+    role: z.enum(['worker', 'driver']), peerId: id.optional(), jobId: id.optional(),
+    capabilities: z.array(z.string().max(100)).max(64), resources: z.record(z.string().max(100), z.number().nonnegative().finite()),
+    holds: z.array(id).max(1_000_000).optional(), actors: z.array(id).max(100_000).optional(), running: z.array(id).max(100_000).optional(), name: z.string().max(200).optional(),
+  }),
+  z.object({ t: z.literal('fn'), job: id.optional(), def: fnDef }),
+  z.object({ t: z.literal('submit'), spec: taskSpec }),
+  z.object({ t: z.literal('put'), id, size: count, inline: bytes.optional(), parent: id.optional() }),
+  z.object({
+    t: z.literal('done'), task: id, attempt: count,
+    results: z.array(z.object({ size: count, inline: bytes.optional() })).max(1000).optional(),
+    error: serializedError.optional(), lost: z.boolean().optional(),
+  }),
+  z.object({ t: z.literal('actorLost'), actor: id, reason: z.string().max(10_000) }),
+  z.object({ t: z.literal('sub'), ids: z.array(id).max(100_000) }),
+  z.object({ t: z.literal('cancel'), ids: z.array(id).max(100_000), force: z.boolean().optional() }),
+  z.object({ t: z.literal('blocked'), task: id, blocked: z.boolean() }),
+  z.object({ t: z.literal('log'), task: id, lines: z.array(z.string().max(100_000)).max(10_000) }),
+  z.object({ t: z.literal('pull'), req: count, id }),
+  z.object({ t: z.literal('chunk'), req: count, seq: count, data: bytes, last: z.boolean(), size: count.optional() }),
+  z.object({ t: z.literal('serveFail'), req: count, reason: z.string().max(10_000) }),
+  z.object({ t: z.literal('ping') }),
+  z.object({ t: z.literal('bye') }),
+])
+
+/** Validates one inbound message; returns it typed, or a one-line reason. */
+export function parsePeerMessage(raw: unknown): { ok: true; msg: PeerToCoordinator } | { ok: false; reason: string } {
+  const r = peerMessage.safeParse(raw)
+  if (r.success) return { ok: true, msg: r.data as PeerToCoordinator }
+  const t = typeof raw === 'object' && raw !== null && 't' in raw ? String((raw as { t: unknown }).t) : '?'
+  const issue = r.error.issues[0]
+  const where = issue?.path.length ? ` at ${issue.path.join('.')}` : ''
+  return { ok: false, reason: `bad '${t.slice(0, 40)}' message${where}: ${issue?.message ?? 'invalid'}` }
+}

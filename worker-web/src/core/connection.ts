@@ -1,0 +1,206 @@
+/**
+ * A peer's one WebSocket to the coordinator: binary msgpack frames, one per turn,
+ * reconnection with backoff, and replay of durable messages the coordinator has
+ * not acknowledged yet (so a coordinator restart loses nothing a peer sent).
+ */
+import {
+  AuthError, DURABLE_TYPES, ProtocolError, decodeFrame, encodeFrame, deserializeError,
+  type ColonyError, type CoordinatorToPeer, type HelloMsg, type PeerToCoordinator, type WelcomeMsg,
+} from '@colony/shared'
+import { nextTurn } from './turn.js'
+
+/** The parts of a WebSocket used here; the browser's and the `ws` package's both fit. */
+export interface WebSocketLike {
+  binaryType: string
+  readonly readyState: number
+  readonly bufferedAmount: number
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+  onopen: ((ev: unknown) => void) | null
+  onmessage: ((ev: { data: unknown }) => void) | null
+  onclose: ((ev: { code: number; reason: string }) => void) | null
+  onerror: ((ev: unknown) => void) | null
+}
+export type WebSocketFactory = (url: string) => WebSocketLike
+
+export interface ConnectionOptions {
+  /** The coordinator's http(s) URL. */
+  url: string
+  webSocket: WebSocketFactory
+  makeHello(): HelloMsg
+  onWelcome(w: WelcomeMsg, reconnected: boolean): void
+  onMessage(m: CoordinatorToPeer): void
+  /** The coordinator refused this peer for good (bad token, protocol misuse). */
+  onFatal(err: ColonyError): void
+  onDown?(): void
+  pingMs?: number
+  maxBackoffMs?: number
+}
+
+const FLUSH_BYTES = 1 << 20
+
+export class ControlConnection {
+  private ws?: WebSocketLike
+  private state: 'connecting' | 'open' | 'closed' = 'connecting'
+  private outbox: PeerToCoordinator[] = []
+  private outboxBytes = 0
+  private flushQueued = false
+  /** Durable messages sent and not yet acknowledged, in order. */
+  private unacked: PeerToCoordinator[] = []
+  private ackedOnThisSocket = 0
+  private welcomed = false
+  private attempt = 0
+  private pingTimer?: ReturnType<typeof setInterval>
+  private retryTimer?: ReturnType<typeof setTimeout>
+
+  constructor(private readonly opts: ConnectionOptions) {}
+
+  get connected(): boolean { return this.state === 'open' && this.welcomedNow }
+  private welcomedNow = false
+  get bufferedAmount(): number { return this.ws?.bufferedAmount ?? 0 }
+  get pendingDurable(): number { return this.unacked.length }
+
+  start(): void { this.open() }
+
+  private wsUrl(): string {
+    const u = new URL(this.opts.url)
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:'
+    u.pathname = u.pathname.replace(/\/$/, '') + '/ws'
+    return u.toString()
+  }
+
+  private open(): void {
+    if (this.state === 'closed') return
+    this.state = 'connecting'
+    this.welcomedNow = false
+    let ws: WebSocketLike
+    try { ws = this.opts.webSocket(this.wsUrl()) } catch { this.scheduleReconnect(); return }
+    this.ws = ws
+    ws.binaryType = 'arraybuffer'
+    ws.onopen = () => {
+      if (this.ws !== ws) return
+      this.state = 'open'
+      this.ackedOnThisSocket = 0
+      // hello first, then every durable message the coordinator may not have committed.
+      this.outbox = [this.opts.makeHello(), ...this.unacked]
+      this.flush()
+    }
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return
+      let msgs: CoordinatorToPeer[]
+      try { msgs = decodeFrame(toBytes(ev.data)) as CoordinatorToPeer[] } catch { return }
+      for (const m of msgs) this.receive(m)
+    }
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return
+      this.ws = undefined
+      clearInterval(this.pingTimer)
+      const wasOpen = this.welcomedNow
+      this.welcomedNow = false
+      if (this.state === 'closed') return
+      if (ev.code === 4401 || ev.code === 4400) {
+        this.state = 'closed'
+        this.opts.onFatal(ev.code === 4401 ? new AuthError(ev.reason || 'refused by the coordinator') : new ProtocolError(ev.reason || 'protocol error'))
+        return
+      }
+      if (wasOpen) this.opts.onDown?.()
+      this.scheduleReconnect()
+    }
+    ws.onerror = () => { /* onclose follows */ }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.state === 'closed') return
+    this.state = 'connecting'
+    const max = this.opts.maxBackoffMs ?? 3000
+    const delay = Math.min(max, 100 * 2 ** Math.min(this.attempt++, 10)) * (0.75 + Math.random() * 0.5)
+    this.retryTimer = setTimeout(() => this.open(), delay)
+  }
+
+  private receive(m: CoordinatorToPeer): void {
+    switch (m.t) {
+      case 'welcome': {
+        this.attempt = 0
+        this.welcomedNow = true
+        const reconnected = this.welcomed
+        this.welcomed = true
+        const ping = this.opts.pingMs ?? 3000
+        clearInterval(this.pingTimer)
+        this.pingTimer = setInterval(() => this.send({ t: 'ping' }), ping)
+        ;(this.pingTimer as { unref?: () => void }).unref?.()
+        this.opts.onWelcome(m, reconnected)
+        return
+      }
+      case 'ack': {
+        const newly = m.n - this.ackedOnThisSocket
+        if (newly > 0) { this.unacked.splice(0, newly); this.ackedOnThisSocket = m.n }
+        return
+      }
+      case 'error':
+        if (m.fatal && (m.code === 'AUTH' || !this.welcomedNow)) {
+          this.state = 'closed'
+          this.opts.onFatal(deserializeError({ type: m.code === 'AUTH' ? 'AuthError' : 'ProtocolError', message: m.message }))
+          this.ws?.close()
+          return
+        }
+        this.opts.onMessage(m)
+        return
+      default:
+        this.opts.onMessage(m)
+    }
+  }
+
+  /** Queues a message for this turn's frame. Durable messages are also kept until acknowledged. */
+  send(m: PeerToCoordinator): void {
+    if (DURABLE_TYPES.has(m.t)) this.unacked.push(m)
+    if (this.state !== 'open') return // durable ones are replayed on reconnect; the rest are re-sent by their owners
+    this.outbox.push(m)
+    if (m.t === 'chunk') this.outboxBytes += m.data.byteLength
+    else if (m.t === 'done' && m.results) for (const r of m.results) this.outboxBytes += r.inline?.byteLength ?? 0
+    if (this.outboxBytes >= FLUSH_BYTES) this.flush()
+    else if (!this.flushQueued) { this.flushQueued = true; nextTurn(() => this.flush()) }
+  }
+
+  private flush(): void {
+    this.flushQueued = false
+    if (this.outbox.length === 0 || !this.ws || this.state !== 'open') return
+    const frame = encodeFrame(this.outbox)
+    this.outbox = []
+    this.outboxBytes = 0
+    try { this.ws.send(frame) } catch { /* onclose reconnects */ }
+  }
+
+  /** Leaves cleanly: says bye, and stops reconnecting. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return
+    if (this.state === 'open') { this.outbox.push({ t: 'bye' }); this.flush() }
+    this.state = 'closed'
+    clearInterval(this.pingTimer)
+    clearTimeout(this.retryTimer)
+    const ws = this.ws
+    this.ws = undefined
+    if (ws) {
+      await waitFor(() => ws.bufferedAmount === 0, 2000)
+      ws.close(1000, 'bye')
+    }
+  }
+
+  /** For tests and chaos: drops the socket as a network blip would. */
+  dropSocket(): void { this.ws?.close(4001, 'dropped') }
+}
+
+function toBytes(data: unknown): Uint8Array {
+  if (data instanceof Uint8Array) return data
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  throw new TypeError('unexpected WebSocket data')
+}
+
+/** Polls a condition; used only for draining a socket before close, which has no event for it. */
+export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 5): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > end) return false
+    await new Promise((r) => setTimeout(r, stepMs))
+  }
+  return true
+}

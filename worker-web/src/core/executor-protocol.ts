@@ -1,0 +1,71 @@
+/**
+ * Between a peer and its executors (Node child processes, or Web Workers in a tab).
+ * Job code runs only on the executor side; it never sees the token or the socket.
+ */
+import type { FnDef, ObjectId, ObjectInfo, SerializedError, TaskId, TaskOptions, TaskSpec } from '@colony/shared'
+
+export interface ExecTask {
+  spec: TaskSpec
+  job: string
+  attempt: number
+  /** The function to call; left out when the executor already has it. */
+  fn?: FnDef
+  /** Where the executor imports a bundle function's module from. */
+  bundleUrl?: string
+  /** Dependency values, as bytes, for the top-level ObjectRefs in the arguments. */
+  deps: [ObjectId, Uint8Array][]
+}
+
+export interface ExecOutcome {
+  results?: Uint8Array[]
+  error?: SerializedError
+  /** The executor died under the task; not the task's fault. */
+  lost?: boolean
+}
+
+/** What code inside a task asks of the grid, on behalf of that task. */
+export type GridOp =
+  | { op: 'fn'; def: FnDef }
+  | { op: 'submit'; spec: TaskSpec }
+  | { op: 'put'; id: ObjectId; bytes: Uint8Array }
+  | { op: 'cancel'; ids: TaskId[]; force: boolean }
+  | { op: 'blocked'; blocked: boolean }
+
+export type GridRequest = { op: 'ready'; id: ObjectId } | { op: 'fetch'; info: ObjectInfo }
+
+export type ToExecutor =
+  | { k: 'run'; task: ExecTask }
+  | { k: 'cancel'; task: TaskId }
+  | { k: 'dropActor'; actor: string }
+  | { k: 'reply'; req: number; value?: unknown; error?: SerializedError }
+
+export type ToHost =
+  | { k: 'started' }
+  | { k: 'done'; task: TaskId; outcome: ExecOutcome }
+  | { k: 'log'; task: TaskId; lines: string[] }
+  | { k: 'grid'; task: TaskId; op: GridOp }
+  | { k: 'req'; req: number; task: TaskId; op: GridRequest }
+
+/** The peer side of an executor pool. */
+export interface ExecutorHost {
+  done(task: TaskId, outcome: ExecOutcome): void
+  log(task: TaskId, lines: string[]): void
+  grid(task: TaskId, op: GridOp): void
+  request(task: TaskId, op: GridRequest): Promise<unknown>
+  /** An executor died with actors in it. */
+  actorLost(actor: string, reason: string): void
+}
+
+/** Runs tasks somewhere isolated from the peer; Node and browser each provide one. */
+export interface ExecutorPool {
+  readonly size: number
+  start(host: ExecutorHost): Promise<void>
+  run(task: ExecTask): void
+  /** Stops a task; an executor that cannot interrupt it is replaced, and its other tasks come back as lost. */
+  cancel(task: TaskId): void
+  dropActor(actor: string): void
+  actorIds(): string[]
+  close(): Promise<void>
+}
+
+export type { TaskOptions }

@@ -1,0 +1,126 @@
+/**
+ * Finding object values for this peer: readiness subscriptions, pulling bytes from
+ * the holders (relayed by the coordinator until the WebRTC data plane lands), and
+ * serving the objects this peer holds to others.
+ */
+import { deserializeError, type ChunkMsg, type ObjectId, type ObjectInfo, type PullFailMsg, type ServeMsg } from '@colony/shared'
+import type { ControlConnection } from './connection.js'
+import type { LocalObjectStore } from './object-store.js'
+import { deferred, type Deferred } from './turn.js'
+
+interface Pull { id: ObjectId; chunks: Uint8Array[]; got: number; done: Deferred<Uint8Array> }
+
+export class ObjectResolver {
+  private readonly infos = new Map<ObjectId, ObjectInfo>()
+  private readonly waiting = new Map<ObjectId, Deferred<ObjectInfo>>()
+  private readonly pulls = new Map<number, Pull>()
+  private readonly pullsById = new Map<ObjectId, Promise<Uint8Array>>()
+  private nextReq = 1
+  bytesIn = 0
+  bytesOut = 0
+
+  constructor(private readonly conn: ControlConnection, private readonly store: LocalObjectStore, private chunkBytes: number) {}
+
+  setChunkBytes(n: number): void { this.chunkBytes = n }
+
+  /** Resolves when the coordinator reports the object ready (or failed). */
+  ready(id: ObjectId): Promise<ObjectInfo> {
+    const known = this.infos.get(id)
+    if (known) return Promise.resolve(known)
+    let d = this.waiting.get(id)
+    if (!d) {
+      d = deferred<ObjectInfo>()
+      this.waiting.set(id, d)
+      this.conn.send({ t: 'sub', ids: [id] })
+    }
+    return d.promise
+  }
+
+  /** Records what the coordinator said of an object (an `obj` message, or a `run`'s deps). */
+  learned(info: ObjectInfo): void {
+    this.infos.set(info.id, info)
+    const d = this.waiting.get(info.id)
+    if (d) { this.waiting.delete(info.id); d.resolve(info) }
+  }
+
+  forget(id: ObjectId): void { this.infos.delete(id) }
+
+  /** The bytes of a ready object: local, inline, or pulled from a holder. */
+  fetch(info: ObjectInfo): Promise<Uint8Array> {
+    if (info.error) return Promise.reject(deserializeError(info.error))
+    const local = this.store.get(info.id)
+    if (local) return Promise.resolve(local)
+    if (info.inline) return Promise.resolve(info.inline)
+    let p = this.pullsById.get(info.id)
+    if (!p) {
+      const req = this.nextReq++
+      const pull: Pull = { id: info.id, chunks: [], got: 0, done: deferred() }
+      this.pulls.set(req, pull)
+      p = pull.done.promise
+      this.pullsById.set(info.id, p)
+      const cleanup = () => { this.pulls.delete(req); this.pullsById.delete(info.id) }
+      p.then(cleanup, cleanup)
+      this.conn.send({ t: 'pull', req, id: info.id })
+    }
+    return p
+  }
+
+  onChunk(m: ChunkMsg): void {
+    const pull = this.pulls.get(m.req)
+    if (!pull) return
+    if (m.seq === 0) { pull.chunks = []; pull.got = 0 } // a restarted transfer, from another holder
+    if (m.seq !== pull.chunks.length) return
+    pull.chunks.push(m.data)
+    pull.got += m.data.byteLength
+    this.bytesIn += m.data.byteLength
+    if (!m.last) return
+    const bytes = pull.chunks.length === 1 ? pull.chunks[0] : concat(pull.chunks, pull.got)
+    if (m.size !== undefined && bytes.byteLength !== m.size) {
+      pull.done.reject(new Error(`object ${pull.id}: got ${bytes.byteLength} bytes, expected ${m.size}`))
+      return
+    }
+    this.store.set(pull.id, bytes)
+    pull.done.resolve(bytes)
+  }
+
+  onPullFail(m: PullFailMsg): void {
+    const pull = this.pulls.get(m.req)
+    if (pull) pull.done.reject(deserializeError(m.error))
+  }
+
+  /** Another peer wants an object held here; send it in chunks, minding the socket's buffer. */
+  async serve(m: ServeMsg): Promise<void> {
+    const bytes = this.store.get(m.id)
+    if (!bytes) { this.conn.send({ t: 'serveFail', req: m.req, reason: `object ${m.id} is not held here` }); return }
+    const step = this.chunkBytes
+    let seq = 0
+    for (let off = 0; off < bytes.byteLength || seq === 0; off += step) {
+      const end = Math.min(bytes.byteLength, off + step)
+      this.conn.send({ t: 'chunk', req: m.req, seq: seq++, data: bytes.subarray(off, end), last: end >= bytes.byteLength, size: bytes.byteLength })
+      this.bytesOut += end - off
+      if (this.conn.bufferedAmount > 8 * step) await drain(this.conn, 2 * step)
+    }
+  }
+
+  /** After a reconnect: ask again for everything still awaited. */
+  resend(): void {
+    if (this.waiting.size) this.conn.send({ t: 'sub', ids: [...this.waiting.keys()] })
+    for (const [req, pull] of this.pulls) {
+      pull.chunks = []
+      pull.got = 0
+      this.conn.send({ t: 'pull', req, id: pull.id })
+    }
+  }
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total)
+  let off = 0
+  for (const p of parts) { out.set(p, off); off += p.byteLength }
+  return out
+}
+
+/** Browser WebSockets have no drain event, so backpressure polls bufferedAmount. */
+async function drain(conn: ControlConnection, below: number): Promise<void> {
+  while (conn.bufferedAmount > below) await new Promise((r) => setTimeout(r, 2))
+}

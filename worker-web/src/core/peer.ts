@@ -1,0 +1,214 @@
+/**
+ * A peer of the grid: one runtime for workers (Node processes, browser tabs) and
+ * drivers (scripts, the IDE). It keeps the control connection, holds objects,
+ * serves and fetches them, and, for workers, hands tasks to its executors.
+ */
+import {
+  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId,
+  type ColonyError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
+  type PeerRole, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
+} from '@colony/shared'
+import type { GridBackend } from './backend.js'
+import { ControlConnection, type WebSocketFactory } from './connection.js'
+import type { ExecOutcome, ExecutorHost, ExecutorPool, GridOp, GridRequest } from './executor-protocol.js'
+import { LocalObjectStore } from './object-store.js'
+import { ObjectResolver } from './objects.js'
+import { deferred } from './turn.js'
+
+export interface PeerOptions {
+  url: string
+  token: string
+  role: PeerRole
+  kind: PeerKind
+  webSocket: WebSocketFactory
+  capabilities?: string[]
+  resources?: Record<string, number>
+  /** Workers only. */
+  executors?: ExecutorPool
+  /** Where executors import a bundle's module from (a worker downloads it first where it must). */
+  bundleUrl?: (hash: string) => Promise<string>
+  name?: string
+  onTaskLog?: (m: TaskLogMsg) => void
+  log?: (line: string) => void
+}
+
+interface RunningTask { job: string; attempt: number; spec: TaskSpec }
+
+export class Peer implements ExecutorHost {
+  peerId = ''
+  jobId?: string
+  limits: Limits = DEFAULT_LIMITS
+  readonly store = new LocalObjectStore()
+  readonly conn: ControlConnection
+  readonly objects: ObjectResolver
+  readonly running = new Map<string, RunningTask>()
+  private readonly fnDefs = new Map<string, FnDef>()
+  tasksDone = 0
+  currentTask?: string
+  private started = deferred<void>()
+  private fatal?: ColonyError
+  private readonly say: (line: string) => void
+
+  constructor(private readonly opts: PeerOptions) {
+    this.say = opts.log ?? ((l) => console.error(`[peer] ${l}`))
+    this.conn = new ControlConnection({
+      url: opts.url,
+      webSocket: opts.webSocket,
+      makeHello: () => this.hello(),
+      onWelcome: (w, reconnected) => {
+        this.peerId = w.peerId
+        this.jobId = w.jobId ?? this.jobId
+        this.limits = w.limits
+        this.objects.setChunkBytes(w.limits.relayChunkBytes)
+        if (reconnected) { this.say(`reconnected as ${w.peerId}`); this.objects.resend() }
+        this.started.resolve()
+      },
+      onMessage: (m) => this.receive(m),
+      onFatal: (err) => { this.fatal = err; this.started.reject(err); this.say(`refused by the coordinator: ${err.message}`) },
+      onDown: () => this.say('lost the coordinator; reconnecting'),
+    })
+    this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes)
+  }
+
+  /** Connects; resolves once the coordinator has welcomed this peer, rejects if it refuses it. */
+  async start(): Promise<this> {
+    if (this.opts.executors) await this.opts.executors.start(this)
+    this.conn.start()
+    await this.started.promise
+    return this
+  }
+
+  private hello(): HelloMsg {
+    const h: HelloMsg = {
+      t: 'hello', v: PROTOCOL_VERSION, token: this.opts.token, kind: this.opts.kind, role: this.opts.role,
+      capabilities: this.opts.capabilities ?? [], resources: this.opts.resources ?? {},
+    }
+    if (this.peerId) h.peerId = this.peerId
+    if (this.jobId) h.jobId = this.jobId
+    if (this.opts.name) h.name = this.opts.name
+    if (this.peerId) {
+      h.holds = this.store.ids()
+      h.running = [...this.running.keys()]
+      h.actors = this.opts.executors?.actorIds() ?? []
+    }
+    return h
+  }
+
+  private receive(m: CoordinatorToPeer): void {
+    switch (m.t) {
+      case 'run': this.run(m); break
+      case 'obj': this.objects.learned(m.info); break
+      case 'chunk': this.objects.onChunk(m); break
+      case 'pullFail': this.objects.onPullFail(m); break
+      case 'serve': void this.objects.serve(m); break
+      case 'cancelTask':
+        if (this.running.delete(m.task)) this.opts.executors?.cancel(m.task)
+        else this.opts.executors?.dropActor(m.task)
+        break
+      case 'tlog': this.opts.onTaskLog?.(m); break
+      case 'error': this.say(`coordinator: ${m.code}: ${m.message}`); break
+      default: break
+    }
+  }
+
+  // ------------------------------------------------------------ worker side
+
+  private run(m: RunMsg): void {
+    const pool = this.opts.executors
+    if (!pool) return
+    for (const f of m.fns ?? []) this.fnDefs.set(`${m.job}/${f.id}`, f)
+    this.running.set(m.spec.id, { job: m.job, attempt: m.attempt, spec: m.spec })
+    for (const info of m.deps) this.objects.learned(info)
+    void this.prepareAndRun(m, pool)
+  }
+
+  private async prepareAndRun(m: RunMsg, pool: ExecutorPool): Promise<void> {
+    try {
+      const deps = await Promise.all(m.deps.map(async (info) => [info.id, info.inline ?? await this.objects.fetch(info)] as [string, Uint8Array]))
+      const fn = m.spec.fn ? this.fnDefs.get(`${m.job}/${m.spec.fn}`) : undefined
+      if (m.spec.fn && !fn) throw new Error(`function ${m.spec.fn} of job ${m.job} was never sent to this peer`)
+      const bundleUrl = fn?.kind === 'bundle' && this.opts.bundleUrl ? await this.opts.bundleUrl(fn.bundle) : undefined
+      if (!this.running.has(m.spec.id)) return // cancelled meanwhile
+      pool.run({ spec: m.spec, job: m.job, attempt: m.attempt, fn, bundleUrl, deps })
+    } catch (err) {
+      if (!this.running.delete(m.spec.id)) return
+      this.say(`could not start task ${m.spec.name} (${m.spec.id}): ${(err as Error).message}`)
+      this.conn.send({ t: 'done', task: m.spec.id, attempt: m.attempt, lost: true })
+    }
+  }
+
+  done(task: string, outcome: ExecOutcome): void {
+    const r = this.running.get(task)
+    if (!r) return
+    this.running.delete(task)
+    if (outcome.lost) { this.conn.send({ t: 'done', task, attempt: r.attempt, lost: true }); return }
+    if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error }); return }
+    const results: ResultOut[] = (outcome.results ?? []).map((bytes, i) => {
+      if (bytes.byteLength <= this.limits.inlineMaxBytes) return { size: bytes.byteLength, inline: bytes }
+      this.store.set(returnId(task, i), bytes)
+      return { size: bytes.byteLength }
+    })
+    this.tasksDone++
+    this.conn.send({ t: 'done', task, attempt: r.attempt, results })
+  }
+
+  log(task: string, lines: string[]): void {
+    if (this.running.has(task)) this.conn.send({ t: 'log', task, lines })
+  }
+
+  grid(task: string, op: GridOp): void {
+    const r = this.running.get(task)
+    if (!r) return // the task was cancelled or finished; what it still sends is dropped
+    switch (op.op) {
+      case 'fn': this.conn.send({ t: 'fn', job: r.job, def: op.def }); break
+      case 'submit': this.conn.send({ t: 'submit', spec: { ...op.spec, parent: task } }); break
+      case 'put': this.putBytes(op.id, op.bytes, task); break
+      case 'cancel': this.conn.send({ t: 'cancel', ids: op.ids, force: op.force }); break
+      case 'blocked': this.conn.send({ t: 'blocked', task, blocked: op.blocked }); break
+    }
+  }
+
+  request(_task: string, op: GridRequest): Promise<unknown> {
+    return op.op === 'ready' ? this.objects.ready(op.id) : this.objects.fetch(op.info)
+  }
+
+  actorLost(actor: string, reason: string): void { this.conn.send({ t: 'actorLost', actor, reason }) }
+
+  // ------------------------------------------------------------ driver side
+
+  private putBytes(id: string, bytes: Uint8Array, parent?: string): void {
+    const small = bytes.byteLength <= this.limits.inlineMaxBytes
+    if (!small) this.store.set(id, bytes)
+    const info: ObjectInfo = { id, size: bytes.byteLength }
+    if (small) info.inline = bytes
+    this.objects.learned(info)
+    this.conn.send({ t: 'put', id, size: bytes.byteLength, inline: small ? bytes : undefined, parent })
+  }
+
+  /** The GridBackend of a driver: straight to the coordinator. */
+  backend(): GridBackend {
+    return {
+      peerId: this.peerId,
+      defineFn: (def) => this.conn.send({ t: 'fn', def }),
+      submit: (spec) => this.conn.send({ t: 'submit', spec }),
+      put: (id, bytes) => this.putBytes(id, bytes),
+      ready: (id) => this.fatal ? Promise.reject(this.fatal) : this.objects.ready(id),
+      fetch: (info) => this.objects.fetch(info),
+      cancel: (ids, force) => this.conn.send({ t: 'cancel', ids, force }),
+      close: () => this.close(),
+    }
+  }
+
+  stats(): { peerId: string; tasksDone: number; running: number; objects: number; bytesHeld: number; bytesIn: number; bytesOut: number } {
+    return {
+      peerId: this.peerId, tasksDone: this.tasksDone, running: this.running.size, objects: this.store.ids().length,
+      bytesHeld: this.store.bytes, bytesIn: this.objects.bytesIn, bytesOut: this.objects.bytesOut,
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.conn.close()
+    await this.opts.executors?.close()
+  }
+}
+

@@ -1,0 +1,3 @@
+export { startNodeWorker, type NodeWorkerOptions } from './worker.js'
+export { NodeExecutorPool } from './executor-pool.js'
+export { nodeWebSocket } from './ws.js'

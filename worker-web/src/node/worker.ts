@@ -1,0 +1,52 @@
+/**
+ * A Node peer: `colony worker --url URL --token T [--executors N]`.
+ * Job code runs in sandboxed executor processes, never in this one.
+ */
+import { mkdirSync, writeFileSync, renameSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { dirname } from 'node:path'
+import { Peer } from '../core/peer.js'
+import { NodeExecutorPool } from './executor-pool.js'
+import { nodeWebSocket } from './ws.js'
+
+export interface NodeWorkerOptions {
+  url: string
+  token: string
+  executors?: number
+  memoryMb?: number
+  capabilities?: string[]
+  log?: (line: string) => void
+}
+
+export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
+  const executors = opts.executors ?? Math.max(1, availableParallelism() - 1)
+  const pool = new NodeExecutorPool({ executors, memoryMb: opts.memoryMb, log: opts.log })
+  const downloads = new Map<string, Promise<string>>()
+  const bundleUrl = (hash: string): Promise<string> => {
+    let p = downloads.get(hash)
+    if (!p) {
+      p = (async () => {
+        if (!/^[0-9a-f]{8,64}$/.test(hash)) throw new Error(`bad bundle hash ${hash}`)
+        if (!pool.hasBundle(hash)) {
+          const res = await fetch(new URL(`/api/bundles/${hash}`, opts.url), { headers: { authorization: `Bearer ${opts.token}` } })
+          if (!res.ok) throw new Error(`could not download bundle ${hash}: HTTP ${res.status}`)
+          const file = pool.bundlePath(hash)
+          mkdirSync(dirname(file), { recursive: true })
+          writeFileSync(`${file}.part`, Buffer.from(await res.arrayBuffer()))
+          renameSync(`${file}.part`, file)
+        }
+        return pool.bundleUrl(hash)
+      })()
+      p.catch(() => downloads.delete(hash))
+      downloads.set(hash, p)
+    }
+    return p
+  }
+  const peer = new Peer({
+    url: opts.url, token: opts.token, role: 'worker', kind: 'node', webSocket: nodeWebSocket,
+    capabilities: ['node', 'wasm', ...(opts.capabilities ?? [])],
+    resources: { cpu: executors },
+    executors: pool, bundleUrl, log: opts.log,
+  })
+  return peer.start()
+}
