@@ -44,7 +44,8 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const { startCoordinator } = await import('@colony/coordinator')
   const port = num(values.port ?? process.env.PORT, 'port') ?? 8787
   const dataDir = resolve(values.data ?? '.colony')
-  const coord = await startCoordinator({ port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite' }).catch((e: NodeJS.ErrnoException) => {
+  const reconcileMs = num(process.env.COLONY_RECONCILE_MS, 'COLONY_RECONCILE_MS')
+  const coord = await startCoordinator({ port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
   })
@@ -61,7 +62,7 @@ ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   API:      ${coord.url}/api/peers   (Authorization: Bearer <token>)
   Metrics:  ${coord.url}/metrics
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
-  Run a job:         npx colony submit examples/hello.ts
+  Run a job:         npx colony submit client/examples/hello.ts
 Ctrl-C stops.`)
   const stop = async () => {
     for (const p of peers) await p.close().catch(() => {})
@@ -74,6 +75,7 @@ Ctrl-C stops.`)
 
 async function cmdWorker(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { url: { type: 'string' }, token: { type: 'string' }, executors: { type: 'string' }, 'memory-mb': { type: 'string' } } })
+  if (values.executors !== undefined && !num(values.executors, 'executors')) fail('--executors must be at least 1')
   const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
   const token = values.token ?? process.env.COLONY_JOIN_TOKEN ?? savedTokens().join
   if (!token) fail('worker needs --token JOIN_TOKEN (colony start prints it)')
@@ -81,7 +83,7 @@ async function cmdWorker(args: string[]): Promise<void> {
   const peer = await startNodeWorker({
     url, token, executors: num(values.executors, 'executors'), memoryMb: num(values['memory-mb'], 'memory-mb'),
   }).catch((e: Error) => fail(`could not join ${url}: ${e.message}`))
-  console.log(`joined ${url} as ${peer.peerId} with ${peer.stats().running} running; Ctrl-C leaves`)
+  console.log(`joined ${url} as ${peer.peerId}; Ctrl-C leaves`)
   const leave = async () => { await peer.close(); process.exit(0) }
   process.once('SIGINT', leave)
   process.once('SIGTERM', leave)
@@ -181,7 +183,10 @@ const [cmd, ...rest] = process.argv.slice(2)
 const commands: Record<string, (a: string[]) => Promise<void>> = {
   up: (a) => cmdStart(a, true), start: (a) => cmdStart(a, false), worker: cmdWorker, submit: cmdSubmit, status: cmdStatus,
 }
-if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') { console.log(HELP); process.exit(cmd ? 0 : 2) }
+if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || rest.includes('--help')) { console.log(HELP); process.exit(cmd ? 0 : 2) }
 const run = commands[cmd]
 if (!run) fail(`unknown command '${cmd}'\n\n${HELP}`)
-run(rest).catch((e: Error) => fail(e.stack ?? String(e)))
+run(rest).catch((e: NodeJS.ErrnoException) => {
+  if (e.code?.startsWith('ERR_PARSE_ARGS')) fail(`${e.message}\n\n${HELP}`)
+  fail(e.stack ?? String(e))
+})

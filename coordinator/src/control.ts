@@ -387,7 +387,7 @@ export class Control {
         return
       }
       const remote: SerializedError = {
-        type: 'TaskError', message: `${error.type}: ${error.message}`, remoteStack: error.stack ?? error.remoteStack ?? '',
+        type: 'TaskError', message: `${error.type}${error.code ? ` [${error.code}]` : ''}: ${error.message}`, remoteStack: error.stack ?? error.remoteStack ?? '',
         taskId: t.id, taskName: t.spec.name, peerId: s.id,
       }
       this.fail(t, remote)

@@ -12,6 +12,8 @@ export interface SerializedError {
   peerId?: string
   objectId?: string
   limit?: string
+  /** A platform error code, e.g. ERR_ACCESS_DENIED. */
+  code?: string
 }
 
 export class ColonyError extends Error {
@@ -75,7 +77,12 @@ export function serializeError(err: unknown): SerializedError {
     if (err instanceof LimitError) out.limit = err.limit
     return out
   }
-  if (err instanceof Error) return { type: err.name || 'Error', message: err.message, stack: err.stack }
+  if (err instanceof Error) {
+    const out: SerializedError = { type: err.name || 'Error', message: err.message, stack: err.stack }
+    const code = (err as { code?: unknown }).code
+    if (typeof code === 'string') out.code = code
+    return out
+  }
   return { type: 'Error', message: String(err) }
 }
 

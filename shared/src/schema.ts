@@ -12,7 +12,7 @@ const count = z.number().int().nonnegative()
 const serializedError = z.object({
   type: z.string().max(200), message: z.string().max(100_000), stack: z.string().max(200_000).optional(),
   remoteStack: z.string().max(200_000).optional(), taskId: id.optional(), taskName: z.string().max(500).optional(),
-  peerId: id.optional(), objectId: id.optional(), limit: z.string().max(200).optional(),
+  peerId: id.optional(), objectId: id.optional(), limit: z.string().max(200).optional(), code: z.string().max(200).optional(),
 })
 
 const taskOptions = z.object({

@@ -91,6 +91,8 @@ export class NodeExecutorPool implements ExecutorPool {
       ],
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // Job code gets none of the peer's environment (tokens may live there).
+      env: { NODE_ENV: process.env.NODE_ENV ?? 'production', TZ: process.env.TZ ?? 'UTC' },
     })
     let markStarted!: () => void
     const e: Executor = {

@@ -1,0 +1,53 @@
+/** Job code on a Node peer stays in its sandbox: no files outside it, no processes, no secrets. */
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { connect, TaskError, type Grid } from '@colony/client'
+import { startGrid, type GridProcs } from './harness.js'
+
+let g: GridProcs
+let grid: Grid
+
+before(async () => {
+  g = await startGrid({ workers: 1, executors: 1 })
+  grid = await connect(g.url, { token: g.submitToken, onLog: false })
+})
+after(async () => { await grid?.close(); await g?.stop() })
+
+describe('the Node sandbox', () => {
+  it('cannot read the coordinator\'s tokens or any file outside the sandbox', async () => {
+    const read = grid.remote(async (path: string) => {
+      const fs = await import('node:fs')
+      return fs.readFileSync(path, 'utf8')
+    })
+    for (const path of [join(g.dataDir, 'tokens.json'), '/etc/hostname', join(process.cwd(), 'package.json')]) {
+      await assert.rejects(grid.get(read.remote(path)), (e: unknown) => e instanceof TaskError && /ERR_ACCESS_DENIED|denied/i.test(e.message + e.remoteStack), path)
+    }
+  })
+
+  it('cannot start processes', async () => {
+    const run = grid.remote(async () => {
+      const cp = await import('node:child_process')
+      return cp.execSync('id').toString()
+    })
+    await assert.rejects(grid.get(run.remote()), (e: unknown) => e instanceof TaskError && /ERR_ACCESS_DENIED|denied/i.test(e.message + e.remoteStack))
+  })
+
+  it('sees none of the peer\'s environment, so no token', async () => {
+    const env = grid.remote(() => JSON.stringify(process.env))
+    const seen = await grid.get(env.remote())
+    assert.ok(!seen.includes(g.joinToken) && !seen.includes(g.submitToken))
+    assert.ok(!/COLONY/.test(seen))
+  })
+
+  it('cannot read the peer\'s command line (which holds --token) through /proc', async () => {
+    const steal = grid.remote(async () => {
+      const fs = await import('node:fs')
+      return fs.readFileSync(`/proc/${process.ppid}/cmdline`, 'utf8')
+    })
+    await assert.rejects(grid.get(steal.remote()), (e: unknown) => e instanceof TaskError && /ERR_ACCESS_DENIED/.test(e.message))
+    const argv = grid.remote(() => process.argv.join(' ') + process.execArgv.join(' '))
+    const seen = await grid.get(argv.remote())
+    assert.ok(!seen.includes(g.joinToken), 'the executor\'s own argv holds no token')
+  })
+})
