@@ -45,7 +45,8 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const port = num(values.port ?? process.env.PORT, 'port') ?? 8787
   const dataDir = resolve(values.data ?? '.colony')
   const reconcileMs = num(process.env.COLONY_RECONCILE_MS, 'COLONY_RECONCILE_MS')
-  const coord = await startCoordinator({ port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs }).catch((e: NodeJS.ErrnoException) => {
+  const pipelineDepth = num(process.env.COLONY_PIPELINE_DEPTH, 'COLONY_PIPELINE_DEPTH')
+  const coord = await startCoordinator({ port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
   })

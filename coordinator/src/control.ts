@@ -64,7 +64,10 @@ interface Relay { requester: string; req: number; holder: string; id: string; tr
 export interface ControlOptions {
   store: ControlStore
   limits: Limits
-  pipelineDepth: number
+  /** A fixed number of tasks each executor may have queued; by default it adapts (see PeerSession.pipelineDepth). */
+  pipelineDepth?: number
+  pipelineTargetMs: number
+  maxPipelineDepth: number
   /** After a restart, how long to wait for known peers to come back before rescheduling their work. */
   reconcileMs: number
   heartbeatTimeoutMs: number
@@ -99,6 +102,7 @@ export class Control {
   private expectedPeers = new Set<string>()
   private unclaimedActors = new Set<string>()
   private reconcileTimer?: NodeJS.Timeout
+  private ackTimer?: NodeJS.Timeout
   private heartbeatTimer: NodeJS.Timeout
   private closed = false
 
@@ -221,10 +225,13 @@ export class Control {
   handle(s: PeerSession, m: PeerToCoordinator): void {
     s.lastSeen = Date.now()
     switch (m.t) {
-      case 'fn': this.defineFn(s, m.def, m.job); s.durableSeen++; break
+      case 'fn': try { this.defineFn(s, m.def, m.job) } finally { s.durableSeen++ } break
       case 'submit': try { this.submit(s, m.spec) } finally { s.durableSeen++ } break
       case 'put': try { this.put(s, m.id, m.size, m.inline, m.parent) } finally { s.durableSeen++ } break
-      case 'done': try { this.done(s, m.task, m.results, m.error, m.lost) } finally { s.durableSeen++ } break
+      case 'done':
+        if (m.ms !== undefined) s.observeRuntime(m.ms)
+        try { this.done(s, m.task, m.results, m.error, m.lost) } finally { s.durableSeen++ }
+        break
       case 'actorLost': if (s.actors.delete(m.actor)) { this.opts.log(`actor ${m.actor} lost on ${s.id}: ${m.reason}`); this.actorLost(m.actor, s.id) } break
       case 'sub': for (const id of m.ids) this.subscribe(s, id); break
       case 'cancel': for (const id of m.ids) this.cancelFrom(s, id); break
@@ -407,7 +414,8 @@ export class Control {
     this.setState(t, 'finished')
     s.tasksDone++
     this.counters.tasksFinished++
-    this.opts.store.setTaskState(t.id, 'finished', t.attempts)
+    if (n === 1 && results[0].inline) this.opts.store.finishTask(t.id, t.attempts, { size: results[0].size, inline: results[0].inline })
+    else this.opts.store.setTaskState(t.id, 'finished', t.attempts)
     for (let i = 0; i < n; i++) {
       const o = this.objects.get(returnId(t.id, i))!
       const r = results[i]
@@ -415,7 +423,7 @@ export class Control {
       o.error = undefined
       if (r.inline) o.inline = r.inline
       else this.addLocation(o, s)
-      this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline })
+      if (n > 1 || !r.inline) this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline })
       this.objectReady(o, 'ready')
     }
     if (t.spec.createsActor) {
@@ -849,21 +857,38 @@ export class Control {
     setImmediate(() => this.tick())
   }
 
-  /** Once per event-loop turn: place ready tasks, commit, acknowledge, flush. */
+  /**
+   * Once per event-loop turn: place ready tasks, flush every outbox, then commit.
+   * Messages go out before the commit so the store is off the latency path; an
+   * `ack` only ever counts messages of an earlier commit, so a peer never drops a
+   * durable message the store does not hold. A crash in between can make a task
+   * run again, never be recorded twice.
+   */
   tick(): void {
     this.tickQueued = false
     if (this.closed) return
     if (!this.reconcileUntil) this.schedule()
+    let ackPending = false
+    for (const s of this.sessions.values()) {
+      if (s.durableCommitted > s.durableAcked) { s.durableAcked = s.durableCommitted; s.send({ t: 'ack', n: s.durableCommitted }) }
+      s.flush()
+    }
     this.opts.store.commit()
     for (const s of this.sessions.values()) {
-      if (s.durableSeen > s.durableAcked) { s.durableAcked = s.durableSeen; s.send({ t: 'ack', n: s.durableSeen }) }
-      s.flush()
+      s.durableCommitted = s.durableSeen
+      if (s.durableCommitted > s.durableAcked) ackPending = true
+    }
+    // Acks ride on the next turn's frames; if the grid goes quiet, a short timer sends them.
+    if (ackPending && !this.ackTimer) {
+      this.ackTimer = setTimeout(() => { this.ackTimer = undefined; this.requestTick() }, 10)
+      this.ackTimer.unref()
     }
   }
 
   private schedule(): void {
     const workers = this.sessions.values.bind(this.sessions)
-    const depth = this.opts.pipelineDepth
+    const fixed = this.opts.pipelineDepth
+    const depth = fixed ? () => fixed : (peer: PeerSession) => peer.pipelineDepth(this.opts.pipelineTargetMs, this.opts.maxPipelineDepth)
     const skipped: string[] = []
     while (this.readyHead < this.ready.length) {
       if (allFull(workers(), depth)) break
@@ -962,6 +987,7 @@ export class Control {
     this.closed = true
     clearInterval(this.heartbeatTimer)
     clearTimeout(this.reconcileTimer)
+    clearTimeout(this.ackTimer)
     this.opts.store.commit()
   }
 }

@@ -32,6 +32,8 @@ export class PeerSession {
   lastSeen = Date.now()
   /** Durable messages committed from this connection, acknowledged back after each commit. */
   durableSeen = 0
+  /** Of those, how many the store has committed; only these may be acknowledged. */
+  durableCommitted = 0
   durableAcked = 0
   private outbox: CoordinatorToPeer[] = []
   closed = false
@@ -58,6 +60,20 @@ export class PeerSession {
 
   take(res: Record<string, number>): void { for (const k in res) this.used[k] = (this.used[k] ?? 0) + res[k] }
   release(res: Record<string, number>): void { for (const k in res) this.used[k] = (this.used[k] ?? 0) - res[k] }
+
+  /** Average run time of this peer's recent tasks (ms); undefined until one finishes. */
+  runtimeMs?: number
+  observeRuntime(ms: number): void { this.runtimeMs = this.runtimeMs === undefined ? ms : this.runtimeMs * 0.8 + ms * 0.2 }
+
+  /**
+   * Tasks each executor may have queued: enough for about `targetMs` of work, so
+   * executors never idle for a round trip on short tasks, and long tasks are not
+   * hoarded by one peer while others are free.
+   */
+  pipelineDepth(targetMs: number, max: number): number {
+    if (this.runtimeMs === undefined) return 2
+    return Math.max(2, Math.min(max, Math.ceil(targetMs / Math.max(this.runtimeMs, 0.01))))
+  }
 
   load(): number { const cpu = this.resources.cpu ?? 0; return cpu > 0 ? (this.used.cpu ?? 0) / cpu : 0 }
 

@@ -7,19 +7,22 @@ export interface Placement {
   heldBytes?: Map<string, number>
 }
 
+/** How many tasks per unit of `cpu` a peer may hold (running plus queued there). */
+export type DepthOf = (peer: PeerSession) => number
+
 /**
  * Picks a peer for a task: it must have the capabilities and the free resources;
  * among those, the one holding the most argument bytes wins, then the least loaded.
- * `pipelineDepth` lets a peer queue a few tasks per executor, so executors never
- * idle for a round trip (Ray's pipelined leases).
+ * `depth` lets a peer queue a few tasks per executor, so executors never idle for
+ * a round trip (Ray's pipelined leases).
  */
-export function pickPeer(p: Placement, peers: Iterable<PeerSession>, pipelineDepth: number): PeerSession | undefined {
+export function pickPeer(p: Placement, peers: Iterable<PeerSession>, depth: DepthOf): PeerSession | undefined {
   let best: PeerSession | undefined
   let bestHeld = -1
   let bestLoad = Infinity
   for (const peer of peers) {
     if (peer.role !== 'worker' || peer.closed) continue
-    if (!fits(p, peer, pipelineDepth)) continue
+    if (!fits(p, peer, depth(peer))) continue
     const held = p.heldBytes?.get(peer.id) ?? 0
     const load = peer.load()
     if (held > bestHeld || (held === bestHeld && load < bestLoad)) { best = peer; bestHeld = held; bestLoad = load }
@@ -40,9 +43,9 @@ function fits(p: Placement, peer: PeerSession, depth: number): boolean {
 }
 
 /** True when no worker has any cpu left: the scheduler can stop scanning its queue. */
-export function allFull(peers: Iterable<PeerSession>, depth: number): boolean {
+export function allFull(peers: Iterable<PeerSession>, depth: DepthOf): boolean {
   for (const peer of peers) {
-    if (peer.role === 'worker' && !peer.closed && (peer.used.cpu ?? 0) < (peer.resources.cpu ?? 0) * depth) return false
+    if (peer.role === 'worker' && !peer.closed && (peer.used.cpu ?? 0) < (peer.resources.cpu ?? 0) * depth(peer)) return false
   }
   return true
 }

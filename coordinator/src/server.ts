@@ -32,7 +32,10 @@ export interface CoordinatorOptions {
   tokens?: Partial<Tokens>
   limits?: Partial<Limits>
   maxBundleBytes?: number
+  /** Fix the tasks queued per executor; by default the coordinator keeps about `pipelineTargetMs` of work queued. */
   pipelineDepth?: number
+  pipelineTargetMs?: number
+  maxPipelineDepth?: number
   reconcileMs?: number
   heartbeatTimeoutMs?: number
   /** Bad messages tolerated on one connection before it is closed. */
@@ -70,7 +73,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const maxBad = opts.maxBadMessages ?? 20
   const control = new Control({
     store, limits, log,
-    pipelineDepth: opts.pipelineDepth ?? 4,
+    pipelineDepth: opts.pipelineDepth,
+    pipelineTargetMs: opts.pipelineTargetMs ?? 10,
+    maxPipelineDepth: opts.maxPipelineDepth ?? 64,
     reconcileMs: opts.reconcileMs ?? 5000,
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
   })

@@ -90,7 +90,11 @@ export interface FnMsg { t: 'fn'; job?: JobId; def: FnDef }
 export interface SubmitMsg { t: 'submit'; spec: TaskSpec }
 export interface PutMsg { t: 'put'; id: ObjectId; size: number; inline?: Uint8Array; parent?: TaskId }
 /** `lost`: the executor died under the task (not the task's fault); the coordinator re-queues it. */
-export interface DoneMsg { t: 'done'; task: TaskId; attempt: number; results?: ResultOut[]; error?: SerializedError; lost?: boolean }
+export interface DoneMsg {
+  t: 'done'; task: TaskId; attempt: number; results?: ResultOut[]; error?: SerializedError; lost?: boolean
+  /** How long the task's code ran, in ms: the scheduler sizes each peer's pipeline by it. */
+  ms?: number
+}
 /** The executor hosting an actor died; the coordinator restarts the actor or ends it. */
 export interface ActorLostMsg { t: 'actorLost'; actor: ActorId; reason: string }
 export interface SubMsg { t: 'sub'; ids: ObjectId[] }

@@ -49,7 +49,7 @@ export const peerMessage = z.discriminatedUnion('t', [
   z.object({
     t: z.literal('done'), task: id, attempt: count,
     results: z.array(z.object({ size: count, inline: bytes.optional() })).max(1000).optional(),
-    error: serializedError.optional(), lost: z.boolean().optional(),
+    error: serializedError.optional(), lost: z.boolean().optional(), ms: z.number().nonnegative().finite().optional(),
   }),
   z.object({ t: z.literal('actorLost'), actor: id, reason: z.string().max(10_000) }),
   z.object({ t: z.literal('sub'), ids: z.array(id).max(100_000) }),

@@ -21,7 +21,9 @@ export interface Proc {
 }
 
 export function startProc(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  // COLONY_PROFILE_DIR=dir writes a CPU profile of every coordinator and peer process there.
+  const prof = process.env.COLONY_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.COLONY_PROFILE_DIR}`] : []
+  const child = spawn(process.execPath, [...prof, CLI, ...args], {
     cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''

@@ -1,4 +1,4 @@
-import type { FnDef, SerializedError, TaskState } from '@colony/shared'
+import { returnId, type FnDef, type SerializedError, type TaskState } from '@colony/shared'
 import type { ActorRow, ControlStore, JobRow, ObjectRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
 
 /** Keeps the tables in maps. For tests, and for grids that need no durability. */
@@ -28,6 +28,13 @@ export class MemoryStore implements ControlStore {
   setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void {
     const t = this.tasks.get(id)
     if (t) { t.state = state; t.attempts = attempts; t.error = error }
+  }
+  finishTask(id: string, attempts: number, result: { size: number; inline: Uint8Array }): void {
+    const t = this.tasks.get(id)
+    if (!t) return
+    t.state = 'finished'
+    t.attempts = attempts
+    this.objects.set(returnId(id), { id: returnId(id), job: t.job, size: result.size, inline: result.inline })
   }
   putObject(obj: ObjectRow): void { this.objects.set(obj.id, obj) }
   putActor(actor: ActorRow): void { this.actors.set(actor.id, { ...actor }) }

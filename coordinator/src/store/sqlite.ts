@@ -1,13 +1,13 @@
 import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { decodeFrame, encodeFrame, type FnDef, type SerializedError, type TaskState } from '@colony/shared'
+import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskState } from '@colony/shared'
 import type { ActorRow, ControlStore, JobRow, ObjectRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, job TEXT NOT NULL, spec BLOB NOT NULL, main INTEGER NOT NULL,
-  state TEXT NOT NULL, attempts INTEGER NOT NULL, error BLOB);
+  state TEXT NOT NULL, attempts INTEGER NOT NULL, error BLOB, result BLOB, result_size INTEGER);
 CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, job TEXT NOT NULL, size INTEGER NOT NULL, inline BLOB, error BLOB);
 CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS peers (id TEXT PRIMARY KEY, body BLOB NOT NULL);
@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS bundles (hash TEXT PRIMARY KEY, code BLOB NOT NULL);
 const pack = (v: unknown): Buffer => Buffer.from(encodeFrame([v]))
 const unpack = <T>(b: Uint8Array): T => decodeFrame(b)[0] as T
 const packErr = (e?: SerializedError): Buffer | null => (e ? pack(e) : null)
+const asBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
 type Write = () => void
 
@@ -45,6 +46,7 @@ export class SqliteStore implements ControlStore {
       job: db.prepare('INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)'),
       task: db.prepare('INSERT OR IGNORE INTO tasks (id, job, spec, main, state, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       taskState: db.prepare('UPDATE tasks SET state = ?, attempts = ?, error = ? WHERE id = ?'),
+      taskFinish: db.prepare("UPDATE tasks SET state = 'finished', attempts = ?, result = ?, result_size = ? WHERE id = ?"),
       object: db.prepare('INSERT OR REPLACE INTO objects (id, job, size, inline, error) VALUES (?, ?, ?, ?, ?)'),
       actor: db.prepare('INSERT OR REPLACE INTO actors (id, body) VALUES (?, ?)'),
       peer: db.prepare('INSERT OR REPLACE INTO peers (id, body) VALUES (?, ?)'),
@@ -59,16 +61,21 @@ export class SqliteStore implements ControlStore {
 
   load(): StoreSnapshot {
     const rows = <T>(sql: string) => this.db.prepare(sql).all() as T[]
+    type TaskDbRow = { id: string; job: string; spec: Buffer; main: number; state: TaskState; attempts: number; error: Buffer | null; result: Buffer | null; result_size: number | null }
+    const taskRows = rows<TaskDbRow>('SELECT * FROM tasks ORDER BY rowid')
+    const objects: ObjectRow[] = rows<{ id: string; job: string; size: number; inline: Buffer | null; error: Buffer | null }>('SELECT * FROM objects').map((r) => ({
+      id: r.id, job: r.job, size: r.size, inline: r.inline ?? undefined, error: r.error ? unpack<SerializedError>(r.error) : undefined,
+    }))
+    for (const r of taskRows) {
+      if (r.result_size !== null) objects.push({ id: returnId(r.id), job: r.job, size: r.result_size, inline: r.result ?? undefined })
+    }
     return {
       jobs: rows<{ body: Buffer }>('SELECT body FROM jobs').map((r) => unpack<JobRow>(r.body)),
-      tasks: rows<{ id: string; job: string; spec: Buffer; main: number; state: TaskState; attempts: number; error: Buffer | null }>(
-        'SELECT * FROM tasks').map((r) => ({
+      tasks: taskRows.map((r) => ({
         id: r.id, job: r.job, spec: unpack(r.spec), main: r.main === 1, state: r.state, attempts: r.attempts,
         error: r.error ? unpack<SerializedError>(r.error) : undefined,
       })),
-      objects: rows<{ id: string; job: string; size: number; inline: Buffer | null; error: Buffer | null }>('SELECT * FROM objects').map((r) => ({
-        id: r.id, job: r.job, size: r.size, inline: r.inline ?? undefined, error: r.error ? unpack<SerializedError>(r.error) : undefined,
-      })),
+      objects,
       actors: rows<{ body: Buffer }>('SELECT body FROM actors').map((r) => unpack<ActorRow>(r.body)),
       peers: rows<{ body: Buffer }>('SELECT body FROM peers').map((r) => unpack<PeerRow>(r.body)),
       fns: rows<{ job: string; def: Buffer }>('SELECT job, def FROM fns').map((r) => ({ job: r.job, def: unpack<FnDef>(r.def) })),
@@ -85,8 +92,12 @@ export class SqliteStore implements ControlStore {
     const err = packErr(error)
     this.queue.push(() => this.stmt.taskState.run(state, attempts, err, id))
   }
+  finishTask(id: string, attempts: number, result: { size: number; inline: Uint8Array }): void {
+    const inline = asBuffer(result.inline)
+    this.queue.push(() => this.stmt.taskFinish.run(attempts, inline, result.size, id))
+  }
   putObject(o: ObjectRow): void {
-    const inline = o.inline ? Buffer.from(o.inline.buffer, o.inline.byteOffset, o.inline.byteLength) : null, err = packErr(o.error)
+    const inline = o.inline ? asBuffer(o.inline) : null, err = packErr(o.error)
     this.queue.push(() => this.stmt.object.run(o.id, o.job, o.size, inline, err))
   }
   putActor(a: ActorRow): void { const b = pack(a); this.queue.push(() => this.stmt.actor.run(a.id, b)) }

@@ -66,6 +66,11 @@ export interface ControlStore {
   putTask(task: TaskRow): void
   /** A state change only; the spec is written once by putTask. */
   setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void
+  /**
+   * A task finished with one small result: the state and the value in one write
+   * (its object row is derived on load). Other results go through putObject.
+   */
+  finishTask(id: string, attempts: number, result: { size: number; inline: Uint8Array }): void
   putObject(obj: ObjectRow): void
   putActor(actor: ActorRow): void
   putPeer(peer: PeerRow): void

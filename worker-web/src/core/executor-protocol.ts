@@ -21,6 +21,8 @@ export interface ExecOutcome {
   error?: SerializedError
   /** The executor died under the task; not the task's fault. */
   lost?: boolean
+  /** How long the task's code ran, in ms. */
+  ms?: number
 }
 
 /** What code inside a task asks of the grid, on behalf of that task. */

@@ -127,6 +127,7 @@ export class ExecutorRuntime {
     const ctx: TaskContext = { taskId: spec.id, job, spec, grid: new Grid(this.backendFor(spec.id, job), spec.id) }
     let error: SerializedError | undefined
     let results: Uint8Array[] | undefined
+    const started = performance.now()
     try {
       const value = await this.env.runInTask(ctx, () => this.call(task, ctx))
       const n = spec.opts.numReturns ?? 1
@@ -136,7 +137,8 @@ export class ExecutorRuntime {
     } catch (e) {
       error = serializeError(e)
     }
-    this.post({ k: 'done', task: spec.id, outcome: error ? { error } : { results } })
+    const ms = performance.now() - started
+    this.post({ k: 'done', task: spec.id, outcome: error ? { error, ms } : { results, ms } })
   }
 
   private async call(task: ExecTask, ctx: TaskContext): Promise<unknown> {

@@ -142,14 +142,14 @@ export class Peer implements ExecutorHost {
     if (!r) return
     this.running.delete(task)
     if (outcome.lost) { this.conn.send({ t: 'done', task, attempt: r.attempt, lost: true }); return }
-    if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error }); return }
+    if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error, ms: outcome.ms }); return }
     const results: ResultOut[] = (outcome.results ?? []).map((bytes, i) => {
       if (bytes.byteLength <= this.limits.inlineMaxBytes) return { size: bytes.byteLength, inline: bytes }
       this.store.set(returnId(task, i), bytes)
       return { size: bytes.byteLength }
     })
     this.tasksDone++
-    this.conn.send({ t: 'done', task, attempt: r.attempt, results })
+    this.conn.send({ t: 'done', task, attempt: r.attempt, results, ms: outcome.ms })
   }
 
   log(task: string, lines: string[]): void {
