@@ -63,7 +63,7 @@ ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   API:      ${coord.url}/api/peers   (Authorization: Bearer <token>)
   Metrics:  ${coord.url}/metrics
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
-  Run a job:         npx colony submit client/examples/hello.ts
+  Run a job:         ${port === 8787 ? '' : `COLONY_URL=${coord.url} `}npx colony submit client/examples/hello.ts
 Ctrl-C stops.`)
   const stop = async () => {
     for (const p of peers) await p.close().catch(() => {})

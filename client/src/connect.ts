@@ -7,8 +7,8 @@ import { Grid, Peer, type WebSocketFactory, type WebSocketLike } from '@colony/w
 import type { TaskLogMsg } from '@colony/shared'
 
 export interface ConnectOptions {
-  /** The submit token (`colony start` prints it). */
-  token: string
+  /** The submit token (`colony start` prints it). In Node it defaults to $COLONY_TOKEN, else ./.colony/tokens.json. */
+  token?: string
   /** A label for this driver's job. */
   name?: string
   /** Where task logs go; by default they are printed as `[task @ peer] line`. Pass `false` to drop them. */
@@ -28,15 +28,31 @@ function printLog(m: TaskLogMsg): void {
   for (const line of m.lines) console.log(`[${m.name} @ ${m.peer}] ${line}`)
 }
 
-export async function connect(url: string, opts: ConnectOptions): Promise<Grid> {
-  if (!opts?.token) throw new TypeError('connect(url, { token }) needs the submit token')
+/** In Node: $COLONY_TOKEN / $COLONY_SUBMIT_TOKEN, else the tokens file `colony start` wrote in ./.colony. */
+async function defaultToken(): Promise<string | undefined> {
+  if (typeof process === 'undefined' || !process.versions?.node) return undefined
+  const fromEnv = process.env.COLONY_TOKEN ?? process.env.COLONY_SUBMIT_TOKEN
+  if (fromEnv) return fromEnv
+  const { readFile } = await import('node:fs/promises')
+  try { return (JSON.parse(await readFile('.colony/tokens.json', 'utf8')) as { submit?: string }).submit } catch { return undefined }
+}
+
+/**
+ * Joins the grid as a driver. `url` defaults to $COLONY_URL, else http://127.0.0.1:8787.
+ * Rejects with AuthError for a bad token, and keeps reconnecting through network blips
+ * and coordinator restarts once connected.
+ */
+export async function connect(url?: string, opts: ConnectOptions = {}): Promise<Grid & { jobId: string }> {
   const isNode = typeof process !== 'undefined' && !!process.versions?.node
+  url ??= (isNode ? process.env.COLONY_URL : undefined) ?? 'http://127.0.0.1:8787'
+  const token = opts.token ?? await defaultToken()
+  if (!token) throw new TypeError('connect(url, { token }) needs the submit token (colony start prints it; in Node, $COLONY_TOKEN works too)')
   const peer = new Peer({
-    url, token: opts.token, role: 'driver', kind: isNode ? 'node' : 'browser', webSocket: await defaultWebSocket(),
+    url, token, role: 'driver', kind: isNode ? 'node' : 'browser', webSocket: await defaultWebSocket(),
     name: opts.name, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start()
-  return Object.assign(new Grid(peer.backend()), { peer, jobId: peer.jobId })
+  return Object.assign(new Grid(peer.backend()), { peer, jobId: peer.jobId! })
 }
 
 /** Inside a task: the grid of the task that is running. */

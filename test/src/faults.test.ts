@@ -18,7 +18,7 @@ describe('a Node peer killed with SIGKILL mid-job', () => {
       await g.workers[0].kill('SIGKILL')
       const values = await grid.get(refs, { timeoutMs: 60_000 })
       assert.equal(values.reduce((a, b) => a + b, 0), expected)
-      const tasks = await api<{ state: string; attempts: number; peer?: string }[]>(g, `/api/jobs/${(grid as unknown as { jobId: string }).jobId}/tasks`)
+      const tasks = await api<{ state: string; attempts: number; peer?: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)
       assert.equal(tasks.body.length, N)
       assert.ok(tasks.body.every((t) => t.state === 'finished'))
       assert.ok(tasks.body.some((t) => t.attempts > 1), 'some task should have been re-run after the kill')
@@ -47,7 +47,7 @@ describe('the coordinator killed with SIGKILL mid-job and restarted on the same 
       assert.equal(values.reduce((a, b) => a + b, 0), expected)
       const peers = await api<{ id: string; role: string }[]>(g, '/api/peers')
       for (const id of g.workerIds) assert.ok(peers.body.some((p) => p.id === id), `worker ${id} reconnected with its id`)
-      const jobId = (grid as unknown as { jobId: string }).jobId
+      const jobId = grid.jobId
       const tasks = await api<{ state: string }[]>(g, `/api/jobs/${jobId}/tasks`)
       assert.equal(tasks.body.length, N, 'no task was lost or submitted twice')
       assert.ok(tasks.body.every((t) => t.state === 'finished'))
