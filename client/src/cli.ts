@@ -46,7 +46,10 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const dataDir = resolve(values.data ?? '.colony')
   const reconcileMs = num(process.env.COLONY_RECONCILE_MS, 'COLONY_RECONCILE_MS')
   const pipelineDepth = num(process.env.COLONY_PIPELINE_DEPTH, 'COLONY_PIPELINE_DEPTH')
-  const coord = await startCoordinator({ port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth }).catch((e: NodeJS.ErrnoException) => {
+  const heartbeatTimeoutMs = num(process.env.COLONY_HEARTBEAT_TIMEOUT_MS, 'COLONY_HEARTBEAT_TIMEOUT_MS')
+  const coord = await startCoordinator({
+    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs,
+  }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
   })

@@ -24,6 +24,10 @@ interface TaskRec {
   state: TaskState
   attempts: number
   peer?: string
+  /** The peer that ran the last attempt (kept after it finishes). */
+  ranOn?: string
+  /** Loaded unfinished after a restart: a peer may report a result the coordinator never saw it given. */
+  restored?: boolean
   pendingDeps: number
   blocked: boolean
   main: boolean
@@ -45,7 +49,7 @@ interface ObjRec {
   pulls?: { peer: string; req: number }[]
 }
 
-interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string> }
+interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError }
 
 export type JobEvent = { type: 'log'; line: string } | { type: 'state'; job: JobInfo }
 
@@ -145,7 +149,7 @@ export class Control {
     }
     for (const aid of m.actors ?? []) this.claimActor(s, aid)
     for (const tid of m.running ?? []) this.claimRunning(s, tid)
-    s.send({ t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits })
+    s.send({ t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits, pingMs: Math.max(100, Math.floor(this.opts.heartbeatTimeoutMs / 4)) })
     if (this.reconcileUntil && [...this.expectedPeers].every((p) => this.sessions.has(p))) this.endReconcile()
     this.requestTick()
     return s
@@ -306,6 +310,11 @@ export class Control {
     }
     if (spec.actor) this.actors.get(spec.actor)!.queue.push(t.id)
     this.opts.store.putTask({ id: t.id, job: job.id, spec, state: 'waiting', attempts: 0, main })
+    const actor = spec.actor ? this.actors.get(spec.actor)! : undefined
+    if (actor?.state === 'dead') {
+      this.fail(t, actor.deathError ?? serializeError(new PeerDiedError(`actor ${actor.name} (${actor.id}) has ended`)))
+      return t
+    }
     this.enqueue(t)
     return t
   }
@@ -344,6 +353,7 @@ export class Control {
   private assign(t: TaskRec, s: PeerSession, sendRun: boolean): void {
     t.attempts++
     t.peer = s.id
+    t.ranOn = s.id
     t.blocked = false
     this.setState(t, 'running')
     s.tasks.add(t.id)
@@ -373,9 +383,7 @@ export class Control {
   private done(s: PeerSession, taskId: string, results?: ResultOut[], error?: SerializedError, lost?: boolean): void {
     const t = this.tasks.get(taskId)
     if (!t) throw new ProtocolError(`result for unknown task ${taskId}`)
-    if (!s.tasks.has(taskId) && t.peer !== s.id && t.state !== 'ready' && t.state !== 'running' && !TERMINAL.has(t.state)) {
-      throw new ProtocolError(`peer ${s.id} was never given task ${taskId}`)
-    }
+    if (!s.tasks.has(taskId) && t.ranOn !== s.id && !t.restored) throw new AuthError(`peer ${s.id} was never given task ${taskId}`)
     if (TERMINAL.has(t.state)) { this.counters.duplicateResults++; return }
     if (lost) {
       if (t.peer !== s.id) return
@@ -691,6 +699,7 @@ export class Control {
   private actorDead(a: ActorRec, err: SerializedError): void {
     if (a.state === 'dead') return
     a.state = 'dead'
+    a.deathError = err
     if (a.peer) this.sessions.get(a.peer)?.actors.delete(a.id)
     this.opts.store.putActor(this.actorRow(a))
     const calls = [...a.inflight, ...a.queue]
@@ -829,7 +838,7 @@ export class Control {
     return job.tasks.map((id) => {
       const t = this.tasks.get(id)!
       const info: TaskInfo = { id, name: t.spec.name, state: t.state, attempts: t.attempts }
-      if (t.peer) info.peer = t.peer
+      if (t.peer ?? t.ranOn) info.peer = t.peer ?? t.ranOn
       if (t.spec.parent) info.parent = t.spec.parent
       if (t.spec.actor) info.actor = t.spec.actor
       if (t.error) info.error = t.error
@@ -956,7 +965,7 @@ export class Control {
       if (t.spec.actor) this.actors.get(t.spec.actor)?.queue.push(t.id)
       unfinished.push(t)
     }
-    for (const t of unfinished) { this.setState(t, 'waiting'); this.enqueue(t) }
+    for (const t of unfinished) { t.restored = true; this.setState(t, 'waiting'); this.enqueue(t) }
     for (const p of snap.peers) if (p.role === 'worker') this.expectedPeers.add(p.id)
     if (unfinished.length > 0 || this.unclaimedActors.size > 0 || this.expectedPeers.size > 0) {
       this.reconcileUntil = Date.now() + this.opts.reconcileMs

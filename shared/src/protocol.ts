@@ -120,7 +120,8 @@ export interface Limits {
   inlineMaxBytes: number
   relayChunkBytes: number
 }
-export interface WelcomeMsg { t: 'welcome'; peerId: PeerId; jobId?: JobId; limits: Limits }
+/** `pingMs`: how often the peer must ping; the coordinator drops a peer silent for several of these. */
+export interface WelcomeMsg { t: 'welcome'; peerId: PeerId; jobId?: JobId; limits: Limits; pingMs: number }
 export interface AckMsg { t: 'ack'; n: number }
 export interface RunMsg {
   t: 'run'

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import { connect, type Grid } from '@colony/client'
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION } from '@colony/shared'
-import { api, startGrid, type GridProcs } from './harness.js'
+import { api, startGrid, until, type GridProcs } from './harness.js'
 
 let g: GridProcs
 let grid: Grid
@@ -40,6 +40,14 @@ async function rawPeer(): Promise<RawPeer> {
 
 const hello = (token: string) => ({ t: 'hello', v: PROTOCOL_VERSION, token, kind: 'node', role: 'worker', capabilities: [], resources: { cpu: 0 } })
 
+/** A raw peer already welcomed as a worker. */
+async function joinedPeer(): Promise<RawPeer> {
+  const p = await rawPeer()
+  p.ws.send(encodeFrame([hello(g.joinToken)]))
+  assert.equal((await p.next()).t, 'welcome')
+  return p
+}
+
 async function gridStillWorks(): Promise<void> {
   const f = grid.remote((x: number) => x + 1)
   assert.equal(await grid.get(f.remote(1), { timeoutMs: 20_000 }), 2)
@@ -66,9 +74,7 @@ describe('the peer WebSocket', () => {
   })
 
   it('answers a malformed frame with a protocol error and closes only that socket', async () => {
-    const p = await rawPeer()
-    p.ws.send(encodeFrame([hello(g.joinToken)]))
-    assert.equal((await p.next()).t, 'welcome')
+    const p = await joinedPeer()
     p.ws.send(Buffer.from([0xc1, 0xff, 0x00, 0x13]))
     const err = await p.next()
     assert.equal(err.code, 'PROTOCOL')
@@ -78,9 +84,7 @@ describe('the peer WebSocket', () => {
   })
 
   it('answers an unknown message type with an error and keeps the connection', async () => {
-    const p = await rawPeer()
-    p.ws.send(encodeFrame([hello(g.joinToken)]))
-    assert.equal((await p.next()).t, 'welcome')
+    const p = await joinedPeer()
     p.ws.send(encodeFrame([{ t: 'launchMissiles', at: 'now' }, { t: 'ping' }]))
     const err = await p.next()
     assert.equal(err.code, 'PROTOCOL')
@@ -90,9 +94,7 @@ describe('the peer WebSocket', () => {
   })
 
   it('rejects a message that breaks the schema (a worker submitting outside any task)', async () => {
-    const p = await rawPeer()
-    p.ws.send(encodeFrame([hello(g.joinToken)]))
-    await p.next()
+    const p = await joinedPeer()
     p.ws.send(encodeFrame([{ t: 'submit', spec: { id: 't.x.1', name: 'evil', fn: 'f1', args: new Uint8Array([0x90]), deps: [], opts: {} } }]))
     const err = await p.next()
     assert.equal(err.code, 'AUTH')
@@ -100,10 +102,23 @@ describe('the peer WebSocket', () => {
     p.ws.close()
   })
 
+  it('refuses a result for a task the peer was never given', async () => {
+    const p = await joinedPeer()
+    const f = grid.remote(() => new Promise((r) => setTimeout(() => r('honest'), 300)))
+    const ref = f.remote()
+    const task = ref.id.replace(/\.r0$/, '')
+    const jobId = (grid as Grid & { jobId: string }).jobId
+    await until(async () => (await api<{ id: string }[]>(g, `/api/jobs/${jobId}/tasks`)).body.some((t) => t.id === task), 10_000, 'the coordinator knows the task')
+    p.ws.send(encodeFrame([{ t: 'done', task, attempt: 1, results: [{ size: 1, inline: new Uint8Array([0xc3]) }] }]))
+    const err = await p.next()
+    assert.equal(err.code, 'AUTH')
+    assert.match(String(err.message), /never given task/)
+    assert.equal(await grid.get(ref), 'honest')
+    p.ws.close()
+  })
+
   it('answers an oversized frame with a LimitError naming the limit', async () => {
-    const p = await rawPeer()
-    p.ws.send(encodeFrame([hello(g.joinToken)]))
-    await p.next()
+    const p = await joinedPeer()
     p.ws.send(Buffer.alloc(33 * 1024 * 1024))
     const err = await p.next()
     assert.equal(err.code, 'LIMIT')

@@ -87,6 +87,17 @@ describe('tasks', () => {
     assert.deepEqual(await grid.get([s, p]), [7, 12])
   })
 
+  it('places tasks by capability: a capability no peer has waits, and can be cancelled', async () => {
+    const where = grid.remote(() => 'on a node peer', { capabilities: ['node'] })
+    assert.equal(await grid.get(where.remote()), 'on a node peer')
+    const gpu = grid.remote(() => 'never', { capabilities: ['webgpu'] })
+    const ref = gpu.remote()
+    const { ready } = await grid.wait([ref], { timeoutMs: 300 })
+    assert.equal(ready.length, 0)
+    grid.cancel(ref)
+    await assert.rejects(grid.get(ref), CancelledError)
+  })
+
   it('moves typed arrays and objects larger than the inline limit between peers', async () => {
     const make = grid.remote((n: number) => { const a = new Float64Array(n); for (let i = 0; i < n; i++) a[i] = i; return a })
     const sum = grid.remote((a: Float64Array) => a.reduce((x, y) => x + y, 0))

@@ -33,7 +33,6 @@ export interface ConnectionOptions {
   /** The coordinator refused this peer for good (bad token, protocol misuse). */
   onFatal(err: ColonyError): void
   onDown?(): void
-  pingMs?: number
   maxBackoffMs?: number
 }
 
@@ -124,7 +123,7 @@ export class ControlConnection {
         this.welcomedNow = true
         const reconnected = this.welcomed
         this.welcomed = true
-        const ping = this.opts.pingMs ?? 3000
+        const ping = m.pingMs ?? 3000
         clearInterval(this.pingTimer)
         this.pingTimer = setInterval(() => this.send({ t: 'ping' }), ping)
         ;(this.pingTimer as { unref?: () => void }).unref?.()

@@ -16,6 +16,7 @@ export class ObjectResolver {
   private readonly pulls = new Map<number, Pull>()
   private readonly pullsById = new Map<ObjectId, Promise<Uint8Array>>()
   private nextReq = 1
+  private subBatch: ObjectId[] = []
   bytesIn = 0
   bytesOut = 0
 
@@ -31,9 +32,16 @@ export class ObjectResolver {
     if (!d) {
       d = deferred<ObjectInfo>()
       this.waiting.set(id, d)
-      this.conn.send({ t: 'sub', ids: [id] })
+      // Subscriptions made in one go (a get of many refs) travel as one message.
+      if (this.subBatch.push(id) === 1) queueMicrotask(() => this.sendSubs())
     }
     return d.promise
+  }
+
+  private sendSubs(): void {
+    const ids = this.subBatch
+    this.subBatch = []
+    for (let i = 0; i < ids.length; i += 10_000) this.conn.send({ t: 'sub', ids: ids.slice(i, i + 10_000) })
   }
 
   /** Records what the coordinator said of an object (an `obj` message, or a `run`'s deps). */
@@ -104,7 +112,8 @@ export class ObjectResolver {
 
   /** After a reconnect: ask again for everything still awaited. */
   resend(): void {
-    if (this.waiting.size) this.conn.send({ t: 'sub', ids: [...this.waiting.keys()] })
+    this.subBatch = [...this.waiting.keys()]
+    if (this.subBatch.length) this.sendSubs()
     for (const [req, pull] of this.pulls) {
       pull.chunks = []
       pull.got = 0

@@ -1,0 +1,82 @@
+/** Recovery paths: actors restarted elsewhere, objects rebuilt from lineage, hung peers found by heartbeats. */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { connect, PeerDiedError } from '@colony/client'
+import { api, startGrid, until } from './harness.js'
+
+type TaskRow = { id: string; name: string; state: string; attempts: number; peer?: string }
+
+describe('an actor whose peer dies', () => {
+  it('is re-created on another peer within maxRestarts, and its later calls run there', async () => {
+    const g = await startGrid({ workers: 3, executors: 1, memory: true })
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
+    try {
+      const Counter = grid.remote(class Counter { n = 0; inc() { return ++this.n } }, { maxRestarts: 1 })
+      const kept = Counter.remote()
+      const Fragile = grid.remote(class Fragile { ping() { return 'pong' } })
+      const fragile = Fragile.remote()
+      assert.deepEqual(await grid.get([kept.inc.remote(), kept.inc.remote(), fragile.ping.remote()]), [1, 2, 'pong'])
+      const tasks = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      const host = tasks.find((t) => t.name === 'Counter')!.peer!
+      const fragileHost = tasks.find((t) => t.name === 'Fragile')!.peer!
+      // Kill both hosts (they may be one peer); a third peer is left for the restart.
+      for (const id of new Set([host, fragileHost])) await g.workers[g.workerIds.indexOf(id)].kill('SIGKILL')
+      // Restarted without its state (checkpoints come later): counting starts again.
+      assert.equal(await grid.get(kept.inc.remote(), { timeoutMs: 30_000 }), 1)
+      const after = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      assert.notEqual(after.find((t) => t.name === 'Counter')!.peer, host)
+      // Without maxRestarts, calls to a dead actor fail at once, naming it.
+      await assert.rejects(grid.get(fragile.ping.remote(), { timeoutMs: 30_000 }), (e: unknown) =>
+        e instanceof PeerDiedError && /Fragile .* no restarts left/.test(e.message))
+    } finally {
+      await grid.close()
+      await g.stop()
+    }
+  })
+})
+
+describe('an object whose only holder dies', () => {
+  it('is rebuilt by re-running the task that made it (lineage)', async () => {
+    const g = await startGrid({ workers: 2, executors: 1, memory: true })
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
+    try {
+      const make = grid.remote(function make(n: number) { return new Float64Array(n).fill(1) })
+      const sum = grid.remote(function sum(a: Float64Array) { return a.reduce((x, y) => x + y, 0) })
+      const big = make.remote(100_000) // 800 KB: held by its maker only
+      await grid.wait([big], { timeoutMs: 30_000 })
+      const maker = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
+      await g.workers[g.workerIds.indexOf(maker.peer!)].kill('SIGKILL')
+      assert.equal(await grid.get(sum.remote(big), { timeoutMs: 30_000 }), 100_000)
+      const rerun = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
+      assert.equal(rerun.attempts, 2)
+      assert.notEqual(rerun.peer, maker.peer)
+    } finally {
+      await grid.close()
+      await g.stop()
+    }
+  })
+})
+
+describe('a peer that hangs without closing its socket', () => {
+  it('is dropped after the heartbeat timeout; its tasks run elsewhere, and it rejoins when it wakes', async () => {
+    const g = await startGrid({ workers: 2, executors: 1, memory: true, env: { COLONY_HEARTBEAT_TIMEOUT_MS: '1500' } })
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
+    try {
+      const slow = grid.remote((i: number) => new Promise<number>((r) => setTimeout(() => r(i), 50)))
+      const refs = Array.from({ length: 40 }, (_, i) => slow.remote(i))
+      await grid.wait(refs, { numReturns: 4, timeoutMs: 30_000 })
+      const hung = g.workers[0]
+      hung.child.kill('SIGSTOP')
+      const values = await grid.get(refs, { timeoutMs: 30_000 })
+      assert.deepEqual(values, Array.from({ length: 40 }, (_, i) => i))
+      const peers = (await api<{ id: string }[]>(g, '/api/peers')).body
+      assert.ok(!peers.some((p) => p.id === g.workerIds[0]), 'the hung peer was dropped')
+      hung.child.kill('SIGCONT')
+      await until(async () => (await api<{ id: string }[]>(g, '/api/peers')).body.some((p) => p.id === g.workerIds[0]), 20_000, 'the peer rejoins')
+      assert.equal(await grid.get(slow.remote(7), { timeoutMs: 20_000 }), 7)
+    } finally {
+      await grid.close()
+      await g.stop()
+    }
+  })
+})
