@@ -84,9 +84,11 @@ async function cmdWorker(args: string[]): Promise<void> {
   const token = values.token ?? process.env.COLONY_JOIN_TOKEN ?? savedTokens().join
   if (!token) fail('worker needs --token JOIN_TOKEN (colony start prints it)')
   const { startNodeWorker } = await import('@colony/worker-web/node')
+  const waiting = setTimeout(() => console.error(`still trying to reach ${url}: is the coordinator running? (retrying; Ctrl-C stops)`), 3000)
   const peer = await startNodeWorker({
     url, token, executors: num(values.executors, 'executors'), memoryMb: num(values['memory-mb'], 'memory-mb'),
   }).catch((e: Error) => fail(`could not join ${url}: ${e.message}`))
+  clearTimeout(waiting)
   console.log(`joined ${url} as ${peer.peerId}; Ctrl-C leaves`)
   const leave = async () => { await peer.close(); process.exit(0) }
   process.once('SIGINT', leave)

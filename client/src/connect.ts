@@ -14,6 +14,8 @@ export interface ConnectOptions {
   /** Where task logs go; by default they are printed as `[task @ peer] line`. Pass `false` to drop them. */
   onLog?: ((m: TaskLogMsg) => void) | false
   log?: (line: string) => void
+  /** How long to keep trying to reach the coordinator before rejecting; default 10 s. */
+  timeoutMs?: number
 }
 
 async function defaultWebSocket(): Promise<WebSocketFactory> {
@@ -51,7 +53,7 @@ export async function connect(url?: string, opts: ConnectOptions = {}): Promise<
     url, token, role: 'driver', kind: isNode ? 'node' : 'browser', webSocket: await defaultWebSocket(),
     name: opts.name, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
-  await peer.start()
+  await peer.start(opts.timeoutMs ?? 10_000)
   return Object.assign(new Grid(peer.backend()), { peer, jobId: peer.jobId! })
 }
 

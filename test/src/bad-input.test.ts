@@ -2,9 +2,9 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
-import { connect, type Grid } from '@colony/client'
+import { AuthError, connect, type Grid } from '@colony/client'
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION } from '@colony/shared'
-import { api, startGrid, until, type GridProcs } from './harness.js'
+import { api, freePort, startGrid, until, type GridProcs } from './harness.js'
 
 let g: GridProcs
 let grid: Grid
@@ -161,5 +161,16 @@ describe('the HTTP API', () => {
     assert.equal(job.state, 'failed')
     assert.match(job.error!.message, /the job bundle failed to import: bad import/)
     await gridStillWorks()
+  })
+})
+
+describe('connect()', () => {
+  it('rejects with AuthError for a wrong token', async () => {
+    await assert.rejects(connect(g.url, { token: 'wrong', onLog: false, log: () => {} }), (e: unknown) => e instanceof AuthError && /bad token/.test(e.message))
+  })
+
+  it('rejects with a clear message when no coordinator answers in time', async () => {
+    const port = await freePort()
+    await assert.rejects(connect(`http://127.0.0.1:${port}`, { token: 'x', timeoutMs: 1000, log: () => {} }), /could not reach the coordinator at .* is it running/)
   })
 })

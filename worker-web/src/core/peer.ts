@@ -4,8 +4,7 @@
  * serves and fetches them, and, for workers, hands tasks to its executors.
  */
 import {
-  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId,
-  type ColonyError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
+  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId, ColonyError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
   type PeerRole, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
 } from '@colony/shared'
 import type { GridBackend } from './backend.js'
@@ -70,11 +69,25 @@ export class Peer implements ExecutorHost {
     this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes)
   }
 
-  /** Connects; resolves once the coordinator has welcomed this peer, rejects if it refuses it. */
-  async start(): Promise<this> {
+  /**
+   * Connects; resolves once the coordinator has welcomed this peer, and rejects if it
+   * refuses it, or (with `timeoutMs`) if it cannot be reached in time.
+   */
+  async start(timeoutMs?: number): Promise<this> {
     if (this.opts.executors) await this.opts.executors.start(this)
     this.conn.start()
-    await this.started.promise
+    if (timeoutMs === undefined) { await this.started.promise; return this }
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const unreachable = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ColonyError(
+        `could not reach the coordinator at ${this.opts.url} within ${timeoutMs} ms: is it running (npm start), and is the URL right?`)), timeoutMs)
+    })
+    try {
+      await Promise.race([this.started.promise, unreachable])
+    } catch (e) {
+      await this.close()
+      throw e
+    } finally { clearTimeout(timer) }
     return this
   }
 
