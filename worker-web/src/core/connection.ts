@@ -54,10 +54,8 @@ export class ControlConnection {
 
   constructor(private readonly opts: ConnectionOptions) {}
 
-  get connected(): boolean { return this.state === 'open' && this.welcomedNow }
   private welcomedNow = false
   get bufferedAmount(): number { return this.ws?.bufferedAmount ?? 0 }
-  get pendingDurable(): number { return this.unacked.length }
 
   start(): void { this.open() }
 
@@ -183,9 +181,6 @@ export class ControlConnection {
       ws.close(1000, 'bye')
     }
   }
-
-  /** For tests and chaos: drops the socket as a network blip would. */
-  dropSocket(): void { this.ws?.close(4001, 'dropped') }
 }
 
 function toBytes(data: unknown): Uint8Array {

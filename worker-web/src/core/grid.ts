@@ -5,7 +5,7 @@
  */
 import {
   ActorHandleBase, IdMinter, ObjectRef, TimeoutError, decodeValue, deserializeError, encodeValue, hashString, returnId,
-  setActorHandleFactory, taskOfObject, type ActorHandleData, type FnDef, type ObjectInfo, type TaskOptions, type TaskSpec,
+  setActorHandleFactory, taskOfObject, type ActorHandleData, type FnDef, type TaskOptions, type TaskSpec,
 } from '@colony/shared'
 import type { GridBackend } from './backend.js'
 
@@ -221,4 +221,3 @@ export function withTimeout<T>(p: Promise<T>, ms: number | undefined, what: () =
   return Promise.race([p, deadline]).finally(() => clearTimeout(timer))
 }
 
-export type { ObjectInfo }

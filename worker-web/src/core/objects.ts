@@ -51,8 +51,6 @@ export class ObjectResolver {
     if (d) { this.waiting.delete(info.id); d.resolve(info) }
   }
 
-  forget(id: ObjectId): void { this.infos.delete(id) }
-
   /** The bytes of a ready object: local, inline, or pulled from a holder. */
   fetch(info: ObjectInfo): Promise<Uint8Array> {
     if (info.error) return Promise.reject(deserializeError(info.error))

@@ -43,7 +43,6 @@ export class Peer implements ExecutorHost {
   readonly running = new Map<string, RunningTask>()
   private readonly fnDefs = new Map<string, FnDef>()
   tasksDone = 0
-  currentTask?: string
   private started = deferred<void>()
   private fatal?: ColonyError
   private readonly say: (line: string) => void
@@ -209,13 +208,6 @@ export class Peer implements ExecutorHost {
       fetch: (info) => this.objects.fetch(info),
       cancel: (ids, force) => this.conn.send({ t: 'cancel', ids, force }),
       close: () => this.close(),
-    }
-  }
-
-  stats(): { peerId: string; tasksDone: number; running: number; objects: number; bytesHeld: number; bytesIn: number; bytesOut: number } {
-    return {
-      peerId: this.peerId, tasksDone: this.tasksDone, running: this.running.size, objects: this.store.ids().length,
-      bytesHeld: this.store.bytes, bytesIn: this.objects.bytesIn, bytesOut: this.objects.bytesOut,
     }
   }
 
