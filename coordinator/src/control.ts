@@ -28,6 +28,8 @@ interface TaskRec {
   ranOn?: string
   /** Loaded unfinished after a restart: a peer may report a result the coordinator never saw it given. */
   restored?: boolean
+  /** Submission order, so re-queued actor calls keep their order. */
+  seq: number
   pendingDeps: number
   blocked: boolean
   main: boolean
@@ -107,6 +109,17 @@ export class Control {
   private unclaimedActors = new Set<string>()
   private reconcileTimer?: NodeJS.Timeout
   private ackTimer?: NodeJS.Timeout
+  private nextSeq = 0
+  /** Actors claimed back by a reconnecting peer, pumped at the end of the turn (after the peer's replayed results). */
+  private pumpLater = new Set<ActorRec>()
+  /** After a restart: tasks a peer says it runs that the store never committed; claimed when their submit is replayed. */
+  private orphanRunning = new Map<string, string>()
+  /** After a restart: results replayed for tasks whose submit the store never committed; applied when it is replayed. */
+  private orphanDone = new Map<string, { peer: string; results?: ResultOut[]; error?: SerializedError }>()
+  /** Until then, results for unknown tasks may be such orphans. */
+  private orphansUntil = 0
+  /** `put` objects whose holder left: errors only if the holder is not back within the heartbeat timeout. */
+  private putGrace = new Map<string, NodeJS.Timeout>()
   private heartbeatTimer: NodeJS.Timeout
   private closed = false
 
@@ -143,16 +156,33 @@ export class Control {
       job.driverPeer = id
       s.jobId = job.id
     }
-    for (const oid of m.holds ?? []) {
-      const o = this.objects.get(oid)
-      if (o && !o.inline && o.state !== 'error') this.addLocation(o, s)
-    }
+    for (const oid of m.holds ?? []) this.claimHeld(s, oid)
+    const blocked = new Set(m.blocked ?? [])
+    // Running tasks first: an actor's in-flight calls must be claimed before the actor is pumped again.
+    for (const tid of m.running ?? []) this.claimRunning(s, tid, blocked.has(tid))
     for (const aid of m.actors ?? []) this.claimActor(s, aid)
-    for (const tid of m.running ?? []) this.claimRunning(s, tid)
     s.send({ t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits, pingMs: Math.max(100, Math.floor(this.opts.heartbeatTimeoutMs / 4)) })
     if (this.reconcileUntil && [...this.expectedPeers].every((p) => this.sessions.has(p))) this.endReconcile()
     this.requestTick()
     return s
+  }
+
+  /** A reconnecting peer still holds an object's bytes: it is a location again, and revives a copy thought lost. */
+  private claimHeld(s: PeerSession, oid: string): void {
+    const o = this.objects.get(oid)
+    if (!o || o.inline) return
+    const lostPut = o.state === 'error' && o.error?.type === 'ObjectLostError' && !taskOfObject(oid)
+    const rebuilding = o.state === 'pending' && this.tasks.get(taskOfObject(oid) ?? '')?.ranOn === s.id
+    if (o.state === 'error' && !lostPut) return
+    if (o.state === 'pending' && !rebuilding) return
+    clearTimeout(this.putGrace.get(oid))
+    this.putGrace.delete(oid)
+    this.addLocation(o, s)
+    if (o.state !== 'ready') {
+      o.error = undefined
+      this.opts.store.putObject({ id: o.id, job: o.job, size: o.size })
+      this.objectReady(o, 'ready')
+    }
   }
 
   /** A reconnecting peer still hosts an actor: keep it, unless it was restarted elsewhere meanwhile. */
@@ -167,23 +197,26 @@ export class Control {
     s.actors.add(aid)
     s.addJob(a.job)
     this.opts.store.putActor(this.actorRow(a))
-    this.pumpActor(a)
+    this.pumpLater.add(a)
   }
 
   /** A reconnecting peer says it still runs a task: keep it there rather than run it twice. */
-  private claimRunning(s: PeerSession, tid: string): void {
+  private claimRunning(s: PeerSession, tid: string, blocked: boolean): void {
     const t = this.tasks.get(tid)
-    if (!t) return
+    if (!t) {
+      if (this.reconcileUntil) this.orphanRunning.set(tid, s.id)
+      return
+    }
     if (TERMINAL.has(t.state)) { s.send({ t: 'cancelTask', task: tid, reason: 'already finished elsewhere' }); return }
     if (t.state === 'running') return
     if (t.spec.actor) {
       const a = this.actors.get(t.spec.actor)
-      if (!a || a.peer !== s.id) return
+      if (!a || (a.peer && a.peer !== s.id)) return
       const i = a.queue.indexOf(tid)
       if (i >= 0) a.queue.splice(i, 1)
       a.inflight.add(tid)
     }
-    this.assign(t, s, false)
+    this.assign(t, s, false, blocked)
   }
 
   peerLost(s: PeerSession, why: string): void {
@@ -194,13 +227,15 @@ export class Control {
     if (s.role === 'worker') this.opts.log(`peer ${s.id} lost (${why}); re-queueing ${s.tasks.size} task(s)`)
     for (const oid of s.subscriptions) this.objects.get(oid)?.subscribers?.delete(s.id)
     const lostActors = [...s.actors]
-    for (const tid of [...s.tasks]) {
-      const t = this.tasks.get(tid)
-      if (!t) continue
-      this.unassign(t)
+    const lost = [...s.tasks].map((id) => this.tasks.get(id)).filter((t): t is TaskRec => !!t).sort((a, b) => a.seq - b.seq)
+    for (const t of lost) {
+      s.tasks.delete(t.id)
+      t.peer = undefined
+      t.blocked = false
       if (t.spec.actor) this.actorCallLost(t, s.id)
       else this.retryOrFail(t, s.id)
     }
+    for (const [tid, pid] of this.orphanRunning) if (pid === s.id) this.orphanRunning.delete(tid)
     for (const aid of lostActors) this.actorLost(aid, s.id)
     for (const oid of s.holds) {
       const o = this.objects.get(oid)
@@ -227,6 +262,7 @@ export class Control {
 
   /** Handles one validated message from an admitted peer. Throws ProtocolError/AuthError for misuse. */
   handle(s: PeerSession, m: PeerToCoordinator): void {
+    if (s.closed) return // frames still in flight from a peer already declared lost
     s.lastSeen = Date.now()
     switch (m.t) {
       case 'fn': try { this.defineFn(s, m.def, m.job) } finally { s.durableSeen++ } break
@@ -259,10 +295,13 @@ export class Control {
     }
     if (!parent) throw new AuthError('workers submit only from inside a task they run (no parent task given)')
     const pt = this.tasks.get(parent)
-    if (!pt || pt.peer !== s.id || pt.state !== 'running') {
-      throw new AuthError(`task ${parent} is not running on peer ${s.id}; it cannot submit work`)
+    // A replayed submit may come after its parent was re-queued or finished: what counts is that it ran here.
+    if (!pt || !(pt.ranOn === s.id || (pt.restored && !pt.ranOn))) {
+      throw new AuthError(`task ${parent} did not run on peer ${s.id}; it cannot submit work`)
     }
-    return this.jobs.get(pt.job)!
+    const job = this.jobs.get(pt.job)!
+    if (job.state !== 'running') throw new ProtocolError(`job ${job.id} is ${job.state}`)
+    return job
   }
 
   private defineFn(s: PeerSession, def: FnDef, jobId?: string): void {
@@ -291,7 +330,9 @@ export class Control {
 
   private addTask(job: JobRec, spec: TaskSpec, main: boolean): TaskRec {
     const res = spec.actor ? NO_RESOURCES : { cpu: spec.createsActor ? 0 : 1, ...spec.opts.resources }
-    const t: TaskRec = { id: spec.id, job: job.id, spec, state: 'waiting', attempts: 0, pendingDeps: 0, blocked: false, main, res }
+    const t: TaskRec = { id: spec.id, job: job.id, spec, state: 'waiting', attempts: 0, pendingDeps: 0, blocked: false, main, res, seq: this.nextSeq++ }
+    // Soon after a restart, a submit may be a replay of one that already ran: its result is acceptable from any peer.
+    if (Date.now() < this.orphansUntil) t.restored = true
     this.tasks.set(t.id, t)
     job.tasks.push(t.id)
     job.counts.waiting++
@@ -315,6 +356,20 @@ export class Control {
       this.fail(t, actor.deathError ?? serializeError(new PeerDiedError(`actor ${actor.name} (${actor.id}) has ended`)))
       return t
     }
+    const orphan = this.orphanDone.get(t.id)
+    this.orphanDone.delete(t.id)
+    const ranOn = this.sessions.get(orphan?.peer ?? '')
+    if (orphan && ranOn) {
+      // It ran and finished while the coordinator was down: record that result, do not run it again.
+      t.ranOn = ranOn.id
+      t.attempts = 1
+      if (spec.actor) { const a = this.actors.get(spec.actor)!; a.queue.splice(a.queue.indexOf(t.id), 1) }
+      this.done(ranOn, t.id, orphan.results, orphan.error)
+      return t
+    }
+    const runningOn = this.sessions.get(this.orphanRunning.get(t.id) ?? '')
+    this.orphanRunning.delete(t.id)
+    if (runningOn) { this.setState(t, 'ready'); this.claimRunning(runningOn, t.id, false); return t }
     this.enqueue(t)
     return t
   }
@@ -337,7 +392,7 @@ export class Control {
 
   private makeReady(t: TaskRec): void {
     this.setState(t, 'ready')
-    if (t.spec.actor) { this.pumpActor(this.actors.get(t.spec.actor)!); return }
+    if (t.spec.actor) { this.pumpLater.add(this.actors.get(t.spec.actor)!); this.requestTick(); return }
     this.ready.push(t.id)
     this.requestTick()
   }
@@ -350,14 +405,14 @@ export class Control {
     t.state = state
   }
 
-  private assign(t: TaskRec, s: PeerSession, sendRun: boolean): void {
+  private assign(t: TaskRec, s: PeerSession, sendRun: boolean, blocked = false): void {
     t.attempts++
     t.peer = s.id
     t.ranOn = s.id
-    t.blocked = false
+    t.blocked = blocked
     this.setState(t, 'running')
     s.tasks.add(t.id)
-    s.take(t.res)
+    if (!blocked) s.take(t.res)
     s.addJob(t.job)
     if (!sendRun) return
     const job = this.jobs.get(t.job)!
@@ -382,7 +437,10 @@ export class Control {
 
   private done(s: PeerSession, taskId: string, results?: ResultOut[], error?: SerializedError, lost?: boolean): void {
     const t = this.tasks.get(taskId)
-    if (!t) throw new ProtocolError(`result for unknown task ${taskId}`)
+    if (!t) {
+      if (Date.now() < this.orphansUntil && !lost && this.orphanDone.size < 100_000) { this.orphanDone.set(taskId, { peer: s.id, results, error }); return }
+      throw new ProtocolError(`result for unknown task ${taskId}`)
+    }
     if (!s.tasks.has(taskId) && t.ranOn !== s.id && !t.restored) throw new AuthError(`peer ${s.id} was never given task ${taskId}`)
     if (TERMINAL.has(t.state)) { this.counters.duplicateResults++; return }
     if (lost) {
@@ -441,9 +499,9 @@ export class Control {
       s.actors.add(a.id)
       s.addJob(a.job)
       this.opts.store.putActor(this.actorRow(a))
-      this.pumpActor(a)
+      this.pumpLater.add(a)
     }
-    if (t.spec.actor) { const a = this.actors.get(t.spec.actor)!; a.inflight.delete(t.id); this.pumpActor(a) }
+    if (t.spec.actor) { const a = this.actors.get(t.spec.actor)!; a.inflight.delete(t.id); this.pumpLater.add(a) }
     if (t.main) this.finishJob(this.jobs.get(t.job)!, 'finished')
   }
 
@@ -461,7 +519,7 @@ export class Control {
       this.objectReady(o, 'error')
     }
     if (t.spec.createsActor) this.actorDead(this.actors.get(t.id)!, err)
-    if (t.spec.actor) { const a = this.actors.get(t.spec.actor); if (a) { a.inflight.delete(t.id); this.pumpActor(a) } }
+    if (t.spec.actor) { const a = this.actors.get(t.spec.actor); if (a) { a.inflight.delete(t.id); this.pumpLater.add(a) } }
     if (t.main) this.finishJob(this.jobs.get(t.job)!, state === 'cancelled' ? 'cancelled' : 'failed', err)
   }
 
@@ -522,7 +580,18 @@ export class Control {
   private objectLost(o: ObjRec): void {
     const tid = taskOfObject(o.id)
     const t = tid ? this.tasks.get(tid) : undefined
+    for (const pid of o.locations) if (!this.sessions.has(pid)) o.locations.delete(pid)
     o.state = 'pending'
+    if (t && !TERMINAL.has(t.state)) return // its task is already running again (a sibling result started the rebuild)
+    if (!t && !this.putGrace.has(o.id)) {
+      // A put's holder may only have blipped: give it a heartbeat's time to come back with the bytes.
+      this.putGrace.set(o.id, setTimeout(() => {
+        this.putGrace.delete(o.id)
+        if (o.state === 'pending' && o.locations.size === 0) this.putLost(o)
+        this.requestTick()
+      }, this.opts.heartbeatTimeoutMs).unref())
+      return
+    }
     if (t && t.state === 'finished' && !t.spec.actor && !t.spec.createsActor) {
       const maxRetries = t.spec.opts.maxRetries ?? 3
       if (t.attempts <= maxRetries) {
@@ -536,9 +605,18 @@ export class Control {
         return
       }
     }
-    o.error = serializeError(new ObjectLostError(
-      `object ${o.id} was lost: every peer holding it left${t ? `, and task ${t.spec.name} (${t.id}) cannot be re-run` : ' and a put object has no lineage'}. ` +
-      'Keep the driver connected, or put it again.', { objectId: o.id }))
+    if (t) {
+      this.lostForGood(o, `every peer holding it left, and task ${t.spec.name} (${t.id}) has no retries left to rebuild it`)
+    }
+  }
+
+  private putLost(o: ObjRec): void {
+    this.lostForGood(o, 'the peer that put it left, and a put object has no lineage to rebuild it from. Put it again, or keep its driver connected')
+  }
+
+  private lostForGood(o: ObjRec, why: string): void {
+    o.error = serializeError(new ObjectLostError(`object ${o.id} was lost: ${why}.`, { objectId: o.id }))
+    this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, error: o.error })
     this.objectReady(o, 'error')
   }
 
@@ -598,8 +676,9 @@ export class Control {
     }
     if (!holder) {
       if (o.locations.has(r.requester)) return // it already has it
-      if (r.tried.size > 0) { (o.pulls ??= []).push({ peer: r.requester, req: r.req }); this.objectLost(o); return }
-      requester.send({ t: 'pullFail', req: r.req, id: r.id, error: serializeError(new ObjectLostError(`no peer holds object ${r.id}`, { objectId: r.id })) })
+      // No live copy: wait for one (a reconnecting holder, or a rebuild from lineage); the pull is answered then.
+      ;(o.pulls ??= []).push({ peer: r.requester, req: r.req })
+      if (!this.reconcileUntil && o.state === 'ready') this.objectLost(o)
       return
     }
     r.holder = holder.id
@@ -609,13 +688,7 @@ export class Control {
     holder.send({ t: 'serve', req: rid, id: r.id })
   }
 
-  private retryPull(r: Relay): void {
-    const o = this.objects.get(r.id)
-    if (!o) return
-    const live = [...o.locations].some((p) => this.sessions.has(p) && !r.tried.has(p))
-    if (live) this.startRelay(r)
-    else { (o.pulls ??= []).push({ peer: r.requester, req: r.req }); if (o.state === 'ready') this.objectLost(o) }
-  }
+  private retryPull(r: Relay): void { this.startRelay(r) }
 
   private chunk(s: PeerSession, rid: number, seq: number, data: Uint8Array, last: boolean, size?: number): void {
     const r = this.relays.get(rid)
@@ -665,9 +738,13 @@ export class Control {
     const a = this.actors.get(t.spec.actor!)!
     a.inflight.delete(t.id)
     const maxRetries = t.spec.opts.maxRetries ?? 0
-    if (t.attempts <= maxRetries && a.restarts < a.maxRestarts) {
-      this.setState(t, 'ready')
-      a.queue.unshift(t.id)
+    if (t.attempts <= maxRetries && (a.state === 'alive' || a.restarts < a.maxRestarts)) {
+      // Back into the queue at its place in submission order, so the restarted actor sees calls in order.
+      let i = 0
+      while (i < a.queue.length && (this.tasks.get(a.queue[i])?.seq ?? -1) < t.seq) i++
+      a.queue.splice(i, 0, t.id)
+      this.setState(t, 'waiting')
+      this.enqueue(t)
     } else {
       this.fail(t, serializeError(new PeerDiedError(
         `actor ${a.name} (${a.id}) died with peer ${deadPeer} while running ${t.spec.name}. ` +
@@ -687,8 +764,10 @@ export class Control {
       this.opts.store.putActor(this.actorRow(a))
       const returned = this.objects.get(returnId(creation.id))!
       returned.state = 'pending'
+      if (creation.peer) this.unassign(creation)
       this.setState(creation, 'waiting')
       creation.attempts = 0
+      this.opts.store.setTaskState(creation.id, 'waiting', 0)
       this.enqueue(creation)
       return
     }
@@ -876,7 +955,12 @@ export class Control {
   tick(): void {
     this.tickQueued = false
     if (this.closed) return
-    if (!this.reconcileUntil) this.schedule()
+    // Actors are pumped here, never mid-frame: a reconnecting peer's replayed results must land first.
+    if (!this.reconcileUntil) {
+      for (const a of this.pumpLater) this.pumpActor(a)
+      this.pumpLater.clear()
+      this.schedule()
+    }
     let ackPending = false
     for (const s of this.sessions.values()) {
       if (s.durableCommitted > s.durableAcked) { s.durableAcked = s.durableCommitted; s.send({ t: 'ack', n: s.durableCommitted }) }
@@ -945,14 +1029,17 @@ export class Control {
     for (const row of snap.actors) {
       const spec = snap.tasks.find((t) => t.id === row.id)?.spec
       this.actors.set(row.id, { ...row, maxRestarts: spec?.opts.maxRestarts ?? 0, queue: [], inflight: new Set() })
-      if (row.state === 'alive' || row.state === 'restarting') this.unclaimedActors.add(row.id)
+      if (row.state === 'alive') this.unclaimedActors.add(row.id)
     }
     const unfinished: TaskRec[] = []
     for (const row of snap.tasks) {
       const job = this.jobs.get(row.job)
       if (!job) continue
       const res = row.spec.actor ? NO_RESOURCES : { cpu: row.spec.createsActor ? 0 : 1, ...row.spec.opts.resources }
-      const t: TaskRec = { id: row.id, job: row.job, spec: row.spec, state: row.state, attempts: row.attempts, pendingDeps: 0, blocked: false, main: !!row.main, res, error: row.error }
+      const t: TaskRec = {
+        id: row.id, job: row.job, spec: row.spec, state: row.state, attempts: row.attempts, pendingDeps: 0, blocked: false,
+        main: !!row.main, res, error: row.error, seq: this.nextSeq++,
+      }
       this.tasks.set(t.id, t)
       job.tasks.push(t.id)
       job.counts[t.state]++
@@ -966,9 +1053,11 @@ export class Control {
       unfinished.push(t)
     }
     for (const t of unfinished) { t.restored = true; this.setState(t, 'waiting'); this.enqueue(t) }
-    for (const p of snap.peers) if (p.role === 'worker') this.expectedPeers.add(p.id)
+    // Drivers too: they hold the bytes of their large put objects.
+    for (const p of snap.peers) this.expectedPeers.add(p.id)
     if (unfinished.length > 0 || this.unclaimedActors.size > 0 || this.expectedPeers.size > 0) {
       this.reconcileUntil = Date.now() + this.opts.reconcileMs
+      this.orphansUntil = Date.now() + Math.max(60_000, this.opts.reconcileMs * 4)
       this.opts.log(`restored ${snap.jobs.length} job(s), ${snap.tasks.length} task(s); waiting up to ${this.opts.reconcileMs} ms for ${this.expectedPeers.size} peer(s) to reconnect`)
       this.reconcileTimer = setTimeout(() => this.endReconcile(), this.opts.reconcileMs)
     }
@@ -997,6 +1086,7 @@ export class Control {
     clearInterval(this.heartbeatTimer)
     clearTimeout(this.reconcileTimer)
     clearTimeout(this.ackTimer)
+    for (const t of this.putGrace.values()) clearTimeout(t)
     this.opts.store.commit()
   }
 }

@@ -83,6 +83,8 @@ export interface HelloMsg {
   actors?: ActorId[]
   /** Tasks still running here (reconnect). */
   running?: TaskId[]
+  /** Of those, the ones waiting in get/wait (they hold no resources). */
+  blocked?: TaskId[]
   /** For drivers: a label for the job. */
   name?: string
 }

@@ -41,7 +41,7 @@ export const peerMessage = z.discriminatedUnion('t', [
     t: z.literal('hello'), v: z.number(), token: z.string().max(500), kind: z.enum(['node', 'browser']),
     role: z.enum(['worker', 'driver']), peerId: id.optional(), jobId: id.optional(),
     capabilities: z.array(z.string().max(100)).max(64), resources: z.record(z.string().max(100), z.number().nonnegative().finite()),
-    holds: z.array(id).max(1_000_000).optional(), actors: z.array(id).max(100_000).optional(), running: z.array(id).max(100_000).optional(), name: z.string().max(200).optional(),
+    holds: z.array(id).max(1_000_000).optional(), actors: z.array(id).max(100_000).optional(), running: z.array(id).max(100_000).optional(), blocked: z.array(id).max(100_000).optional(), name: z.string().max(200).optional(),
   }),
   z.object({ t: z.literal('fn'), job: id.optional(), def: fnDef }),
   z.object({ t: z.literal('submit'), spec: taskSpec }),

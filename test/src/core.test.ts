@@ -132,6 +132,30 @@ describe('actors', () => {
     assert.equal(await grid.get(counter.inc.remote()), 11)
   })
 
+  it('keeps submission order when some calls wait on refs that must be fetched', async () => {
+    const Log = grid.remote(class Log { xs: unknown[] = []; add(x: unknown) { this.xs.push(typeof x === 'number' ? x : 'big'); return this.xs.length } all() { return this.xs } })
+    const log = Log.remote()
+    const make = grid.remote((n: number) => new Float64Array(n).fill(n))
+    const big = make.remote(20_000) // 160 KB: the actor's peer pulls it from its maker
+    await grid.wait([big])
+    const calls = Array.from({ length: 20 }, (_, i) => (i % 2 ? log.add.remote(i) : log.add.remote(big as unknown as number)))
+    assert.deepEqual(await grid.get(calls), Array.from({ length: 20 }, (_, i) => i + 1))
+    assert.deepEqual(await grid.get(log.all.remote()), Array.from({ length: 20 }, (_, i) => (i % 2 ? i : 'big')))
+  })
+
+  it('keeps an actor and its state when an ordinary task is cancelled or times out', async () => {
+    const Counter = grid.remote(class Counter { n = 0; inc() { return ++this.n } })
+    const c = Counter.remote()
+    assert.equal(await grid.get(c.inc.remote()), 1)
+    const spin = grid.remote(function spin() { for (;;) { /* never returns */ } })
+    const spinning = spin.remote()
+    await grid.wait([spinning], { timeoutMs: 200 })
+    grid.cancel(spinning)
+    await assert.rejects(grid.get(spinning), CancelledError)
+    await assert.rejects(grid.get(spin.options({ timeoutMs: 200 }).remote()))
+    assert.equal(await grid.get(c.inc.remote()), 2)
+  })
+
   it('reports a throwing constructor on every call of the actor', async () => {
     const Broken = grid.remote(class Broken { constructor() { throw new Error('no state for you') } ping() { return 1 } })
     const b = Broken.remote()

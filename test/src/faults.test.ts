@@ -1,7 +1,9 @@
 /** Peers and the coordinator killed with SIGKILL mid-job: the job still gives the right answer, once. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, type ObjectRef } from '@colony/client'
+import { connect, type Grid, type ObjectRef } from '@colony/client'
+
+declare const colony: { grid: Grid }
 import { api, metric, startGrid } from './harness.js'
 
 const N = 300
@@ -53,6 +55,55 @@ describe('the coordinator killed with SIGKILL mid-job and restarted on the same 
       assert.ok(tasks.body.every((t) => t.state === 'finished'))
       // New work runs after the restart too.
       assert.equal(await grid.get(work.remote(21)), 42)
+    } finally {
+      await grid.close()
+      await g.stop()
+    }
+  })
+
+  it('runs each actor call exactly once across the restart, in order', async () => {
+    const g = await startGrid({ workers: 2, executors: 1 })
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
+    try {
+      const Tally = grid.remote(class Tally {
+        calls: number[] = []
+        async add(i: number) { await new Promise((r) => setTimeout(r, 5)); this.calls.push(i); return this.calls.length }
+        all() { return this.calls }
+      })
+      const t = Tally.remote()
+      const refs = Array.from({ length: 200 }, (_, i) => t.add.remote(i))
+      await grid.wait(refs, { numReturns: 50, timeoutMs: 30_000 })
+      await g.coordinator.kill('SIGKILL')
+      await g.startCoordinator()
+      assert.deepEqual(await grid.get(refs, { timeoutMs: 60_000 }), Array.from({ length: 200 }, (_, i) => i + 1))
+      assert.deepEqual(await grid.get(t.all.remote()), Array.from({ length: 200 }, (_, i) => i))
+    } finally {
+      await grid.close()
+      await g.stop()
+    }
+  })
+
+  it('keeps nested tasks that wait in get (they hold no slot) and a large put object across the restart', async () => {
+    const g = await startGrid({ workers: 2, executors: 1 })
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
+    try {
+      const tree = grid.remote(async function tree(depth: number): Promise<number> {
+        if (depth === 0) return new Promise((r) => setTimeout(() => r(1), 150))
+        const inner = colony.grid
+        const self = inner.remote(tree)
+        const [x, y] = await inner.get([self.remote(depth - 1), self.remote(depth - 1)])
+        return x + y
+      })
+      const big = grid.put(new Float64Array(100_000).fill(3)) // 800 KB: held by this driver
+      const sum = grid.remote((a: Float64Array) => a.reduce((s, v) => s + v, 0))
+      const root = tree.remote(5)
+      // Leaves take 150 ms and only a few run at once: at 500 ms the tree is half done, its parents blocked.
+      const { ready } = await grid.wait([root], { timeoutMs: 500 })
+      assert.equal(ready.length, 0, 'the kill must land mid-tree')
+      await g.coordinator.kill('SIGKILL')
+      await g.startCoordinator()
+      assert.equal(await grid.get(root, { timeoutMs: 30_000 }), 32)
+      assert.equal(await grid.get(sum.remote(big), { timeoutMs: 30_000 }), 300_000)
     } finally {
       await grid.close()
       await g.stop()

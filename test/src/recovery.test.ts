@@ -1,7 +1,7 @@
 /** Recovery paths: actors restarted elsewhere, objects rebuilt from lineage, hung peers found by heartbeats. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, PeerDiedError } from '@colony/client'
+import { connect, PeerDiedError, type ObjectRef } from '@colony/client'
 import { api, startGrid, until } from './harness.js'
 
 type TaskRow = { id: string; name: string; state: string; attempts: number; peer?: string }
@@ -21,8 +21,9 @@ describe('an actor whose peer dies', () => {
       const fragileHost = tasks.find((t) => t.name === 'Fragile')!.peer!
       // Kill both hosts (they may be one peer); a third peer is left for the restart.
       for (const id of new Set([host, fragileHost])) await g.workers[g.workerIds.indexOf(id)].kill('SIGKILL')
-      // Restarted without its state (checkpoints come later): counting starts again.
-      assert.equal(await grid.get(kept.inc.remote(), { timeoutMs: 30_000 }), 1)
+      // Restarted without its state (checkpoints come later): counting starts again. The call may be
+      // dispatched before the coordinator sees the peer go, so it carries maxRetries, as the error advises.
+      assert.equal(await grid.get(kept.inc.options({ maxRetries: 1 }).remote(), { timeoutMs: 30_000 }), 1)
       const after = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
       assert.notEqual(after.find((t) => t.name === 'Counter')!.peer, host)
       // Without maxRestarts, calls to a dead actor fail at once, naming it.
@@ -50,6 +51,25 @@ describe('an object whose only holder dies', () => {
       const rerun = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
       assert.equal(rerun.attempts, 2)
       assert.notEqual(rerun.peer, maker.peer)
+    } finally {
+      await grid.close()
+      await g.stop()
+    }
+  })
+})
+
+describe('a task with several large results, all on a peer that dies', () => {
+  it('rebuilds every one of them from one re-run', async () => {
+    const g = await startGrid({ workers: 2, executors: 1, memory: true })
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
+    try {
+      const pair = grid.remote(function pair(n: number) { return [new Float64Array(n).fill(1), new Float64Array(n).fill(2)] }, { numReturns: 2 })
+      const sum = grid.remote(function sum(a: Float64Array) { return a.reduce((x, y) => x + y, 0) })
+      const [a, b] = pair.remote(50_000) as unknown as ObjectRef<Float64Array>[]
+      await grid.wait([a, b], { numReturns: 2, timeoutMs: 30_000 })
+      const maker = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'pair')!
+      await g.workers[g.workerIds.indexOf(maker.peer!)].kill('SIGKILL')
+      assert.deepEqual(await grid.get([sum.remote(a), sum.remote(b)], { timeoutMs: 30_000 }), [50_000, 100_000])
     } finally {
       await grid.close()
       await g.stop()

@@ -4,7 +4,7 @@
  * not acknowledged yet (so a coordinator restart loses nothing a peer sent).
  */
 import {
-  AuthError, DURABLE_TYPES, ProtocolError, decodeFrame, encodeFrame, deserializeError,
+  AuthError, DURABLE_TYPES, LimitError, ProtocolError, decodeFrame, encodeFrame, deserializeError,
   type ColonyError, type CoordinatorToPeer, type HelloMsg, type PeerToCoordinator, type WelcomeMsg,
 } from '@colony/shared'
 import { nextTurn } from './turn.js'
@@ -95,9 +95,12 @@ export class ControlConnection {
       const wasOpen = this.welcomedNow
       this.welcomedNow = false
       if (this.state === 'closed') return
-      if (ev.code === 4401 || ev.code === 4400) {
+      // Refusals that would only repeat on reconnect: a bad token, a protocol violation, a frame over the limit.
+      if (ev.code === 4401 || ev.code === 4400 || ev.code === 1009) {
         this.state = 'closed'
-        this.opts.onFatal(ev.code === 4401 ? new AuthError(ev.reason || 'refused by the coordinator') : new ProtocolError(ev.reason || 'protocol error'))
+        this.opts.onFatal(ev.code === 4401 ? new AuthError(ev.reason || 'refused by the coordinator')
+          : ev.code === 1009 ? new LimitError('maxFrameBytes', ev.reason || 'a frame was over the coordinator\'s size limit')
+            : new ProtocolError(ev.reason || 'protocol error'))
         return
       }
       if (wasOpen) this.opts.onDown?.()
@@ -152,8 +155,7 @@ export class ControlConnection {
     if (DURABLE_TYPES.has(m.t)) this.unacked.push(m)
     if (this.state !== 'open') return // durable ones are replayed on reconnect; the rest are re-sent by their owners
     this.outbox.push(m)
-    if (m.t === 'chunk') this.outboxBytes += m.data.byteLength
-    else if (m.t === 'done' && m.results) for (const r of m.results) this.outboxBytes += r.inline?.byteLength ?? 0
+    this.outboxBytes += approxBytes(m)
     if (this.outboxBytes >= FLUSH_BYTES) this.flush()
     else if (!this.flushQueued) { this.flushQueued = true; nextTurn(() => this.flush()) }
   }
@@ -161,10 +163,19 @@ export class ControlConnection {
   private flush(): void {
     this.flushQueued = false
     if (this.outbox.length === 0 || !this.ws || this.state !== 'open') return
-    const frame = encodeFrame(this.outbox)
+    const msgs = this.outbox
     this.outbox = []
     this.outboxBytes = 0
-    try { this.ws.send(frame) } catch { /* onclose reconnects */ }
+    // Frames stay near FLUSH_BYTES, far under the coordinator's limit, even when a reconnect replays a backlog.
+    let start = 0, bytes = 0
+    for (let i = 0; i < msgs.length; i++) {
+      bytes += approxBytes(msgs[i])
+      if (bytes >= FLUSH_BYTES || i === msgs.length - 1) {
+        try { this.ws.send(encodeFrame(msgs.slice(start, i + 1))) } catch { return /* onclose reconnects */ }
+        start = i + 1
+        bytes = 0
+      }
+    }
   }
 
   /** Leaves cleanly: says bye, and stops reconnecting. */
@@ -180,6 +191,19 @@ export class ControlConnection {
       await waitFor(() => ws.bufferedAmount === 0, 2000)
       ws.close(1000, 'bye')
     }
+  }
+}
+
+/** The bulk of a message's encoded size: its binary and source payloads. */
+function approxBytes(m: PeerToCoordinator): number {
+  switch (m.t) {
+    case 'chunk': return m.data.byteLength + 32
+    case 'submit': return m.spec.args.byteLength + 128
+    case 'put': return (m.inline?.byteLength ?? 0) + 64
+    case 'fn': return m.def.kind === 'inline' ? m.def.src.length + 64 : 128
+    case 'done': return (m.results ?? []).reduce((n, r) => n + (r.inline?.byteLength ?? 0), 64)
+    case 'log': return m.lines.reduce((n, l) => n + l.length, 32)
+    default: return 64
   }
 }
 

@@ -37,6 +37,8 @@ export class ExecutorRuntime {
   private readonly actors = new Map<string, ActorSlot>()
   private readonly replies = new Map<number, Deferred<unknown>>()
   private readonly definedFns = new Set<string>()
+  /** Actor calls cancelled before they started: skipped when their turn comes. */
+  private readonly cancelled = new Set<string>()
   private nextReq = 1
   private outbox: ToHost[] = []
   private flushQueued = false
@@ -84,7 +86,8 @@ export class ExecutorRuntime {
           break
         }
         case 'dropActor': this.actors.delete(m.actor); break
-        case 'cancel': break // an executor cannot interrupt running JS; the host replaces it
+        // Running JS cannot be interrupted (the host replaces a task executor); a waiting actor call is skipped.
+        case 'cancel': this.cancelled.add(m.task); break
       }
     }
   }
@@ -153,7 +156,10 @@ export class ExecutorRuntime {
       const f = slot.instance[method]
       if (method === 'constructor' || typeof f !== 'function') throw new TypeError(`${spec.name}: the actor has no method '${method}'`)
       // Calls to one actor run one at a time, in the order they arrive.
-      const result = slot.chain.then(() => (f as Callable).apply(slot.instance, args))
+      const result = slot.chain.then(() => {
+        if (this.cancelled.delete(spec.id)) throw new Error(`${spec.name} was cancelled before it started`)
+        return (f as Callable).apply(slot.instance, args)
+      })
       slot.chain = result.catch(() => undefined)
       return result
     }

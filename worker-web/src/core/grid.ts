@@ -41,6 +41,10 @@ export interface ActorClass<C extends AnyClass> {
 export interface GetOptions { timeoutMs?: number }
 export interface WaitOptions { numReturns?: number; timeoutMs?: number }
 
+/** Arguments encoding past this are split: each one over LARGE_ARG_BYTES is put as an object. */
+const LARGE_ARGS_BYTES = 64 * 1024
+const LARGE_ARG_BYTES = 16 * 1024
+
 /** The grid to use for actor handles that arrive inside values: the current task's, or the driver's. */
 let ambientGrid: () => Grid | undefined = () => undefined
 export function setAmbientGrid(f: () => Grid | undefined): void { ambientGrid = f }
@@ -120,9 +124,15 @@ export class Grid {
   /** @internal Submits a task; returns its return refs. */
   submit(base: Pick<TaskSpec, 'name' | 'fn'> & Partial<TaskSpec>, args: unknown[], opts: TaskOptions): ObjectRef[] {
     const id = this.ids.task()
+    let encoded = encodeValue(args)
+    if (encoded.byteLength > LARGE_ARGS_BYTES) {
+      // Big arguments travel as objects (put once, pulled by the peer), not inside the task: Ray does the same.
+      args = args.map((a) => (a instanceof ObjectRef || encodeValue(a).byteLength <= LARGE_ARG_BYTES ? a : this.put(a)))
+      encoded = encodeValue(args)
+    }
     const deps: string[] = []
     for (const a of args) if (a instanceof ObjectRef) deps.push(a.id)
-    const spec: TaskSpec = { ...base, id, args: encodeValue(args), deps, opts }
+    const spec: TaskSpec = { ...base, id, args: encoded, deps, opts }
     if (this.parentTask) spec.parent = this.parentTask
     this.backend.submit(spec)
     const n = opts.numReturns ?? 1

@@ -108,6 +108,13 @@ export class ObjectResolver {
     }
   }
 
+  /** The coordinator refused this peer for good: nothing awaited will come. */
+  failAll(err: Error): void {
+    for (const d of this.waiting.values()) d.reject(err)
+    this.waiting.clear()
+    for (const p of this.pulls.values()) p.done.reject(err)
+  }
+
   /** After a reconnect: ask again for everything still awaited. */
   resend(): void {
     this.subBatch = [...this.waiting.keys()]

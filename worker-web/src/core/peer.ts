@@ -41,6 +41,10 @@ export class Peer implements ExecutorHost {
   readonly conn: ControlConnection
   readonly objects: ObjectResolver
   readonly running = new Map<string, RunningTask>()
+  /** Running tasks that wait in get/wait; a reconnect tells the coordinator, which holds no resources for them. */
+  private readonly blockedTasks = new Set<string>()
+  /** Per actor: calls are handed to the executor strictly in the order they arrived, whatever their arguments. */
+  private readonly actorChains = new Map<string, Promise<void>>()
   private readonly fnDefs = new Map<string, FnDef>()
   tasksDone = 0
   private started = deferred<void>()
@@ -62,7 +66,12 @@ export class Peer implements ExecutorHost {
         this.started.resolve()
       },
       onMessage: (m) => this.receive(m),
-      onFatal: (err) => { this.fatal = err; this.started.reject(err); this.say(`refused by the coordinator: ${err.message}`) },
+      onFatal: (err) => {
+        this.fatal = err
+        this.started.reject(err)
+        this.objects.failAll(err)
+        this.say(`refused by the coordinator: ${err.message}`)
+      },
       onDown: () => this.say('lost the coordinator; reconnecting'),
     })
     this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes)
@@ -101,6 +110,7 @@ export class Peer implements ExecutorHost {
     if (this.peerId) {
       h.holds = this.store.ids()
       h.running = [...this.running.keys()]
+      h.blocked = [...this.blockedTasks].filter((t) => this.running.has(t))
       h.actors = this.opts.executors?.actorIds() ?? []
     }
     return h
@@ -114,7 +124,7 @@ export class Peer implements ExecutorHost {
       case 'pullFail': this.objects.onPullFail(m); break
       case 'serve': void this.objects.serve(m); break
       case 'cancelTask':
-        if (this.running.delete(m.task)) this.opts.executors?.cancel(m.task)
+        if (this.running.delete(m.task)) { this.blockedTasks.delete(m.task); this.opts.executors?.cancel(m.task) }
         else this.opts.executors?.dropActor(m.task)
         break
       case 'tlog': this.opts.onTaskLog?.(m); break
@@ -131,7 +141,11 @@ export class Peer implements ExecutorHost {
     for (const f of m.fns ?? []) this.fnDefs.set(`${m.job}/${f.id}`, f)
     this.running.set(m.spec.id, { job: m.job, attempt: m.attempt, spec: m.spec })
     for (const info of m.deps) this.objects.learned(info)
-    void this.prepareAndRun(m, pool)
+    const actor = m.spec.actor
+    if (!actor) { void this.prepareAndRun(m, pool); return }
+    const next = (this.actorChains.get(actor) ?? Promise.resolve()).then(() => this.prepareAndRun(m, pool))
+    this.actorChains.set(actor, next)
+    void next.then(() => { if (this.actorChains.get(actor) === next) this.actorChains.delete(actor) })
   }
 
   private async prepareAndRun(m: RunMsg, pool: ExecutorPool): Promise<void> {
@@ -153,6 +167,7 @@ export class Peer implements ExecutorHost {
     const r = this.running.get(task)
     if (!r) return
     this.running.delete(task)
+    this.blockedTasks.delete(task)
     if (outcome.lost) { this.conn.send({ t: 'done', task, attempt: r.attempt, lost: true }); return }
     if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error, ms: outcome.ms }); return }
     const results: ResultOut[] = (outcome.results ?? []).map((bytes, i) => {
@@ -176,7 +191,10 @@ export class Peer implements ExecutorHost {
       case 'submit': this.conn.send({ t: 'submit', spec: { ...op.spec, parent: task } }); break
       case 'put': this.putBytes(op.id, op.bytes, task); break
       case 'cancel': this.conn.send({ t: 'cancel', ids: op.ids, force: op.force }); break
-      case 'blocked': this.conn.send({ t: 'blocked', task, blocked: op.blocked }); break
+      case 'blocked':
+        if (op.blocked) this.blockedTasks.add(task); else this.blockedTasks.delete(task)
+        this.conn.send({ t: 'blocked', task, blocked: op.blocked })
+        break
     }
   }
 

@@ -7,6 +7,9 @@
  * A task past its `timeoutMs`, or a cancelled one, ends its executor (running JS
  * cannot be interrupted); the executor is replaced, and the other tasks it had go
  * back to the coordinator as lost, to run again.
+ *
+ * Each actor gets an executor process of its own (as in Ray), so nothing done to
+ * ordinary tasks can take an actor down with it.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, mkdirSync, existsSync, copyFileSync } from 'node:fs'
@@ -25,6 +28,7 @@ export interface NodeExecutorOptions {
 }
 
 interface Executor {
+  /** Its slot in the task pool, or -1 for an actor's own executor. */
   index: number
   child: ChildProcess
   tasks: Map<string, ExecTask>
@@ -56,6 +60,7 @@ export class NodeExecutorPool implements ExecutorPool {
   readonly sandbox: string
   private host?: ExecutorHost
   private executors: Executor[] = []
+  private actorHosts = new Map<string, Executor>()
   private timers = new Map<string, NodeJS.Timeout>()
   private closed = false
   private script?: string
@@ -120,7 +125,7 @@ export class NodeExecutorPool implements ExecutorPool {
         const task = e.tasks.get(m.task)
         e.tasks.delete(m.task)
         this.clearTimer(m.task)
-        if (task?.spec.createsActor && !m.outcome.error) e.actors.add(task.spec.id)
+        if (task?.spec.createsActor && m.outcome.error) this.retire(e) // the actor never came to be
         host.done(m.task, m.outcome)
         break
       }
@@ -152,6 +157,12 @@ export class NodeExecutorPool implements ExecutorPool {
 
   run(task: ExecTask): void {
     const e = this.pick(task)
+    if (!e) {
+      // The coordinator thinks an actor lives here that does not (its executor died): say so.
+      this.host!.actorLost(task.spec.actor!, 'its executor is gone')
+      this.host!.done(task.spec.id, { lost: true })
+      return
+    }
     e.tasks.set(task.spec.id, task)
     if (task.fn) {
       if (e.knownFns.has(`${task.job}/${task.fn.id}`)) task = { ...task, fn: undefined }
@@ -164,18 +175,20 @@ export class NodeExecutorPool implements ExecutorPool {
     this.send(e, { k: 'run', task })
   }
 
-  private pick(task: ExecTask): Executor {
-    const alive = this.executors.filter((x) => !x.dead)
-    if (task.spec.actor) {
-      const home = alive.find((x) => x.actors.has(task.spec.actor!))
-      if (home) return home
+  private pick(task: ExecTask): Executor | undefined {
+    if (task.spec.actor) return this.actorHosts.get(task.spec.actor)
+    if (task.spec.createsActor) {
+      const e = this.spawn(-1)
+      e.actors.add(task.spec.id)
+      this.actorHosts.set(task.spec.id, e)
+      return e
     }
-    return alive.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a))
+    return this.executors.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a))
   }
 
   private timeout(taskId: string, ms: number): void {
     this.timers.delete(taskId)
-    const e = this.executors.find((x) => x.tasks.has(taskId))
+    const e = this.all().find((x) => x.tasks.has(taskId))
     if (!e) return
     const task = e.tasks.get(taskId)!
     e.tasks.delete(taskId)
@@ -186,17 +199,32 @@ export class NodeExecutorPool implements ExecutorPool {
 
   cancel(taskId: string): void {
     this.clearTimer(taskId)
-    const e = this.executors.find((x) => x.tasks.has(taskId))
+    const e = this.all().find((x) => x.tasks.has(taskId))
     if (!e) return
     e.tasks.delete(taskId)
-    this.replace(e, `task ${taskId} was cancelled`)
+    // An actor keeps its state: a call not yet started is skipped; one running finishes and is ignored.
+    if (e.index < 0) this.send(e, { k: 'cancel', task: taskId })
+    else this.replace(e, `task ${taskId} was cancelled`)
   }
 
   dropActor(actor: string): void {
-    for (const e of this.executors) if (e.actors.delete(actor)) this.send(e, { k: 'dropActor', actor })
+    const e = this.actorHosts.get(actor)
+    if (e) this.retire(e)
   }
 
-  actorIds(): string[] { return this.executors.flatMap((e) => [...e.actors]) }
+  actorIds(): string[] { return [...this.actorHosts.keys()] }
+
+  private all(): Executor[] { return [...this.executors, ...this.actorHosts.values()] }
+
+  /** Ends an actor's executor on purpose: nothing is reported lost. */
+  private retire(e: Executor): void {
+    for (const a of e.actors) this.actorHosts.delete(a)
+    e.actors.clear()
+    for (const id of e.tasks.keys()) { this.clearTimer(id); this.host!.done(id, { lost: true }) }
+    e.tasks.clear()
+    e.dead = true
+    e.child.kill('SIGKILL')
+  }
 
   private clearTimer(taskId: string): void {
     const t = this.timers.get(taskId)
@@ -209,8 +237,8 @@ export class NodeExecutorPool implements ExecutorPool {
     e.dead = true
     e.child.kill('SIGKILL')
     for (const id of e.tasks.keys()) { this.clearTimer(id); this.host!.done(id, { lost: true }) }
-    for (const a of e.actors) this.host!.actorLost(a, reason)
-    if (this.closed) return
+    for (const a of e.actors) { this.actorHosts.delete(a); this.host!.actorLost(a, reason) }
+    if (this.closed || e.index < 0) return
     this.say(`replacing executor ${e.index}: ${reason}`)
     this.executors[e.index] = this.spawn(e.index)
   }
@@ -218,7 +246,7 @@ export class NodeExecutorPool implements ExecutorPool {
   async close(): Promise<void> {
     this.closed = true
     for (const t of this.timers.values()) clearTimeout(t)
-    await Promise.all(this.executors.map((e) => new Promise<void>((resolve) => {
+    await Promise.all(this.all().map((e) => new Promise<void>((resolve) => {
       e.dead = true
       if (e.child.exitCode !== null || e.child.signalCode !== null) { resolve(); return }
       e.child.once('exit', () => resolve())
