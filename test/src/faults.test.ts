@@ -1,19 +1,17 @@
 /** Peers and the coordinator killed with SIGKILL mid-job: the job still gives the right answer, once. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, type Grid, type ObjectRef } from '@colony/client'
+import type { Grid, ObjectRef } from '@colony/client'
 
 declare const colony: { grid: Grid }
-import { api, metric, startGrid } from './harness.js'
+import { api, metric, startGrid, withGrid } from './harness.js'
 
 const N = 300
 const expected = (N * (N - 1))
 
 describe('a Node peer killed with SIGKILL mid-job', () => {
   it('re-runs its tasks elsewhere; the result is right and no task is recorded twice', async () => {
-    const g = await startGrid({ workers: 2, executors: 1, memory: true })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
-    try {
+    await withGrid({ workers: 2, executors: 1, memory: true }, async (g, grid) => {
       const work = grid.remote((i: number) => new Promise<number>((r) => setTimeout(() => r(i * 2), 15)))
       const refs = Array.from({ length: N }, (_, i) => work.remote(i))
       await grid.wait(refs, { numReturns: N / 5, timeoutMs: 30_000 })
@@ -27,18 +25,13 @@ describe('a Node peer killed with SIGKILL mid-job', () => {
       assert.equal(await metric(g, 'colony_tasks_finished_total'), N, 'each task recorded exactly once')
       const peers = await api<{ id: string }[]>(g, '/api/peers')
       assert.ok(!peers.body.some((p) => p.id === g.workerIds[0]), 'the killed peer is gone from /api/peers')
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 })
 
 describe('the coordinator killed with SIGKILL mid-job and restarted on the same SQLite file', () => {
   it('has its peers and driver reconnect, and the job completes with the same result', async () => {
-    const g = await startGrid({ workers: 2, executors: 1 })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
-    try {
+    await withGrid({ workers: 2, executors: 1 }, async (g, grid) => {
       const work = grid.remote((i: number) => new Promise<number>((r) => setTimeout(() => r(i * 2), 15)))
       const refs: ObjectRef<number>[] = Array.from({ length: N }, (_, i) => work.remote(i))
       await grid.wait(refs, { numReturns: N / 4, timeoutMs: 30_000 })
@@ -55,16 +48,11 @@ describe('the coordinator killed with SIGKILL mid-job and restarted on the same 
       assert.ok(tasks.body.every((t) => t.state === 'finished'))
       // New work runs after the restart too.
       assert.equal(await grid.get(work.remote(21)), 42)
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 
   it('runs each actor call exactly once across the restart, in order', async () => {
-    const g = await startGrid({ workers: 2, executors: 1 })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
-    try {
+    await withGrid({ workers: 2, executors: 1 }, async (g, grid) => {
       const Tally = grid.remote(class Tally {
         calls: number[] = []
         async add(i: number) { await new Promise((r) => setTimeout(r, 5)); this.calls.push(i); return this.calls.length }
@@ -77,16 +65,11 @@ describe('the coordinator killed with SIGKILL mid-job and restarted on the same 
       await g.startCoordinator()
       assert.deepEqual(await grid.get(refs, { timeoutMs: 60_000 }), Array.from({ length: 200 }, (_, i) => i + 1))
       assert.deepEqual(await grid.get(t.all.remote()), Array.from({ length: 200 }, (_, i) => i))
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 
   it('keeps nested tasks that wait in get (they hold no slot) and a large put object across the restart', async () => {
-    const g = await startGrid({ workers: 2, executors: 1 })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
-    try {
+    await withGrid({ workers: 2, executors: 1 }, async (g, grid) => {
       const tree = grid.remote(async function tree(depth: number): Promise<number> {
         if (depth === 0) return new Promise((r) => setTimeout(() => r(1), 150))
         const inner = colony.grid
@@ -104,10 +87,7 @@ describe('the coordinator killed with SIGKILL mid-job and restarted on the same 
       await g.startCoordinator()
       assert.equal(await grid.get(root, { timeoutMs: 30_000 }), 32)
       assert.equal(await grid.get(sum.remote(big), { timeoutMs: 30_000 }), 300_000)
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 
   it('finishes a submitted bundle job whose main was running when the coordinator died', async () => {

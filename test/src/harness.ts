@@ -8,6 +8,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { connect, type Grid } from '@colony/client'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const CLI = join(ROOT, 'client', 'dist', 'cli.js')
@@ -112,6 +113,20 @@ export async function startGrid(opts: { workers?: number; executors?: number; me
   await g.startCoordinator()
   for (let i = 0; i < (opts.workers ?? 2); i++) await g.addWorker()
   return g
+}
+
+/** Runs `body` with a fresh grid and a connected driver, and tears both down whatever happens. */
+export async function withGrid(
+  opts: Parameters<typeof startGrid>[0],
+  body: (g: GridProcs, grid: Grid & { jobId: string }) => Promise<void>,
+): Promise<void> {
+  const g = await startGrid(opts)
+  try {
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
+    try { await body(g, grid) } finally { await grid.close() }
+  } finally {
+    await g.stop()
+  }
 }
 
 /** Polls an HTTP condition until it holds; for state that has no event to wait on. */

@@ -1,16 +1,14 @@
 /** Recovery paths: actors restarted elsewhere, objects rebuilt from lineage, hung peers found by heartbeats. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, PeerDiedError, type ObjectRef } from '@colony/client'
-import { api, startGrid, until } from './harness.js'
+import { PeerDiedError, type ObjectRef } from '@colony/client'
+import { api, until, withGrid } from './harness.js'
 
 type TaskRow = { id: string; name: string; state: string; attempts: number; peer?: string }
 
 describe('an actor whose peer dies', () => {
   it('is re-created on another peer within maxRestarts, and its later calls run there', async () => {
-    const g = await startGrid({ workers: 3, executors: 1, memory: true })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
-    try {
+    await withGrid({ workers: 3, executors: 1, memory: true }, async (g, grid) => {
       const Counter = grid.remote(class Counter { n = 0; inc() { return ++this.n } }, { maxRestarts: 1 })
       const kept = Counter.remote()
       const Fragile = grid.remote(class Fragile { ping() { return 'pong' } })
@@ -29,18 +27,13 @@ describe('an actor whose peer dies', () => {
       // Without maxRestarts, calls to a dead actor fail at once, naming it.
       await assert.rejects(grid.get(fragile.ping.remote(), { timeoutMs: 30_000 }), (e: unknown) =>
         e instanceof PeerDiedError && /Fragile .* no restarts left/.test(e.message))
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 })
 
 describe('an object whose only holder dies', () => {
   it('is rebuilt by re-running the task that made it (lineage)', async () => {
-    const g = await startGrid({ workers: 2, executors: 1, memory: true })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
-    try {
+    await withGrid({ workers: 2, executors: 1, memory: true }, async (g, grid) => {
       const make = grid.remote(function make(n: number) { return new Float64Array(n).fill(1) })
       const sum = grid.remote(function sum(a: Float64Array) { return a.reduce((x, y) => x + y, 0) })
       const big = make.remote(100_000) // 800 KB: held by its maker only
@@ -51,18 +44,13 @@ describe('an object whose only holder dies', () => {
       const rerun = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
       assert.equal(rerun.attempts, 2)
       assert.notEqual(rerun.peer, maker.peer)
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 })
 
 describe('a task with several large results, all on a peer that dies', () => {
   it('rebuilds every one of them from one re-run', async () => {
-    const g = await startGrid({ workers: 2, executors: 1, memory: true })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
-    try {
+    await withGrid({ workers: 2, executors: 1, memory: true }, async (g, grid) => {
       const pair = grid.remote(function pair(n: number) { return [new Float64Array(n).fill(1), new Float64Array(n).fill(2)] }, { numReturns: 2 })
       const sum = grid.remote(function sum(a: Float64Array) { return a.reduce((x, y) => x + y, 0) })
       const [a, b] = pair.remote(50_000) as unknown as ObjectRef<Float64Array>[]
@@ -70,18 +58,13 @@ describe('a task with several large results, all on a peer that dies', () => {
       const maker = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'pair')!
       await g.workers[g.workerIds.indexOf(maker.peer!)].kill('SIGKILL')
       assert.deepEqual(await grid.get([sum.remote(a), sum.remote(b)], { timeoutMs: 30_000 }), [50_000, 100_000])
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 })
 
 describe('a peer that hangs without closing its socket', () => {
   it('is dropped after the heartbeat timeout; its tasks run elsewhere, and it rejoins when it wakes', async () => {
-    const g = await startGrid({ workers: 2, executors: 1, memory: true, env: { COLONY_HEARTBEAT_TIMEOUT_MS: '1500' } })
-    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
-    try {
+    await withGrid({ workers: 2, executors: 1, memory: true, env: { COLONY_HEARTBEAT_TIMEOUT_MS: '1500' } }, async (g, grid) => {
       const slow = grid.remote((i: number) => new Promise<number>((r) => setTimeout(() => r(i), 50)))
       const refs = Array.from({ length: 40 }, (_, i) => slow.remote(i))
       await grid.wait(refs, { numReturns: 4, timeoutMs: 30_000 })
@@ -94,9 +77,6 @@ describe('a peer that hangs without closing its socket', () => {
       hung.child.kill('SIGCONT')
       await until(async () => (await api<{ id: string }[]>(g, '/api/peers')).body.some((p) => p.id === g.workerIds[0]), 20_000, 'the peer rejoins')
       assert.equal(await grid.get(slow.remote(7), { timeoutMs: 20_000 }), 7)
-    } finally {
-      await grid.close()
-      await g.stop()
-    }
+    })
   })
 })
