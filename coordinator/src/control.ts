@@ -675,7 +675,7 @@ export class Control {
       if (h && pid !== r.requester && !r.tried.has(pid) && (!holder || h.load() < holder.load())) holder = h
     }
     if (!holder) {
-      if (o.locations.has(r.requester)) return // it already has it
+      if (o.locations.has(r.requester)) return // it made the object itself meanwhile, and answers its own pull
       // No live copy: wait for one (a reconnecting holder, or a rebuild from lineage); the pull is answered then.
       ;(o.pulls ??= []).push({ peer: r.requester, req: r.req })
       if (!this.reconcileUntil && o.state === 'ready') this.objectLost(o)
@@ -987,6 +987,8 @@ export class Control {
       if (allFull(workers(), depth)) break
       const t = this.tasks.get(this.ready[this.readyHead++])
       if (!t || t.state !== 'ready') continue
+      // An argument lost since the task was queued (its rebuild is under way): wait for it, holding no slot.
+      if (t.spec.deps.some((d) => this.objects.get(d)?.state !== 'ready')) { this.enqueue(t); continue }
       const held = this.heldBytes(t)
       const peer = pickPeer({ resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held }, workers(), depth)
       if (!peer) { skipped.push(t.id); continue }

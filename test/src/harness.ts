@@ -123,7 +123,15 @@ export async function withGrid(
   const g = await startGrid(opts)
   try {
     const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
-    try { await body(g, grid) } finally { await grid.close() }
+    try {
+      await body(g, grid)
+    } catch (e) {
+      // What the processes said is usually the fastest way to the cause of a failure.
+      const tails = [['coordinator', g.coordinator], ...g.workers.map((w, i) => [`worker ${g.workerIds[i]}`, w] as const)]
+        .map(([name, p]) => `--- ${name} ---\n${(p as Proc).output().slice(-3000)}`).join('\n')
+      if (e instanceof Error) e.message += `\n${tails}`
+      throw e
+    } finally { await grid.close() }
   } finally {
     await g.stop()
   }

@@ -108,6 +108,12 @@ export class ObjectResolver {
     }
   }
 
+  /** Keeps bytes made here (a result, a put), and answers any pull of ours still waiting for them. */
+  hold(id: ObjectId, bytes: Uint8Array): void {
+    this.store.set(id, bytes)
+    for (const pull of this.pulls.values()) if (pull.id === id) pull.done.resolve(bytes)
+  }
+
   /** The coordinator refused this peer for good: nothing awaited will come. */
   failAll(err: Error): void {
     for (const d of this.waiting.values()) d.reject(err)

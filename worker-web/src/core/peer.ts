@@ -149,8 +149,12 @@ export class Peer implements ExecutorHost {
   }
 
   private async prepareAndRun(m: RunMsg, pool: ExecutorPool): Promise<void> {
+    // Fetching arguments from other peers holds no executor slot: a fetch may wait on a rebuild that needs one.
+    const pulling = m.deps.some((d) => !d.inline && !this.store.has(d.id))
+    if (pulling) this.grid(m.spec.id, { op: 'blocked', blocked: true })
     try {
       const deps = await Promise.all(m.deps.map(async (info) => [info.id, info.inline ?? await this.objects.fetch(info)] as [string, Uint8Array]))
+      if (pulling) this.grid(m.spec.id, { op: 'blocked', blocked: false })
       const fn = m.spec.fn ? this.fnDefs.get(`${m.job}/${m.spec.fn}`) : undefined
       if (m.spec.fn && !fn) throw new Error(`function ${m.spec.fn} of job ${m.job} was never sent to this peer`)
       const bundleUrl = fn?.kind === 'bundle' && this.opts.bundleUrl ? await this.opts.bundleUrl(fn.bundle) : undefined
@@ -172,7 +176,8 @@ export class Peer implements ExecutorHost {
     if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error, ms: outcome.ms }); return }
     const results: ResultOut[] = (outcome.results ?? []).map((bytes, i) => {
       if (bytes.byteLength <= this.limits.inlineMaxBytes) return { size: bytes.byteLength, inline: bytes }
-      this.store.set(returnId(task, i), bytes)
+      // A rebuild from lineage can land on a peer that was already pulling this very object.
+      this.objects.hold(returnId(task, i), bytes)
       return { size: bytes.byteLength }
     })
     this.tasksDone++
@@ -208,7 +213,7 @@ export class Peer implements ExecutorHost {
 
   private putBytes(id: string, bytes: Uint8Array, parent?: string): void {
     const small = bytes.byteLength <= this.limits.inlineMaxBytes
-    if (!small) this.store.set(id, bytes)
+    if (!small) this.objects.hold(id, bytes)
     const info: ObjectInfo = { id, size: bytes.byteLength }
     if (small) info.inline = bytes
     this.objects.learned(info)
