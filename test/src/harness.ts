@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { connect, type Grid } from '@colony/client'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-export const CLI = join(ROOT, 'client', 'dist', 'cli.js')
+export const CLI = join(ROOT, "client", "bin", "colony.js")
 
 export interface Proc {
   child: ChildProcess
