@@ -13,7 +13,7 @@ const HELP = `colony: a volunteer compute grid
 
   colony up       [--port 8787] [--peers N] [--data .colony]   coordinator + local Node peers (what npm start runs)
   colony start    [--port 8787] [--data .colony] [--memory]    the coordinator alone (SQLite store in --data)
-  colony worker   --url URL --token JOIN_TOKEN [--executors N] join a Node peer to a grid
+  colony worker   --url URL --token JOIN_TOKEN [--executors N] [--capabilities a,b] [--relay] [--ice-relay-only] [--rtc-bind ADDR]
   colony submit   job.ts [--url URL] [--token SUBMIT_TOKEN] [--args '[1,2]'] [--name NAME]
   colony status   [job-id] [--url URL] [--token SUBMIT_TOKEN]
 
@@ -46,9 +46,13 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const dataDir = resolve(values.data ?? '.colony')
   const reconcileMs = num(process.env.COLONY_RECONCILE_MS, 'COLONY_RECONCILE_MS')
   const pipelineDepth = num(process.env.COLONY_PIPELINE_DEPTH, 'COLONY_PIPELINE_DEPTH')
+  let iceServers: { urls: string | string[]; username?: string; credential?: string }[] | undefined
+  if (process.env.COLONY_ICE_SERVERS) {
+    try { iceServers = JSON.parse(process.env.COLONY_ICE_SERVERS) as typeof iceServers } catch { fail('COLONY_ICE_SERVERS must be a JSON array of { urls, username?, credential? }') }
+  }
   const heartbeatTimeoutMs = num(process.env.COLONY_HEARTBEAT_TIMEOUT_MS, 'COLONY_HEARTBEAT_TIMEOUT_MS')
   const coord = await startCoordinator({
-    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs,
+    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
@@ -78,15 +82,23 @@ Ctrl-C stops.`)
 }
 
 async function cmdWorker(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { url: { type: 'string' }, token: { type: 'string' }, executors: { type: 'string' }, 'memory-mb': { type: 'string' } } })
+  const { values } = parseArgs({ args, options: {
+    url: { type: 'string' }, token: { type: 'string' }, executors: { type: 'string' }, 'memory-mb': { type: 'string' },
+    capabilities: { type: 'string' }, relay: { type: 'boolean' }, 'ice-relay-only': { type: 'boolean' }, 'rtc-bind': { type: 'string' },
+  } })
   if (values.executors !== undefined && !num(values.executors, 'executors')) fail('--executors must be at least 1')
   const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
   const token = values.token ?? process.env.COLONY_JOIN_TOKEN ?? savedTokens().join
   if (!token) fail('worker needs --token JOIN_TOKEN (colony start prints it)')
   const { startNodeWorker } = await import('@colony/worker-web/node')
   const waiting = setTimeout(() => console.error(`still trying to reach ${url}: is the coordinator running? (retrying; Ctrl-C stops)`), 3000)
+  const env = process.env
   const peer = await startNodeWorker({
     url, token, executors: num(values.executors, 'executors'), memoryMb: num(values['memory-mb'], 'memory-mb'),
+    capabilities: values.capabilities?.split(',').map((c) => c.trim()).filter(Boolean),
+    p2p: !(values.relay || env.COLONY_P2P === '0'),
+    iceRelayOnly: values['ice-relay-only'] || env.COLONY_ICE_RELAY_ONLY === '1',
+    rtcBindAddress: values['rtc-bind'] ?? (env.COLONY_RTC_BIND_ADDRESS || undefined),
   }).catch((e: Error) => fail(`could not join ${url}: ${e.message}`))
   clearTimeout(waiting)
   console.log(`joined ${url} as ${peer.peerId}; Ctrl-C leaves`)

@@ -3,7 +3,7 @@
  * The same call works in Node and in the browser; inside a task, use the grid the
  * task was given (`main(grid)`) or `current()`.
  */
-import { Grid, Peer, type WebSocketFactory, type WebSocketLike } from '@colony/worker-web'
+import { Grid, Peer, type DataPlaneOptions, type WebSocketFactory, type WebSocketLike } from '@colony/worker-web'
 import type { TaskLogMsg } from '@colony/shared'
 
 export interface ConnectOptions {
@@ -16,14 +16,17 @@ export interface ConnectOptions {
   log?: (line: string) => void
   /** How long to keep trying to reach the coordinator before rejecting; default 10 s. */
   timeoutMs?: number
+  /** Fetch and serve large objects peer to peer (default in Node; $COLONY_P2P=0 turns it off). */
+  p2p?: boolean
 }
 
-async function defaultWebSocket(): Promise<WebSocketFactory> {
+/** The WebSocket and, in Node, WebRTC for this platform. Browser WebRTC comes with the tab runtime. */
+async function platform(p2p: boolean): Promise<{ webSocket: WebSocketFactory; dataPlane?: DataPlaneOptions }> {
   if (typeof process !== 'undefined' && process.versions?.node) {
-    const { nodeWebSocket } = await import('@colony/worker-web/node')
-    return nodeWebSocket
+    const { nodeWebSocket, nodeRtc } = await import('@colony/worker-web/node')
+    return { webSocket: nodeWebSocket, dataPlane: p2p ? { rtc: nodeRtc(process.env.COLONY_RTC_BIND_ADDRESS || undefined) } : undefined }
   }
-  return (url) => new WebSocket(url) as unknown as WebSocketLike
+  return { webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike }
 }
 
 function printLog(m: TaskLogMsg): void {
@@ -49,8 +52,9 @@ export async function connect(url?: string, opts: ConnectOptions = {}): Promise<
   url ??= (isNode ? process.env.COLONY_URL : undefined) ?? 'http://127.0.0.1:8787'
   const token = opts.token ?? await defaultToken()
   if (!token) throw new TypeError('connect(url, { token }) needs the submit token (colony start prints it; in Node, $COLONY_TOKEN works too)')
+  const p2p = opts.p2p ?? !(isNode && process.env.COLONY_P2P === '0')
   const peer = new Peer({
-    url, token, role: 'driver', kind: isNode ? 'node' : 'browser', webSocket: await defaultWebSocket(),
+    url, token, role: 'driver', kind: isNode ? 'node' : 'browser', ...await platform(p2p),
     name: opts.name, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start(opts.timeoutMs ?? 10_000)

@@ -4,8 +4,9 @@
  * validated messages, and one `tick()` per event-loop turn schedules, commits the
  * store, acknowledges durable messages and flushes every peer's outbox.
  */
+import { createHmac } from 'node:crypto'
 import {
-  CancelledError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, decodeValue, newJobId, returnId, serializeError,
+  grantPayload, CancelledError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
   type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony/shared'
@@ -44,11 +45,13 @@ interface ObjRec {
   size: number
   state: ObjState
   inline?: Uint8Array
+  /** SHA-256 of the bytes, as reported by the peer that made them. */
+  hash?: string
   error?: SerializedError
   locations: Set<string>
   waiters?: string[]
   subscribers?: Set<string>
-  pulls?: { peer: string; req: number }[]
+  pulls?: { peer: string; req: number; relay?: boolean }[]
 }
 
 interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError }
@@ -77,6 +80,8 @@ export interface ControlOptions {
   /** After a restart, how long to wait for known peers to come back before rescheduling their work. */
   reconcileMs: number
   heartbeatTimeoutMs: number
+  /** STUN/TURN servers handed to peers for the data plane. */
+  iceServers: { urls: string | string[]; username?: string; credential?: string }[]
   log: (line: string) => void
 }
 
@@ -145,6 +150,7 @@ export class Control {
     s.kind = m.kind
     s.role = m.role
     s.capabilities = new Set(m.capabilities)
+    s.p2p = !!m.p2p
     s.resources = m.role === 'worker' ? { ...m.resources } : {}
     this.sessions.set(id, s)
     this.expectedPeers.delete(id)
@@ -161,7 +167,10 @@ export class Control {
     // Running tasks first: an actor's in-flight calls must be claimed before the actor is pumped again.
     for (const tid of m.running ?? []) this.claimRunning(s, tid, blocked.has(tid))
     for (const aid of m.actors ?? []) this.claimActor(s, aid)
-    s.send({ t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits, pingMs: Math.max(100, Math.floor(this.opts.heartbeatTimeoutMs / 4)) })
+    s.send({
+      t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits, pingMs: Math.max(100, Math.floor(this.opts.heartbeatTimeoutMs / 4)),
+      grantKey: s.grantKey, iceServers: this.opts.iceServers,
+    })
     if (this.reconcileUntil && [...this.expectedPeers].every((p) => this.sessions.has(p))) this.endReconcile()
     this.requestTick()
     return s
@@ -225,6 +234,7 @@ export class Control {
     if (this.sessions.get(s.id) === s) this.sessions.delete(s.id)
     this.opts.store.removePeer(s.id)
     if (s.role === 'worker') this.opts.log(`peer ${s.id} lost (${why}); re-queueing ${s.tasks.size} task(s)`)
+    if (s.p2p) for (const other of this.sessions.values()) if (other.p2p) other.send({ t: 'peerLeft', peer: s.id })
     for (const oid of s.subscriptions) this.objects.get(oid)?.subscribers?.delete(s.id)
     const lostActors = [...s.actors]
     const lost = [...s.tasks].map((id) => this.tasks.get(id)).filter((t): t is TaskRec => !!t).sort((a, b) => a.seq - b.seq)
@@ -267,7 +277,7 @@ export class Control {
     switch (m.t) {
       case 'fn': try { this.defineFn(s, m.def, m.job) } finally { s.durableSeen++ } break
       case 'submit': try { this.submit(s, m.spec) } finally { s.durableSeen++ } break
-      case 'put': try { this.put(s, m.id, m.size, m.inline, m.parent) } finally { s.durableSeen++ } break
+      case 'put': try { this.put(s, m.id, m.size, m.inline, m.parent, m.hash) } finally { s.durableSeen++ } break
       case 'done':
         if (m.ms !== undefined) s.observeRuntime(m.ms)
         try { this.done(s, m.task, m.results, m.error, m.lost) } finally { s.durableSeen++ }
@@ -277,7 +287,12 @@ export class Control {
       case 'cancel': for (const id of m.ids) this.cancelFrom(s, id); break
       case 'blocked': this.blocked(s, m.task, m.blocked); break
       case 'log': this.taskLog(s, m.task, m.lines); break
-      case 'pull': this.pull(s, m.req, m.id); break
+      case 'pull': this.pull(s, m.req, m.id, m.relay); break
+      case 'signal': {
+        const to = this.sessions.get(m.to)
+        if (to?.p2p && s.p2p) to.send({ t: 'signal', from: s.id, link: m.link, data: m.data })
+        break
+      }
       case 'chunk': this.chunk(s, m.req, m.seq, m.data, m.last, m.size); break
       case 'serveFail': this.serveFail(s, m.req); break
       case 'ping': s.send({ t: 'pong' }); break
@@ -488,8 +503,8 @@ export class Control {
       o.size = r.size
       o.error = undefined
       if (r.inline) o.inline = r.inline
-      else this.addLocation(o, s)
-      if (n > 1 || !r.inline) this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline })
+      else { this.addLocation(o, s); o.hash = r.hash }
+      if (n > 1 || !r.inline) this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline, hash: o.hash })
       this.objectReady(o, 'ready')
     }
     if (t.spec.createsActor) {
@@ -572,7 +587,7 @@ export class Control {
     if (o.pulls) {
       const pulls = o.pulls
       o.pulls = undefined
-      for (const p of pulls) { const s = this.sessions.get(p.peer); if (s) this.pull(s, p.req, o.id) }
+      for (const p of pulls) { const s = this.sessions.get(p.peer); if (s) this.pull(s, p.req, o.id, p.relay) }
     }
   }
 
@@ -635,7 +650,7 @@ export class Control {
     s.subscriptions.add(id)
   }
 
-  private put(s: PeerSession, id: string, size: number, inline: Uint8Array | undefined, parent?: string): void {
+  private put(s: PeerSession, id: string, size: number, inline: Uint8Array | undefined, parent?: string, hash?: string): void {
     const job = this.jobFor(s, parent)
     const existing = this.objects.get(id)
     if (existing) {
@@ -646,23 +661,40 @@ export class Control {
     const o: ObjRec = { id, job: job.id, size, state: 'pending', locations: new Set() }
     this.objects.set(id, o)
     if (inline) o.inline = inline
-    else this.addLocation(o, s)
-    this.opts.store.putObject({ id, job: job.id, size, inline })
+    else { this.addLocation(o, s); o.hash = hash }
+    this.opts.store.putObject({ id, job: job.id, size, inline, hash })
     this.objectReady(o, 'ready')
   }
 
   // ------------------------------------------------------------------ relay
 
-  private pull(s: PeerSession, req: number, id: string): void {
+  private pull(s: PeerSession, req: number, id: string, relay?: boolean): void {
     const o = this.objects.get(id)
     if (!o || !s.canRead(o.job)) {
       s.send({ t: 'pullFail', req, id, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id}`, { objectId: id })) })
       return
     }
     if (o.state === 'error') { s.send({ t: 'pullFail', req, id, error: o.error! }); return }
-    if (o.state === 'pending') { (o.pulls ??= []).push({ peer: s.id, req }); return }
+    if (o.state === 'pending') { (o.pulls ??= []).push({ peer: s.id, req, relay }); return }
     if (o.inline) { s.send({ t: 'chunk', req, seq: 0, data: o.inline, last: true, size: o.size }); return }
+    if (!relay && s.p2p && this.planDirect(s, req, o)) return
     this.startRelay({ requester: s.id, req, holder: '', id, tried: new Set() })
+  }
+
+  /** Tells the reader which peers hold the object, each with a grant to read it there; false if none can serve it directly. */
+  private planDirect(s: PeerSession, req: number, o: ObjRec): boolean {
+    const holders = [...o.locations].map((p) => this.sessions.get(p)).filter((h): h is PeerSession => !!h && h.p2p && h.id !== s.id)
+    if (holders.length === 0) return false
+    holders.sort((a, b) => a.load() - b.load())
+    const exp = Date.now() + 60_000
+    s.send({
+      t: 'pullPlan', req, id: o.id, size: o.size, hash: o.hash,
+      holders: holders.map((h) => {
+        const g = { obj: o.id, job: o.job, to: s.id, holder: h.id, exp }
+        return { peer: h.id, grant: { ...g, sig: createHmac('sha256', h.grantKey).update(grantPayload(g)).digest('hex') } }
+      }),
+    })
+    return true
   }
 
   private startRelay(r: Relay): void {
@@ -677,7 +709,7 @@ export class Control {
     if (!holder) {
       if (o.locations.has(r.requester)) return // it made the object itself meanwhile, and answers its own pull
       // No live copy: wait for one (a reconnecting holder, or a rebuild from lineage); the pull is answered then.
-      ;(o.pulls ??= []).push({ peer: r.requester, req: r.req })
+      ;(o.pulls ??= []).push({ peer: r.requester, req: r.req, relay: true })
       if (!this.reconcileUntil && o.state === 'ready') this.objectLost(o)
       return
     }
@@ -1025,7 +1057,7 @@ export class Control {
     for (const { job, def } of snap.fns) this.jobs.get(job)?.fns.set(def.id, def)
     for (const row of snap.objects) {
       this.objects.set(row.id, {
-        id: row.id, job: row.job, size: row.size, state: row.error ? 'error' : 'ready', inline: row.inline, error: row.error, locations: new Set(),
+        id: row.id, job: row.job, size: row.size, state: row.error ? 'error' : 'ready', inline: row.inline, hash: row.hash, error: row.error, locations: new Set(),
       })
     }
     for (const row of snap.actors) {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { encodeFrame, type CoordinatorToPeer, type PeerInfo, type PeerKind, type PeerRole } from '@colony/shared'
 
 /** What the coordinator needs of a socket; @hono/node-ws's context satisfies it. */
@@ -12,6 +13,10 @@ export interface PeerSocket {
  */
 export class PeerSession {
   kind: PeerKind = 'node'
+  /** It can open WebRTC data channels. */
+  p2p = false
+  /** This session's secret: grants to read objects held here are signed with it. */
+  readonly grantKey = new Uint8Array(randomBytes(32))
   role: PeerRole = 'worker'
   capabilities = new Set<string>()
   resources: Record<string, number> = {}

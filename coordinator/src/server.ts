@@ -38,6 +38,8 @@ export interface CoordinatorOptions {
   maxPipelineDepth?: number
   reconcileMs?: number
   heartbeatTimeoutMs?: number
+  /** STUN/TURN servers peers use for the data plane (RTCIceServer shape); none by default (host candidates). */
+  iceServers?: { urls: string | string[]; username?: string; credential?: string }[]
   /** Bad messages tolerated on one connection before it is closed. */
   maxBadMessages?: number
   log?: (line: string) => void
@@ -78,6 +80,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     maxPipelineDepth: opts.maxPipelineDepth ?? 64,
     reconcileMs: opts.reconcileMs ?? 5000,
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
+    iceServers: opts.iceServers ?? [],
   })
 
   const app = new Hono()

@@ -8,6 +8,7 @@
  */
 import type { ActorId, JobId, ObjectId, PeerId, TaskId } from './ids.js'
 import type { SerializedError } from './errors.js'
+import type { Grant } from './grant.js'
 
 export const PROTOCOL_VERSION = 1
 
@@ -62,7 +63,8 @@ export interface ObjectInfo {
   error?: SerializedError
 }
 
-export interface ResultOut { size: number; inline?: Uint8Array }
+/** `hash`: SHA-256 (hex) of a value that stays on its peer, so whoever fetches it can check the bytes. */
+export interface ResultOut { size: number; inline?: Uint8Array; hash?: string }
 
 // ---- peer -> coordinator ----
 export interface HelloMsg {
@@ -87,10 +89,12 @@ export interface HelloMsg {
   blocked?: TaskId[]
   /** For drivers: a label for the job. */
   name?: string
+  /** The peer can open WebRTC data channels to other peers. */
+  p2p?: boolean
 }
 export interface FnMsg { t: 'fn'; job?: JobId; def: FnDef }
 export interface SubmitMsg { t: 'submit'; spec: TaskSpec }
-export interface PutMsg { t: 'put'; id: ObjectId; size: number; inline?: Uint8Array; parent?: TaskId }
+export interface PutMsg { t: 'put'; id: ObjectId; size: number; inline?: Uint8Array; hash?: string; parent?: TaskId }
 /** `lost`: the executor died under the task (not the task's fault); the coordinator re-queues it. */
 export interface DoneMsg {
   t: 'done'; task: TaskId; attempt: number; results?: ResultOut[]; error?: SerializedError; lost?: boolean
@@ -103,7 +107,10 @@ export interface SubMsg { t: 'sub'; ids: ObjectId[] }
 export interface CancelMsg { t: 'cancel'; ids: TaskId[]; force?: boolean }
 export interface BlockedMsg { t: 'blocked'; task: TaskId; blocked: boolean }
 export interface LogMsg { t: 'log'; task: TaskId; lines: string[] }
-export interface PullMsg { t: 'pull'; req: number; id: ObjectId }
+/** `relay`: skip peer-to-peer and have the coordinator relay the bytes (after P2P failed, or by policy). */
+export interface PullMsg { t: 'pull'; req: number; id: ObjectId; relay?: boolean }
+/** WebRTC signalling for the data plane, relayed by the coordinator; `link` names one connection attempt. */
+export interface SignalMsg { t: 'signal'; to: PeerId; link: string; data: unknown }
 export interface ChunkMsg { t: 'chunk'; req: number; seq: number; data: Uint8Array; last: boolean; size?: number }
 export interface ServeFailMsg { t: 'serveFail'; req: number; reason: string }
 export interface PingMsg { t: 'ping' }
@@ -111,7 +118,7 @@ export interface ByeMsg { t: 'bye' }
 
 export type PeerToCoordinator =
   | HelloMsg | FnMsg | SubmitMsg | PutMsg | DoneMsg | SubMsg | CancelMsg | BlockedMsg
-  | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg
+  | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg | SignalMsg
 
 /** Messages the coordinator acknowledges once committed, and peers replay after a reconnect. */
 export const DURABLE_TYPES = new Set(['fn', 'submit', 'put', 'done'])
@@ -122,8 +129,16 @@ export interface Limits {
   inlineMaxBytes: number
   relayChunkBytes: number
 }
-/** `pingMs`: how often the peer must ping; the coordinator drops a peer silent for several of these. */
-export interface WelcomeMsg { t: 'welcome'; peerId: PeerId; jobId?: JobId; limits: Limits; pingMs: number }
+/**
+ * `pingMs`: how often the peer must ping; the coordinator drops a peer silent for several of these.
+ * `grantKey`: this session's secret; the coordinator signs grants to read objects held here with it.
+ */
+export interface WelcomeMsg {
+  t: 'welcome'; peerId: PeerId; jobId?: JobId; limits: Limits; pingMs: number
+  grantKey: Uint8Array
+  /** STUN/TURN servers for the data plane (RTCIceServer shape). */
+  iceServers: { urls: string | string[]; username?: string; credential?: string }[]
+}
 export interface AckMsg { t: 'ack'; n: number }
 export interface RunMsg {
   t: 'run'
@@ -136,6 +151,11 @@ export interface RunMsg {
   deps: ObjectInfo[]
 }
 export interface ObjMsg { t: 'obj'; info: ObjectInfo }
+/** Who holds an object, each with a grant that lets this peer read it from that holder directly. */
+export interface PullPlanMsg { t: 'pullPlan'; req: number; id: ObjectId; size: number; hash?: string; holders: { peer: PeerId; grant: Grant }[] }
+export interface SignalFromMsg { t: 'signal'; from: PeerId; link: string; data: unknown }
+/** A peer left: drop data channels to it now, rather than wait for WebRTC to notice. */
+export interface PeerLeftMsg { t: 'peerLeft'; peer: PeerId }
 export interface CancelTaskMsg { t: 'cancelTask'; task: TaskId; reason: string }
 export interface ServeMsg { t: 'serve'; req: number; id: ObjectId }
 export interface PullFailMsg { t: 'pullFail'; req: number; id: ObjectId; error: SerializedError }
@@ -145,7 +165,7 @@ export interface PongMsg { t: 'pong' }
 
 export type CoordinatorToPeer =
   | WelcomeMsg | AckMsg | RunMsg | ObjMsg | CancelTaskMsg | ServeMsg | ChunkMsg | PullFailMsg
-  | TaskLogMsg | ErrorMsg | PongMsg
+  | TaskLogMsg | ErrorMsg | PongMsg | PullPlanMsg | SignalFromMsg | PeerLeftMsg
 
 // ---- HTTP API shapes ----
 export type TaskState = 'waiting' | 'ready' | 'running' | 'finished' | 'failed' | 'cancelled'

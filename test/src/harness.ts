@@ -10,6 +10,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { connect, type Grid } from '@colony/client'
 
+// Tests keep WebRTC on loopback: no packet goes to any other address (see PLATFORM.md).
+process.env.COLONY_RTC_BIND_ADDRESS ??= '127.0.0.1'
+
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const CLI = join(ROOT, "client", "bin", "colony.js")
 
@@ -78,7 +81,7 @@ export interface GridProcs {
   workers: Proc[]
   workerIds: string[]
   startCoordinator(): Promise<void>
-  addWorker(executors?: number): Promise<Proc>
+  addWorker(executors?: number, args?: string[]): Promise<Proc>
   stop(): Promise<void>
 }
 
@@ -97,8 +100,8 @@ export async function startGrid(opts: { workers?: number; executors?: number; me
       g.submitToken = m[1]
       g.joinToken = m[2]
     },
-    async addWorker(executors = opts.executors ?? 1) {
-      const w = startProc(['worker', '--url', g.url, '--token', g.joinToken, '--executors', String(executors)])
+    async addWorker(executors = opts.executors ?? 1, args: string[] = []) {
+      const w = startProc(['worker', '--url', g.url, '--token', g.joinToken, '--executors', String(executors), ...args])
       const m = await w.waitFor(/joined \S+ as (p_\w+)/)
       g.workers.push(w)
       g.workerIds.push(m[1])

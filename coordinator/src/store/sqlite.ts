@@ -8,7 +8,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, job TEXT NOT NULL, spec BLOB NOT NULL, main INTEGER NOT NULL,
   state TEXT NOT NULL, attempts INTEGER NOT NULL, error BLOB, result BLOB, result_size INTEGER);
-CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, job TEXT NOT NULL, size INTEGER NOT NULL, inline BLOB, error BLOB);
+CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, job TEXT NOT NULL, size INTEGER NOT NULL, inline BLOB, error BLOB, hash TEXT);
 CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS peers (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fns (job TEXT NOT NULL, id TEXT NOT NULL, def BLOB NOT NULL, PRIMARY KEY (job, id));
@@ -41,13 +41,17 @@ export class SqliteStore implements ControlStore {
     // WAL + NORMAL is durable across a process crash (kill -9); only an OS crash can lose the last commit.
     this.db.pragma('synchronous = NORMAL')
     this.db.exec(SCHEMA)
+    // Files from before a column existed.
+    for (const [table, col] of [['tasks', 'result BLOB'], ['tasks', 'result_size INTEGER'], ['objects', 'hash TEXT']]) {
+      try { this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${col}`) } catch { /* already there */ }
+    }
     const db = this.db
     this.stmt = {
       job: db.prepare('INSERT OR REPLACE INTO jobs (id, body) VALUES (?, ?)'),
       task: db.prepare('INSERT OR IGNORE INTO tasks (id, job, spec, main, state, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       taskState: db.prepare('UPDATE tasks SET state = ?, attempts = ?, error = ? WHERE id = ?'),
       taskFinish: db.prepare("UPDATE tasks SET state = 'finished', attempts = ?, result = ?, result_size = ? WHERE id = ?"),
-      object: db.prepare('INSERT OR REPLACE INTO objects (id, job, size, inline, error) VALUES (?, ?, ?, ?, ?)'),
+      object: db.prepare('INSERT OR REPLACE INTO objects (id, job, size, inline, error, hash) VALUES (?, ?, ?, ?, ?, ?)'),
       actor: db.prepare('INSERT OR REPLACE INTO actors (id, body) VALUES (?, ?)'),
       peer: db.prepare('INSERT OR REPLACE INTO peers (id, body) VALUES (?, ?)'),
       peerDel: db.prepare('DELETE FROM peers WHERE id = ?'),
@@ -63,8 +67,8 @@ export class SqliteStore implements ControlStore {
     const rows = <T>(sql: string) => this.db.prepare(sql).all() as T[]
     type TaskDbRow = { id: string; job: string; spec: Buffer; main: number; state: TaskState; attempts: number; error: Buffer | null; result: Buffer | null; result_size: number | null }
     const taskRows = rows<TaskDbRow>('SELECT * FROM tasks ORDER BY rowid')
-    const objects: ObjectRow[] = rows<{ id: string; job: string; size: number; inline: Buffer | null; error: Buffer | null }>('SELECT * FROM objects').map((r) => ({
-      id: r.id, job: r.job, size: r.size, inline: r.inline ?? undefined, error: r.error ? unpack<SerializedError>(r.error) : undefined,
+    const objects: ObjectRow[] = rows<{ id: string; job: string; size: number; inline: Buffer | null; error: Buffer | null; hash: string | null }>('SELECT * FROM objects').map((r) => ({
+      id: r.id, job: r.job, size: r.size, inline: r.inline ?? undefined, error: r.error ? unpack<SerializedError>(r.error) : undefined, hash: r.hash ?? undefined,
     }))
     for (const r of taskRows) {
       if (r.result_size !== null) objects.push({ id: returnId(r.id), job: r.job, size: r.result_size, inline: r.result ?? undefined })
@@ -98,7 +102,8 @@ export class SqliteStore implements ControlStore {
   }
   putObject(o: ObjectRow): void {
     const inline = o.inline ? asBuffer(o.inline) : null, err = packErr(o.error)
-    this.queue.push(() => this.stmt.object.run(o.id, o.job, o.size, inline, err))
+    const hash = o.hash ?? null
+    this.queue.push(() => this.stmt.object.run(o.id, o.job, o.size, inline, err, hash))
   }
   putActor(a: ActorRow): void { const b = pack(a); this.queue.push(() => this.stmt.actor.run(a.id, b)) }
   putPeer(p: PeerRow): void { const b = pack(p); this.queue.push(() => this.stmt.peer.run(p.id, b)) }

@@ -34,6 +34,7 @@ export interface ObjectRow {
   size: number
   /** Small values are kept here, so they outlive the peer that made them. */
   inline?: Uint8Array
+  hash?: string
   error?: SerializedError
 }
 

@@ -3,8 +3,9 @@
  * the holders (relayed by the coordinator until the WebRTC data plane lands), and
  * serving the objects this peer holds to others.
  */
-import { deserializeError, type ChunkMsg, type ObjectId, type ObjectInfo, type PullFailMsg, type ServeMsg } from '@colony/shared'
+import { deserializeError, type ChunkMsg, type ObjectId, type ObjectInfo, type PullFailMsg, type PullPlanMsg, type ServeMsg } from '@colony/shared'
 import type { ControlConnection } from './connection.js'
+import type { DataPlane } from './data-plane.js'
 import type { LocalObjectStore } from './object-store.js'
 import { deferred, type Deferred } from './turn.js'
 
@@ -20,7 +21,10 @@ export class ObjectResolver {
   bytesIn = 0
   bytesOut = 0
 
-  constructor(private readonly conn: ControlConnection, private readonly store: LocalObjectStore, private chunkBytes: number) {}
+  constructor(
+    private readonly conn: ControlConnection, private readonly store: LocalObjectStore, private chunkBytes: number,
+    private readonly data?: DataPlane,
+  ) {}
 
   setChunkBytes(n: number): void { this.chunkBytes = n }
 
@@ -87,6 +91,15 @@ export class ObjectResolver {
     }
     this.store.set(pull.id, bytes)
     pull.done.resolve(bytes)
+  }
+
+  /** The coordinator named holders to read from directly; if none of them delivers, the coordinator relays. */
+  onPullPlan(m: PullPlanMsg): void {
+    const pull = this.pulls.get(m.req)
+    if (!pull) return
+    const viaRelay = () => { if (this.pulls.has(m.req)) this.conn.send({ t: 'pull', req: m.req, id: m.id, relay: true }) }
+    if (!this.data) { viaRelay(); return }
+    this.data.fetch(m).then((bytes) => { if (this.pulls.get(m.req) === pull) this.hold(m.id, bytes) }, viaRelay)
   }
 
   onPullFail(m: PullFailMsg): void {

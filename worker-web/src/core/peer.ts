@@ -4,7 +4,7 @@
  * serves and fetches them, and, for workers, hands tasks to its executors.
  */
 import {
-  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId, ColonyError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
+  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId, sha256Hex, ColonyError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
   type PeerRole, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
 } from '@colony/shared'
 import type { GridBackend } from './backend.js'
@@ -12,6 +12,7 @@ import { ControlConnection, type WebSocketFactory } from './connection.js'
 import type { ExecOutcome, ExecutorHost, ExecutorPool, GridOp, GridRequest } from './executor-protocol.js'
 import { LocalObjectStore } from './object-store.js'
 import { ObjectResolver } from './objects.js'
+import { DataPlane, type DataPlaneOptions } from './data-plane.js'
 import { deferred } from './turn.js'
 
 export interface PeerOptions {
@@ -24,6 +25,8 @@ export interface PeerOptions {
   resources?: Record<string, number>
   /** Workers only. */
   executors?: ExecutorPool
+  /** WebRTC for moving objects peer to peer; without it, objects come through the coordinator's relay. */
+  dataPlane?: DataPlaneOptions
   /** Where executors import a bundle's module from (a worker downloads it first where it must). */
   bundleUrl?: (hash: string) => Promise<string>
   name?: string
@@ -40,6 +43,7 @@ export class Peer implements ExecutorHost {
   readonly store = new LocalObjectStore()
   readonly conn: ControlConnection
   readonly objects: ObjectResolver
+  readonly data?: DataPlane
   readonly running = new Map<string, RunningTask>()
   /** Running tasks that wait in get/wait; a reconnect tells the coordinator, which holds no resources for them. */
   private readonly blockedTasks = new Set<string>()
@@ -62,6 +66,7 @@ export class Peer implements ExecutorHost {
         this.jobId = w.jobId ?? this.jobId
         this.limits = w.limits
         this.objects.setChunkBytes(w.limits.relayChunkBytes)
+        this.data?.configure(w.peerId, w.grantKey, w.iceServers)
         if (reconnected) { this.say(`reconnected as ${w.peerId}`); this.objects.resend() }
         this.started.resolve()
       },
@@ -74,7 +79,8 @@ export class Peer implements ExecutorHost {
       },
       onDown: () => this.say('lost the coordinator; reconnecting'),
     })
-    this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes)
+    if (opts.dataPlane) this.data = new DataPlane((m) => this.conn.send(m), this.store, opts.dataPlane)
+    this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes, this.data)
   }
 
   /**
@@ -107,6 +113,7 @@ export class Peer implements ExecutorHost {
     if (this.peerId) h.peerId = this.peerId
     if (this.jobId) h.jobId = this.jobId
     if (this.opts.name) h.name = this.opts.name
+    if (this.data) h.p2p = true
     if (this.peerId) {
       h.holds = this.store.ids()
       h.running = [...this.running.keys()]
@@ -123,6 +130,9 @@ export class Peer implements ExecutorHost {
       case 'chunk': this.objects.onChunk(m); break
       case 'pullFail': this.objects.onPullFail(m); break
       case 'serve': void this.objects.serve(m); break
+      case 'pullPlan': this.objects.onPullPlan(m); break
+      case 'signal': this.data?.onSignal(m.from, m.link, m.data); break
+      case 'peerLeft': this.data?.dropPeer(m.peer); break
       case 'cancelTask':
         if (this.running.delete(m.task)) { this.blockedTasks.delete(m.task); this.opts.executors?.cancel(m.task) }
         else this.opts.executors?.dropActor(m.task)
@@ -174,14 +184,20 @@ export class Peer implements ExecutorHost {
     this.blockedTasks.delete(task)
     if (outcome.lost) { this.conn.send({ t: 'done', task, attempt: r.attempt, lost: true }); return }
     if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error, ms: outcome.ms }); return }
-    const results: ResultOut[] = (outcome.results ?? []).map((bytes, i) => {
+    void this.sendResults(task, r.attempt, outcome.results ?? [], outcome.ms)
+  }
+
+  /** Small results travel inline; large ones stay here, reported with their size and hash. */
+  private async sendResults(task: string, attempt: number, values: Uint8Array[], ms?: number): Promise<void> {
+    const results: ResultOut[] = await Promise.all(values.map(async (bytes, i) => {
       if (bytes.byteLength <= this.limits.inlineMaxBytes) return { size: bytes.byteLength, inline: bytes }
+      const id = returnId(task, i)
       // A rebuild from lineage can land on a peer that was already pulling this very object.
-      this.objects.hold(returnId(task, i), bytes)
-      return { size: bytes.byteLength }
-    })
+      this.objects.hold(id, bytes)
+      return { size: bytes.byteLength, hash: this.data ? await this.data.hashOf(id, bytes) : await sha256Hex(bytes) }
+    }))
     this.tasksDone++
-    this.conn.send({ t: 'done', task, attempt: r.attempt, results, ms: outcome.ms })
+    this.conn.send({ t: 'done', task, attempt, results, ms })
   }
 
   log(task: string, lines: string[]): void {
@@ -235,6 +251,7 @@ export class Peer implements ExecutorHost {
   }
 
   async close(): Promise<void> {
+    this.data?.closeAll()
     await this.conn.close()
     await this.opts.executors?.close()
   }

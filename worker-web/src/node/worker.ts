@@ -8,6 +8,7 @@ import { dirname } from 'node:path'
 import { Peer } from '../core/peer.js'
 import { NodeExecutorPool } from './executor-pool.js'
 import { nodeWebSocket } from './ws.js'
+import { nodeRtc } from './rtc.js'
 
 export interface NodeWorkerOptions {
   url: string
@@ -15,6 +16,12 @@ export interface NodeWorkerOptions {
   executors?: number
   memoryMb?: number
   capabilities?: string[]
+  /** Move objects peer to peer over WebRTC (default); false uses the coordinator's relay only. */
+  p2p?: boolean
+  /** Bind WebRTC to one local address, e.g. 127.0.0.1 when every peer is on this machine. */
+  rtcBindAddress?: string
+  /** Use only TURN relay candidates. */
+  iceRelayOnly?: boolean
   log?: (line: string) => void
 }
 
@@ -47,6 +54,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
     capabilities: ['node', 'wasm', ...(opts.capabilities ?? [])],
     resources: { cpu: executors },
     executors: pool, bundleUrl, log: opts.log,
+    dataPlane: opts.p2p === false ? undefined : { rtc: nodeRtc(opts.rtcBindAddress), relayOnly: opts.iceRelayOnly },
   })
   return peer.start()
 }

@@ -1,0 +1,96 @@
+/** Objects move peer to peer over WebRTC, the coordinator relays none of it, and grants guard every read. */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import type { Grid, ObjectRef } from '@colony/client'
+import type { Peer } from '@colony/worker-web'
+import type { Grant, PullPlanMsg } from '@colony/shared'
+import { api, metric, withGrid } from './harness.js'
+
+const MB50 = 50 * 1024 * 1024
+type TaskRow = { id: string; name: string; state: string; peer?: string }
+
+/** A 50 MB object made on a peer with capability `a`, consumed on one with `b`. */
+async function bigAcross(grid: Grid): Promise<{ made: ObjectRef<Uint8Array>; total: number }> {
+  const make = grid.remote(function make(n: number) { const b = new Uint8Array(n); for (let i = 0; i < n; i += 4096) b[i] = i % 251; return b }, { capabilities: ['a'] })
+  const check = grid.remote(function check(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i += 4096) s += b[i]; return s + b.length }, { capabilities: ['b'] })
+  const made = make.remote(MB50)
+  let want = MB50
+  for (let i = 0; i < MB50; i += 4096) want += i % 251
+  const total = await grid.get(check.remote(made), { timeoutMs: 60_000 })
+  assert.equal(total, want)
+  return { made, total }
+}
+
+describe('peer-to-peer objects', () => {
+  it('moves a 50 MB object from the peer that made it to the one that reads it, with 0 bytes relayed', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'])
+      await g.addWorker(1, ['--capabilities', 'b'])
+      const { made } = await bigAcross(grid)
+      assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0)
+      // Locality: a reader free to run anywhere runs where the 50 MB already are.
+      const size = grid.remote(function size(b: Uint8Array) { return b.length })
+      assert.equal(await grid.get(size.remote(made)), MB50)
+      const tasks = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      assert.equal(tasks.find((t) => t.name === 'size')!.peer, tasks.find((t) => t.name === 'make')!.peer)
+      assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0)
+    })
+  })
+
+  it('relays the same object through the coordinator when peers are set to relay only', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a', '--relay'])
+      await g.addWorker(1, ['--capabilities', 'b', '--relay'])
+      await bigAcross(grid)
+      assert.ok(await metric(g, 'colony_relayed_bytes_total') >= MB50)
+    })
+  })
+
+  it('gives the reader a correct result when the holder is killed mid-transfer', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'])
+      await g.addWorker(1, ['--capabilities', 'a'])
+      await g.addWorker(1, ['--capabilities', 'b'])
+      const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(3) }, { capabilities: ['a'] })
+      const sum = grid.remote(function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i += 1024) s += b[i]; return s }, { capabilities: ['b'] })
+      const made = make.remote(MB50)
+      await grid.wait([made], { timeoutMs: 30_000 })
+      const holder = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!.peer!
+      const result = sum.remote(made)
+      // The reader is placed and starts pulling; the holder dies under it.
+      const deadline = Date.now() + 20_000
+      while ((await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'sum')?.state !== 'running') {
+        if (Date.now() > deadline) throw new Error('the reader never started')
+      }
+      await g.workers[g.workerIds.indexOf(holder)].kill('SIGKILL')
+      assert.equal(await grid.get(result, { timeoutMs: 60_000 }), 3 * (MB50 / 1024))
+    })
+  })
+
+  it('refuses a forged grant, and a grant for another object, at the holder', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'])
+      const peer = (grid as unknown as { peer: Peer }).peer
+      const plans: PullPlanMsg[] = []
+      const objects = peer.objects as unknown as { onPullPlan(m: PullPlanMsg): void }
+      const original = objects.onPullPlan.bind(objects)
+      objects.onPullPlan = (m) => { plans.push(m); original(m) }
+      const make = grid.remote(function make(n: number, v: number) { return new Uint8Array(n).fill(v) }, { capabilities: ['a'] })
+      const mine = make.remote(200_000, 1)
+      const other = make.remote(200_000, 2)
+      assert.equal((await grid.get(mine)).length, 200_000) // this driver got a genuine grant for `mine`
+      await grid.wait([other])
+      const plan = plans.find((p) => p.id === mine.id)!
+      const genuine: Grant = plan.holders[0].grant
+      const data = peer.data!
+      // The grant for `mine` presented to read `other`: refused.
+      await assert.rejects(data.fetch({ ...plan, id: other.id }), /grant refused/)
+      // A grant with its object changed (so its signature no longer matches): refused.
+      await assert.rejects(data.fetch({ ...plan, id: other.id, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, obj: other.id } }] }), /grant refused/)
+      // An expired one: refused.
+      await assert.rejects(data.fetch({ ...plan, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, exp: Date.now() - 1 } }] }), /grant refused/)
+      // The genuine one still works.
+      assert.equal((await data.fetch(plan)).byteLength, plan.size)
+    })
+  })
+})

@@ -1,0 +1,276 @@
+/**
+ * The data plane: objects move between peers over WebRTC data channels
+ * (simple-peer), with signalling relayed by the coordinator. One module for Node
+ * (node-datachannel) and browsers (RTCPeerConnection); only the RtcFactory differs.
+ *
+ * Object protocol, on one data channel per pair of peers, msgpack messages of at
+ * most 64 KiB:
+ *   reader -> holder  req   { id, obj, grant }   the grant is signed by the coordinator
+ *   holder -> reader  hdr   { id, size, hash }   or err { id, message }
+ *   holder -> reader  data  { id, b }            chunks, in order
+ *   holder -> reader  end   { id }
+ *   reader -> holder  abort { id }
+ */
+import { decodeFrame, encodeFrame, sha256Hex, verifyGrant, type Grant, type ObjectId, type PeerId, type PullPlanMsg, type SignalMsg } from '@colony/shared'
+import type { LocalObjectStore } from './object-store.js'
+import { deferred, type Deferred } from './turn.js'
+
+/** The parts of a simple-peer instance used here. */
+export interface RtcPeerLike {
+  signal(data: unknown): void
+  send(data: Uint8Array): void
+  destroy(): void
+  on(ev: 'signal' | 'data' | 'connect' | 'close' | 'error', fn: (arg: never) => void): void
+  /** simple-peer's data channel, for flow control. */
+  _channel?: { bufferedAmount: number; bufferedAmountLowThreshold: number; addEventListener(ev: 'bufferedamountlow', fn: () => void): void; removeEventListener(ev: 'bufferedamountlow', fn: () => void): void }
+}
+export interface IceServer { urls: string | string[]; username?: string; credential?: string }
+export type RtcFactory = (opts: { initiator: boolean; iceServers: IceServer[]; relayOnly: boolean }) => RtcPeerLike
+
+export interface DataPlaneOptions {
+  rtc: RtcFactory
+  /** Only relay candidates (TURN); for peers behind strict NATs, and to test TURN. */
+  relayOnly?: boolean
+  /** Open links at most; the least recently used idle one is closed past this. */
+  maxLinks?: number
+  /** How long to wait for a link to connect before trying another holder or the relay. */
+  connectTimeoutMs?: number
+  /** How long a transfer may stall before it is given up. */
+  stallTimeoutMs?: number
+}
+
+const CHUNK = 60 * 1024 // plus the message header: under the 64 KiB a message may carry
+const WINDOW = 4 << 20 // bytes buffered in the channel before a sender waits; Chrome closes channels near 16 MB
+const LOW = 1 << 20
+
+type Wire =
+  | { t: 'req'; id: number; obj: ObjectId; grant: Grant }
+  | { t: 'hdr'; id: number; size: number; hash: string }
+  | { t: 'data'; id: number; b: Uint8Array }
+  | { t: 'end'; id: number }
+  | { t: 'err'; id: number; message: string }
+  | { t: 'abort'; id: number }
+
+interface Incoming { obj: ObjectId; size: number; hash?: string; parts: Uint8Array[]; got: number; done: Deferred<Uint8Array>; timer?: ReturnType<typeof setTimeout> }
+
+class Link {
+  readonly connected = deferred<Link>()
+  isOpen = false
+  lastUsed = Date.now()
+  readonly incoming = new Map<number, Incoming>()
+  readonly serving = new Set<number>()
+  constructor(readonly remote: PeerId, readonly linkId: string, readonly initiator: boolean, readonly rtc: RtcPeerLike) {
+    this.connected.promise.catch(() => {})
+  }
+  busy(): boolean { return this.incoming.size > 0 || this.serving.size > 0 }
+  write(m: Wire): void { this.rtc.send(encodeFrame([m])) }
+}
+
+export class DataPlane {
+  selfId = ''
+  private grantKey: Uint8Array = new Uint8Array(0)
+  private iceServers: IceServer[] = []
+  private readonly links = new Map<PeerId, Link>()
+  private readonly hashes = new Map<ObjectId, Promise<string>>()
+  private nextId = 1
+  bytesIn = 0
+  bytesOut = 0
+
+  constructor(private readonly sendSignal: (m: SignalMsg) => void, private readonly store: LocalObjectStore, private readonly opts: DataPlaneOptions) {}
+
+  /** From the coordinator's welcome: who this peer is, its grant key, and the ICE servers. */
+  configure(selfId: PeerId, grantKey: Uint8Array, iceServers: IceServer[]): void {
+    if (this.selfId && this.selfId !== selfId) this.closeAll()
+    this.selfId = selfId
+    this.grantKey = grantKey
+    this.iceServers = iceServers
+  }
+
+  /** Fetches an object from the holders in a pull plan, in order; rejects if none can deliver it. */
+  async fetch(plan: PullPlanMsg): Promise<Uint8Array> {
+    let last: unknown
+    for (const h of plan.holders) {
+      try {
+        const link = await this.link(h.peer)
+        return await this.request(link, plan.id, h.grant, plan.size, plan.hash)
+      } catch (e) { last = e }
+    }
+    throw last instanceof Error ? last : new Error(`no holder of ${plan.id} could send it`)
+  }
+
+  /** The coordinator relayed a signal from another peer. */
+  onSignal(from: PeerId, linkId: string, data: unknown): void {
+    let link = this.links.get(from)
+    if (link && link.linkId !== linkId) {
+      // Both sides dialled at once (glare): the smaller peer id keeps its own attempt.
+      if (link.initiator && this.selfId < from) return
+      const replaced = link
+      link = this.open(from, linkId, false)
+      replaced.connected.resolve(link.connected.promise as unknown as Link)
+      this.drop(replaced, false)
+    }
+    link ??= this.open(from, linkId, false)
+    link.rtc.signal(data)
+  }
+
+  private link(remote: PeerId): Promise<Link> {
+    let link = this.links.get(remote)
+    if (!link) link = this.open(remote, `${this.selfId}-${(this.nextId++).toString(36)}`, true)
+    link.lastUsed = Date.now()
+    if (link.isOpen) return Promise.resolve(link)
+    const ms = this.opts.connectTimeoutMs ?? 5000
+    const current = link
+    return new Promise<Link>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`no data channel to ${remote} within ${ms} ms`)); if (!current.isOpen) this.drop(current, true) }, ms)
+      current.connected.promise.then((l) => { clearTimeout(timer); resolve(l) }, (e) => { clearTimeout(timer); reject(e) })
+    })
+  }
+
+  private open(remote: PeerId, linkId: string, initiator: boolean): Link {
+    this.evictIdle()
+    const rtc = this.opts.rtc({ initiator, iceServers: this.iceServers, relayOnly: !!this.opts.relayOnly })
+    const link = new Link(remote, linkId, initiator, rtc)
+    this.links.set(remote, link)
+    rtc.on('signal', (data: never) => this.sendSignal({ t: 'signal', to: remote, link: linkId, data }))
+    rtc.on('connect', () => {
+      link.isOpen = true
+      const ch = rtc._channel
+      if (ch) ch.bufferedAmountLowThreshold = LOW
+      link.connected.resolve(link)
+    })
+    rtc.on('data', (d: never) => this.receive(link, d as Uint8Array))
+    rtc.on('close', () => this.drop(link, true))
+    rtc.on('error', () => this.drop(link, true))
+    return link
+  }
+
+  private evictIdle(): void {
+    const max = this.opts.maxLinks ?? 32
+    while (this.links.size >= max) {
+      let lru: Link | undefined
+      for (const l of this.links.values()) if (!l.busy() && (!lru || l.lastUsed < lru.lastUsed)) lru = l
+      if (!lru) return // every link is busy: allow one more rather than break a transfer
+      this.drop(lru, true)
+    }
+  }
+
+  private drop(link: Link, destroy: boolean): void {
+    if (this.links.get(link.remote) === link) this.links.delete(link.remote)
+    link.isOpen = false
+    const err = new Error(`the data channel to ${link.remote} closed`)
+    link.connected.reject(err)
+    for (const inc of link.incoming.values()) { clearTimeout(inc.timer); inc.done.reject(err) }
+    link.incoming.clear()
+    link.serving.clear()
+    if (destroy) { try { link.rtc.destroy() } catch { /* already gone */ } }
+  }
+
+  private request(link: Link, obj: ObjectId, grant: Grant, size: number, hash?: string): Promise<Uint8Array> {
+    const id = this.nextId++
+    const inc: Incoming = { obj, size, hash, parts: [], got: 0, done: deferred() }
+    link.incoming.set(id, inc)
+    this.armStall(link, id, inc)
+    link.write({ t: 'req', id, obj, grant })
+    return inc.done.promise
+  }
+
+  private armStall(link: Link, id: number, inc: Incoming): void {
+    clearTimeout(inc.timer)
+    inc.timer = setTimeout(() => this.failIncoming(link, id, `the transfer of ${inc.obj} from ${link.remote} stalled`), this.opts.stallTimeoutMs ?? 15_000)
+  }
+
+  private failIncoming(link: Link, id: number, message: string): void {
+    const inc = link.incoming.get(id)
+    if (!inc) return
+    link.incoming.delete(id)
+    clearTimeout(inc.timer)
+    try { link.write({ t: 'abort', id }) } catch { /* closed */ }
+    inc.done.reject(new Error(message))
+  }
+
+  private receive(link: Link, raw: Uint8Array): void {
+    let m: Wire
+    try { m = decodeFrame(raw)[0] as Wire } catch { return }
+    link.lastUsed = Date.now()
+    switch (m.t) {
+      case 'req': void this.serve(link, m.id, m.obj, m.grant); return
+      case 'abort': link.serving.delete(m.id); return
+      case 'err': this.failIncoming(link, m.id, `${link.remote} refused ${link.incoming.get(m.id)?.obj}: ${m.message}`); return
+    }
+    const inc = link.incoming.get(m.id)
+    if (!inc) return
+    this.armStall(link, m.id, inc)
+    if (m.t === 'hdr') {
+      if (m.size !== inc.size) this.failIncoming(link, m.id, `${link.remote} offers ${m.size} bytes of ${inc.obj}; it has ${inc.size}`)
+      inc.hash ??= m.hash
+    } else if (m.t === 'data') {
+      inc.parts.push(m.b)
+      inc.got += m.b.byteLength
+      this.bytesIn += m.b.byteLength
+      if (inc.got > inc.size) this.failIncoming(link, m.id, `${link.remote} sent more than ${inc.size} bytes of ${inc.obj}`)
+    } else if (m.t === 'end') {
+      link.incoming.delete(m.id)
+      clearTimeout(inc.timer)
+      void this.finish(inc, link.remote)
+    }
+  }
+
+  private async finish(inc: Incoming, from: PeerId): Promise<void> {
+    const bytes = inc.parts.length === 1 ? inc.parts[0] : concat(inc.parts, inc.got)
+    if (bytes.byteLength !== inc.size) { inc.done.reject(new Error(`got ${bytes.byteLength} bytes of ${inc.obj} from ${from}; expected ${inc.size}`)); return }
+    if (inc.hash && (await sha256Hex(bytes)) !== inc.hash) { inc.done.reject(new Error(`${inc.obj} from ${from} does not match its hash`)); return }
+    inc.done.resolve(bytes)
+  }
+
+  /** Hash of an object held here, computed once. */
+  hashOf(id: ObjectId, bytes: Uint8Array): Promise<string> {
+    let h = this.hashes.get(id)
+    if (!h) { h = sha256Hex(bytes); this.hashes.set(id, h) }
+    return h
+  }
+
+  private async serve(link: Link, id: number, obj: ObjectId, grant: Grant): Promise<void> {
+    const ok = grant && typeof grant === 'object' && await verifyGrant(grant, this.grantKey, { obj, to: link.remote, holder: this.selfId })
+    if (!ok) { link.write({ t: 'err', id, message: 'grant refused' }); return }
+    const bytes = this.store.get(obj)
+    if (!bytes) { link.write({ t: 'err', id, message: 'not held here' }); return }
+    link.serving.add(id)
+    try {
+      link.write({ t: 'hdr', id, size: bytes.byteLength, hash: await this.hashOf(obj, bytes) })
+      for (let off = 0; off < bytes.byteLength; off += CHUNK) {
+        if (!link.serving.has(id) || !link.isOpen) return
+        await this.room(link)
+        const b = bytes.subarray(off, Math.min(bytes.byteLength, off + CHUNK))
+        link.write({ t: 'data', id, b })
+        this.bytesOut += b.byteLength
+      }
+      if (link.serving.has(id)) link.write({ t: 'end', id })
+    } catch { /* the channel closed; the reader tries elsewhere */ } finally { link.serving.delete(id) }
+  }
+
+  /** Waits until the channel's buffer is under the window (backpressure). */
+  private room(link: Link): Promise<void> {
+    const ch = link.rtc._channel
+    if (!ch || ch.bufferedAmount <= WINDOW) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => { ch.removeEventListener('bufferedamountlow', done); clearInterval(poll); resolve() }
+      ch.addEventListener('bufferedamountlow', done)
+      // Some WebRTC stacks never fire bufferedamountlow; a slow poll backs the event up.
+      const poll = setInterval(() => { if (!link.isOpen || ch.bufferedAmount <= LOW) done() }, 50)
+    })
+  }
+
+  /** The coordinator says this peer is gone: fail its transfers now, so readers move on to another copy. */
+  dropPeer(remote: PeerId): void { const l = this.links.get(remote); if (l) this.drop(l, true) }
+
+  openLinks(): number { return this.links.size }
+
+  closeAll(): void { for (const l of [...this.links.values()]) this.drop(l, true) }
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total)
+  let off = 0
+  for (const p of parts) { out.set(p, off); off += p.byteLength }
+  return out
+}

@@ -1,0 +1,26 @@
+/**
+ * WebRTC in Node: simple-peer on node-datachannel's polyfill, which is faster than
+ * @roamhq/wrtc and fires `bufferedamountlow` (see PLATFORM.md).
+ */
+import polyfill from 'node-datachannel/polyfill'
+import SimplePeer from 'simple-peer'
+import type { RtcFactory, RtcPeerLike } from '../core/data-plane.js'
+
+/** `bindAddress`: bind ICE to one local address (127.0.0.1 when all peers are on loopback). */
+export function nodeRtc(bindAddress?: string): RtcFactory {
+  const Base = polyfill.RTCPeerConnection as unknown as new (c: object) => {
+    createOffer(o?: object): Promise<{ type: string; sdp: string }>
+    createAnswer(o?: object): Promise<{ type: string; sdp: string }>
+  }
+  // simple-peer needs plain description objects, and bindAddress is not part of the W3C config.
+  class PeerConnection extends Base {
+    constructor(config: object) { super(bindAddress ? { ...config, bindAddress } : config) }
+    override async createOffer(o?: object) { const d = await super.createOffer(o); return { type: d.type, sdp: d.sdp } }
+    override async createAnswer(o?: object) { const d = await super.createAnswer(o); return { type: d.type, sdp: d.sdp } }
+  }
+  const wrtc = { ...polyfill, RTCPeerConnection: PeerConnection }
+  return ({ initiator, iceServers, relayOnly }) => new SimplePeer({
+    initiator, wrtc: wrtc as unknown as SimplePeer.Options['wrtc'], trickle: true,
+    config: { iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' },
+  }) as unknown as RtcPeerLike
+}
