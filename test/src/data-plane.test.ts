@@ -4,7 +4,9 @@ import assert from 'node:assert/strict'
 import type { Grid, ObjectRef } from '@colony/client'
 import type { Peer } from '@colony/worker-web'
 import type { Grant, PullPlanMsg } from '@colony/shared'
-import { api, metric, withGrid } from './harness.js'
+import { existsSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { api, freePort, metric, withGrid } from './harness.js'
 
 const MB50 = 50 * 1024 * 1024
 type TaskRow = { id: string; name: string; state: string; peer?: string }
@@ -94,3 +96,48 @@ describe('peer-to-peer objects', () => {
     })
   })
 })
+
+describe('the TURN path', () => {
+  it('delivers the object through a real TURN relay (coturn on loopback) when peers allow only relay candidates', async () => {
+    const turn = await startTurn()
+    try {
+      const iceServers = JSON.stringify([{ urls: `turn:127.0.0.1:${turn.port}?transport=udp`, username: 'colony', credential: 'turn-test' }])
+      await withGrid({ workers: 0, memory: true, env: { COLONY_ICE_SERVERS: iceServers } }, async (g, grid) => {
+        await g.addWorker(1, ['--capabilities', 'a', '--ice-relay-only'])
+        await g.addWorker(1, ['--capabilities', 'b', '--ice-relay-only'])
+        await bigAcross(grid)
+        assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0, 'nothing came through the coordinator')
+        // Both peers allocated a relay on coturn, and coturn let the channel through to the other's relay address.
+        assert.ok((turn.output().match(/ALLOCATE processed, success/g)?.length ?? 0) >= 2, 'both peers allocated on coturn')
+        assert.match(turn.output(), /peer 127\.0\.0\.1 lifetime updated/, 'coturn relayed to the other peer')
+      })
+    } finally {
+      await turn.stop()
+    }
+  })
+})
+
+/** Debian's coturn, on a free loopback port, with one long-term credential. */
+async function startTurn(): Promise<{ port: number; output(): string; stop(): Promise<void> }> {
+  const bin = ['/usr/bin/turnserver', '/usr/sbin/turnserver'].find((p) => existsSync(p))
+  if (!bin) throw new Error('this test needs coturn: apt-get install -y coturn (.ci/run installs it)')
+  const port = await freePort()
+  const child = spawn(bin, [
+    '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`, '--min-port=49160', '--max-port=49400',
+    '--lt-cred-mech', '--user=colony:turn-test', '--realm=colony', '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli',
+    '--log-file=stdout', '--verbose', '--no-software-attribute',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const deadline = Date.now() + 10_000
+  while (!/listener opened on|Total (UDP|General) servers/i.test(out)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`coturn did not start:\n${out.slice(-2000)}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return {
+    port,
+    output: () => out,
+    stop: () => new Promise<void>((r) => { if (child.exitCode !== null) { r(); return } child.once('exit', () => r()); child.kill('SIGTERM') }),
+  }
+}
