@@ -23,8 +23,8 @@ export interface ConnectOptions {
 /** The WebSocket and, in Node, WebRTC for this platform. Browser WebRTC comes with the tab runtime. */
 async function platform(p2p: boolean): Promise<{ webSocket: WebSocketFactory; dataPlane?: DataPlaneOptions }> {
   if (typeof process !== 'undefined' && process.versions?.node) {
-    const { nodeWebSocket, nodeRtc } = await import('@colony/worker-web/node')
-    return { webSocket: nodeWebSocket, dataPlane: p2p ? { rtc: nodeRtc(process.env.COLONY_RTC_BIND_ADDRESS || undefined) } : undefined }
+    const { nodeWebSocket, nodeRtc, nodeSha256 } = await import('@colony/worker-web/node')
+    return { webSocket: nodeWebSocket, dataPlane: p2p ? { rtc: nodeRtc(process.env.COLONY_RTC_BIND_ADDRESS || undefined), sha256: nodeSha256 } : undefined }
   }
   return { webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike }
 }

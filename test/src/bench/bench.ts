@@ -9,7 +9,8 @@ import { Hono } from 'hono'
 import { serve } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import WebSocket from 'ws'
-import { connect, type Grid } from '@colony/client'
+import { connect, type Grid, type ObjectRef } from '@colony/client'
+import { rawDataChannelMiBps } from './raw-datachannel.js'
 import { startGrid, startProc, freePort, type GridProcs } from '../harness.js'
 
 interface Figure { name: string; value: number; unit: string; target?: string; note?: string }
@@ -74,6 +75,57 @@ async function actorCalls(grid: Grid, n: number): Promise<number> {
   return n / ((performance.now() - t0) / 1000)
 }
 
+/**
+ * MiB/s for a 64 MiB object made by a task on a peer and fetched by another Node peer (this driver) into
+ * its object store: pull plan, grant, transfer, size and hash checks, decode. The channel is opened first,
+ * as the raw baseline's is. `withTask` also counts handing it to a task's sandboxed executor on a third peer.
+ */
+async function objectTransfer(grid: Grid, bytes: number, withTask = false): Promise<number> {
+  const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(1) }, { capabilities: ['a'] })
+  const read = grid.remote(function read(b: Uint8Array) { return b.length }, { capabilities: ['b'] })
+  const warm = make.remote(128 * 1024)
+  if (withTask) await grid.get(read.remote(warm)); else await grid.get(warm)
+  const made = make.remote(bytes)
+  await grid.wait([made])
+  const t0 = performance.now()
+  const n = withTask ? await grid.get(read.remote(made)) : (await grid.get(made)).byteLength
+  if (n !== bytes) throw new Error(`read ${n} bytes, expected ${bytes}`)
+  return bytes / (1 << 20) / ((performance.now() - t0) / 1000)
+}
+
+/** 1 KiB objects put by a task on peer `a`, then got by a task on peer `b`: objects per second. */
+async function smallObjects(grid: Grid, n: number): Promise<number> {
+  const putAll = grid.remote(function putAll(count: number) {
+    const g = (globalThis as unknown as { colony: { grid: Grid } }).colony.grid
+    const refs = []
+    for (let i = 0; i < count; i++) refs.push(g.put(new Uint8Array(1024).fill(i % 256)))
+    return refs
+  }, { capabilities: ['a'] })
+  const getAll = grid.remote(async function getAll(refs: ObjectRef<Uint8Array>[]) {
+    const g = (globalThis as unknown as { colony: { grid: Grid } }).colony.grid
+    const vals = await g.get(refs)
+    return vals.reduce((s, v) => s + v.length, 0)
+  }, { capabilities: ['b'] })
+  await grid.get(getAll.remote(putAll.remote(10)))
+  const refs = putAll.remote(n)
+  await grid.wait([refs])
+  const t0 = performance.now()
+  const total = await grid.get(getAll.remote(refs))
+  if (total !== n * 1024) throw new Error(`got ${total} bytes`)
+  return n / ((performance.now() - t0) / 1000)
+}
+
+/** A coordinator and two peers with capabilities `a` and `b`; `relay` makes them use the coordinator's relay. */
+async function withPair<T>(relay: boolean, f: (grid: Grid) => Promise<T>): Promise<T> {
+  const g = await startGrid({ workers: 0, memory: true })
+  try {
+    await g.addWorker(1, ['--capabilities', 'a', ...(relay ? ['--relay'] : [])])
+    await g.addWorker(1, ['--capabilities', 'b', ...(relay ? ['--relay'] : [])])
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
+    try { return await f(grid) } finally { await grid.close() }
+  } finally { await g.stop() }
+}
+
 /** The coordinator's resident memory with 100k tasks queued and no peer to run them. */
 async function queuedRss(n: number): Promise<number> {
   const port = await freePort()
@@ -115,6 +167,18 @@ async function main(): Promise<void> {
     await g?.stop()
   }
   if (want('queued_100k')) record({ name: 'queued_100k_tasks_rss_mb', value: await queuedRss(100_000), unit: 'MB', target: '<= 512' })
+
+  const MIB64 = 64 * 1024 * 1024
+  if (want('object_p2p') || want('raw_datachannel')) {
+    const raw = await rawDataChannelMiBps(MIB64)
+    record({ name: 'raw_datachannel_node_mb_per_s', value: raw, unit: 'MiB/s', target: 'baseline' })
+    const p2p = await withPair(false, (grid) => objectTransfer(grid, MIB64))
+    record({ name: 'object_p2p_node_mb_per_s', value: p2p, unit: 'MiB/s' })
+    record({ name: 'object_p2p_vs_raw_ratio', value: p2p / raw, unit: 'ratio', target: '>= 0.9' })
+    record({ name: 'object_p2p_into_task_mb_per_s', value: await withPair(false, (grid) => objectTransfer(grid, MIB64, true)), unit: 'MiB/s' })
+  }
+  if (want('object_relay')) record({ name: 'object_relay_mb_per_s', value: await withPair(true, (grid) => objectTransfer(grid, MIB64)), unit: 'MiB/s' })
+  if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', value: await withPair(false, (grid) => smallObjects(grid, 2000)), unit: 'objects/s' })
 
   const echo = figures.find((f) => f.name === 'ws_echo_msgs_per_s')?.value
   console.log('\n| figure | value | unit | target | vs ws echo |')

@@ -37,7 +37,11 @@ export interface DataPlaneOptions {
   connectTimeoutMs?: number
   /** How long a transfer may stall before it is given up. */
   stallTimeoutMs?: number
+  /** A streaming SHA-256, so objects are hashed while they arrive (Node: node:crypto); else WebCrypto at the end. */
+  sha256?: () => StreamingHash
 }
+
+export interface StreamingHash { update(b: Uint8Array): void; digest(): string }
 
 const CHUNK = 60 * 1024 // plus the message header: under the 64 KiB a message may carry
 const WINDOW = 4 << 20 // bytes buffered in the channel before a sender waits; Chrome closes channels near 16 MB
@@ -51,7 +55,11 @@ type Wire =
   | { t: 'err'; id: number; message: string }
   | { t: 'abort'; id: number }
 
-interface Incoming { obj: ObjectId; size: number; hash?: string; parts: Uint8Array[]; got: number; done: Deferred<Uint8Array>; timer?: ReturnType<typeof setTimeout> }
+/** A transfer being received: chunks are copied into place and hashed as they come. */
+interface Incoming {
+  obj: ObjectId; size: number; hash?: string; buf: Uint8Array; got: number; hasher?: StreamingHash
+  done: Deferred<Uint8Array>; timer?: ReturnType<typeof setTimeout>
+}
 
 class Link {
   readonly connected = deferred<Link>()
@@ -167,7 +175,7 @@ export class DataPlane {
 
   private request(link: Link, obj: ObjectId, grant: Grant, size: number, hash?: string): Promise<Uint8Array> {
     const id = this.nextId++
-    const inc: Incoming = { obj, size, hash, parts: [], got: 0, done: deferred() }
+    const inc: Incoming = { obj, size, hash, buf: new Uint8Array(size), got: 0, hasher: this.opts.sha256?.(), done: deferred() }
     link.incoming.set(id, inc)
     this.armStall(link, id, inc)
     link.write({ t: 'req', id, obj, grant })
@@ -204,10 +212,11 @@ export class DataPlane {
       if (m.size !== inc.size) this.failIncoming(link, m.id, `${link.remote} offers ${m.size} bytes of ${inc.obj}; it has ${inc.size}`)
       inc.hash ??= m.hash
     } else if (m.t === 'data') {
-      inc.parts.push(m.b)
+      if (inc.got + m.b.byteLength > inc.size) { this.failIncoming(link, m.id, `${link.remote} sent more than ${inc.size} bytes of ${inc.obj}`); return }
+      inc.buf.set(m.b, inc.got)
+      inc.hasher?.update(m.b)
       inc.got += m.b.byteLength
       this.bytesIn += m.b.byteLength
-      if (inc.got > inc.size) this.failIncoming(link, m.id, `${link.remote} sent more than ${inc.size} bytes of ${inc.obj}`)
     } else if (m.t === 'end') {
       link.incoming.delete(m.id)
       clearTimeout(inc.timer)
@@ -216,16 +225,20 @@ export class DataPlane {
   }
 
   private async finish(inc: Incoming, from: PeerId): Promise<void> {
-    const bytes = inc.parts.length === 1 ? inc.parts[0] : concat(inc.parts, inc.got)
-    if (bytes.byteLength !== inc.size) { inc.done.reject(new Error(`got ${bytes.byteLength} bytes of ${inc.obj} from ${from}; expected ${inc.size}`)); return }
-    if (inc.hash && (await sha256Hex(bytes)) !== inc.hash) { inc.done.reject(new Error(`${inc.obj} from ${from} does not match its hash`)); return }
-    inc.done.resolve(bytes)
+    if (inc.got !== inc.size) { inc.done.reject(new Error(`got ${inc.got} bytes of ${inc.obj} from ${from}; expected ${inc.size}`)); return }
+    const hash = inc.hasher ? inc.hasher.digest() : inc.hash ? await sha256Hex(inc.buf) : undefined
+    if (inc.hash && hash !== inc.hash) { inc.done.reject(new Error(`${inc.obj} from ${from} does not match its hash`)); return }
+    inc.done.resolve(inc.buf)
   }
 
   /** Hash of an object held here, computed once. */
   hashOf(id: ObjectId, bytes: Uint8Array): Promise<string> {
     let h = this.hashes.get(id)
-    if (!h) { h = sha256Hex(bytes); this.hashes.set(id, h) }
+    if (!h) {
+      const hasher = this.opts.sha256?.()
+      h = hasher ? Promise.resolve().then(() => { hasher.update(bytes); return hasher.digest() }) : sha256Hex(bytes)
+      this.hashes.set(id, h)
+    }
     return h
   }
 
@@ -266,11 +279,4 @@ export class DataPlane {
   openLinks(): number { return this.links.size }
 
   closeAll(): void { for (const l of [...this.links.values()]) this.drop(l, true) }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total)
-  let off = 0
-  for (const p of parts) { out.set(p, off); off += p.byteLength }
-  return out
 }

@@ -1,4 +1,4 @@
 export { startNodeWorker, type NodeWorkerOptions } from './worker.js'
 export { NodeExecutorPool } from './executor-pool.js'
 export { nodeWebSocket } from './ws.js'
-export { nodeRtc } from './rtc.js'
+export { nodeRtc, nodeSha256 } from './rtc.js'

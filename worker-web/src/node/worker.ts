@@ -8,7 +8,7 @@ import { dirname } from 'node:path'
 import { Peer } from '../core/peer.js'
 import { NodeExecutorPool } from './executor-pool.js'
 import { nodeWebSocket } from './ws.js'
-import { nodeRtc } from './rtc.js'
+import { nodeRtc, nodeSha256 } from './rtc.js'
 
 export interface NodeWorkerOptions {
   url: string
@@ -54,7 +54,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
     capabilities: ['node', 'wasm', ...(opts.capabilities ?? [])],
     resources: { cpu: executors },
     executors: pool, bundleUrl, log: opts.log,
-    dataPlane: opts.p2p === false ? undefined : { rtc: nodeRtc(opts.rtcBindAddress), relayOnly: opts.iceRelayOnly },
+    dataPlane: opts.p2p === false ? undefined : { rtc: nodeRtc(opts.rtcBindAddress), relayOnly: opts.iceRelayOnly, sha256: nodeSha256 },
   })
   return peer.start()
 }
