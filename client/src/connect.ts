@@ -58,7 +58,7 @@ export async function connect(url?: string, opts: ConnectOptions = {}): Promise<
     name: opts.name, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start(opts.timeoutMs ?? 10_000)
-  return Object.assign(new Grid(peer.backend()), { peer, jobId: peer.jobId! })
+  return Object.assign(new Grid(peer.backend(), undefined, { autoFree: true }), { peer, jobId: peer.jobId! })
 }
 
 /** Inside a task: the grid of the task that is running. */

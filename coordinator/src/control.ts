@@ -52,6 +52,10 @@ interface ObjRec {
   waiters?: string[]
   subscribers?: Set<string>
   pulls?: { peer: string; req: number; relay?: boolean }[]
+  /** Unfinished tasks that need it as an argument: it is kept for them even once freed. */
+  pins: number
+  /** Its owner let it go; it is disposed of when no task needs it. */
+  freed?: boolean
 }
 
 interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError }
@@ -295,6 +299,16 @@ export class Control {
       }
       case 'chunk': this.chunk(s, m.req, m.seq, m.data, m.last, m.size); break
       case 'serveFail': this.serveFail(s, m.req); break
+      case 'free': this.free(s, m.ids); break
+      case 'held':
+        for (const id of m.ids) {
+          const o = this.objects.get(id)
+          if (o && o.state === 'ready' && !o.inline && !o.freed && s.canRead(o.job)) this.addLocation(o, s)
+        }
+        break
+      case 'evicted':
+        for (const id of m.ids) { this.objects.get(id)?.locations.delete(s.id); s.holds.delete(id) }
+        break
       case 'ping': s.send({ t: 'pong' }); break
       case 'bye': if (s.jobId) this.finishDriverJob(s.jobId); break
       case 'hello': throw new ProtocolError('hello sent twice on one connection')
@@ -354,7 +368,7 @@ export class Control {
     const n = spec.opts.numReturns ?? 1
     for (let i = 0; i < n; i++) {
       const oid = returnId(t.id, i)
-      this.objects.set(oid, { id: oid, job: job.id, size: 0, state: 'pending', locations: new Set() })
+      this.objects.set(oid, { id: oid, job: job.id, size: 0, state: 'pending', locations: new Set(), pins: 0 })
     }
     if (spec.createsActor) {
       const a: ActorRec = {
@@ -365,6 +379,7 @@ export class Control {
       this.opts.store.putActor(this.actorRow(a))
     }
     if (spec.actor) this.actors.get(spec.actor)!.queue.push(t.id)
+    this.pinDeps(t, 1)
     this.opts.store.putTask({ id: t.id, job: job.id, spec, state: 'waiting', attempts: 0, main })
     const actor = spec.actor ? this.actors.get(spec.actor)! : undefined
     if (actor?.state === 'dead') {
@@ -417,7 +432,46 @@ export class Control {
     const counts = this.jobs.get(t.job)!.counts
     counts[t.state]--
     counts[state]++
+    const wasDone = TERMINAL.has(t.state), nowDone = TERMINAL.has(state)
     t.state = state
+    // A task holds its arguments until it ends; a lineage re-run holds them again.
+    if (wasDone !== nowDone) this.pinDeps(t, nowDone ? -1 : 1)
+  }
+
+  private pinDeps(t: TaskRec, by: 1 | -1): void {
+    for (const d of t.spec.deps) {
+      const o = this.objects.get(d)
+      if (!o) continue
+      o.pins += by
+      if (o.pins === 0 && o.freed) this.dispose(o)
+    }
+  }
+
+  /** Objects their owner let go: disposed of now, or once the last task that needs them ends. */
+  private free(s: PeerSession, ids: string[]): void {
+    for (const id of ids) {
+      const o = this.objects.get(id)
+      if (!o || o.freed || !s.canRead(o.job)) continue
+      o.freed = true
+      if (o.pins === 0) this.dispose(o)
+    }
+  }
+
+  /** Forgets an object's bytes everywhere; a later read gets a clear ObjectLostError. */
+  private dispose(o: ObjRec): void {
+    o.freed = true
+    for (const pid of o.locations) {
+      const h = this.sessions.get(pid)
+      h?.holds.delete(o.id)
+      h?.send({ t: 'drop', ids: [o.id] })
+    }
+    o.locations.clear()
+    o.inline = undefined
+    o.pulls = undefined
+    if (o.state === 'pending') return // never made; its task's result will be dropped when it lands
+    o.state = 'error'
+    o.error = serializeError(new ObjectLostError(`object ${o.id} was freed by its owner`, { objectId: o.id }))
+    this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, error: o.error })
   }
 
   private assign(t: TaskRec, s: PeerSession, sendRun: boolean, blocked = false): void {
@@ -506,6 +560,7 @@ export class Control {
       else { this.addLocation(o, s); o.hash = r.hash }
       if (n > 1 || !r.inline) this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline, hash: o.hash })
       this.objectReady(o, 'ready')
+      if (o.freed && o.pins === 0) this.dispose(o)
     }
     if (t.spec.createsActor) {
       const a = this.actors.get(t.id)!
@@ -658,7 +713,7 @@ export class Control {
       throw new ProtocolError(`object id ${id} is taken`)
     }
     if (!id.startsWith('o.')) throw new ProtocolError(`put ids start with 'o.' (got ${id})`)
-    const o: ObjRec = { id, job: job.id, size, state: 'pending', locations: new Set() }
+    const o: ObjRec = { id, job: job.id, size, state: 'pending', locations: new Set(), pins: 0 }
     this.objects.set(id, o)
     if (inline) o.inline = inline
     else { this.addLocation(o, s); o.hash = hash }
@@ -729,11 +784,7 @@ export class Control {
     if (!requester) { this.relays.delete(rid); return }
     requester.send({ t: 'chunk', req: r.req, seq, data, last, size })
     this.counters.relayedBytes += data.byteLength
-    if (last) {
-      this.relays.delete(rid)
-      const o = this.objects.get(r.id)
-      if (o && requester.role === 'worker') this.addLocation(o, requester)
-    }
+    if (last) this.relays.delete(rid)
   }
 
   private serveFail(s: PeerSession, rid: number): void {
@@ -898,6 +949,9 @@ export class Control {
     job.state = state
     job.finishedAt = Date.now()
     job.error = err
+    // The job's objects go with it; its result stays for GET /api/jobs/:id.
+    const result = job.rootTask ? returnId(job.rootTask) : undefined
+    for (const o of this.objects.values()) if (o.job === job.id && o.id !== result && !o.freed) this.dispose(o)
     this.opts.store.putJob(this.jobRow(job))
     const info = this.jobInfo(job.id)!
     for (const l of job.listeners) l({ type: 'state', job: info })
@@ -1057,7 +1111,7 @@ export class Control {
     for (const { job, def } of snap.fns) this.jobs.get(job)?.fns.set(def.id, def)
     for (const row of snap.objects) {
       this.objects.set(row.id, {
-        id: row.id, job: row.job, size: row.size, state: row.error ? 'error' : 'ready', inline: row.inline, hash: row.hash, error: row.error, locations: new Set(),
+        id: row.id, job: row.job, size: row.size, state: row.error ? 'error' : 'ready', inline: row.inline, hash: row.hash, error: row.error, locations: new Set(), pins: 0,
       })
     }
     for (const row of snap.actors) {
@@ -1080,10 +1134,11 @@ export class Control {
       const n = row.spec.opts.numReturns ?? 1
       for (let i = 0; i < n; i++) {
         const oid = returnId(t.id, i)
-        if (!this.objects.has(oid)) this.objects.set(oid, { id: oid, job: t.job, size: 0, state: 'pending', locations: new Set() })
+        if (!this.objects.has(oid)) this.objects.set(oid, { id: oid, job: t.job, size: 0, state: 'pending', locations: new Set(), pins: 0 })
       }
       if (TERMINAL.has(t.state)) continue
       if (t.spec.actor) this.actors.get(t.spec.actor)?.queue.push(t.id)
+      this.pinDeps(t, 1)
       unfinished.push(t)
     }
     for (const t of unfinished) { t.restored = true; this.setState(t, 'waiting'); this.enqueue(t) }

@@ -82,8 +82,11 @@ export class PeerSession {
 
   load(): number { const cpu = this.resources.cpu ?? 0; return cpu > 0 ? (this.used.cpu ?? 0) / cpu : 0 }
 
-  info(): PeerInfo {
+  info(sizeOf: (id: string) => number): PeerInfo {
+    let bytesHeld = 0
+    for (const id of this.holds) bytesHeld += sizeOf(id)
     return {
+      objects: this.holds.size, bytesHeld,
       id: this.id, kind: this.kind, role: this.role, capabilities: [...this.capabilities], resources: this.resources,
       load: Math.round(this.load() * 100) / 100, running: this.tasks.size, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
     }

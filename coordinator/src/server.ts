@@ -108,7 +108,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
   app.get('/api/peers', (c) => {
     needRole(c, ['driver', 'worker'])
-    return c.json([...control.sessions.values()].map((s) => s.info()))
+    return c.json([...control.sessions.values()].map((s) => s.info((id) => control.objects.get(id)?.size ?? 0)))
   })
 
   app.post('/api/jobs', async (c) => {

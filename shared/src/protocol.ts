@@ -109,6 +109,12 @@ export interface BlockedMsg { t: 'blocked'; task: TaskId; blocked: boolean }
 export interface LogMsg { t: 'log'; task: TaskId; lines: string[] }
 /** `relay`: skip peer-to-peer and have the coordinator relay the bytes (after P2P failed, or by policy). */
 export interface PullMsg { t: 'pull'; req: number; id: ObjectId; relay?: boolean }
+/** The sender no longer needs these objects (explicit `free`, or its refs were garbage-collected). */
+export interface FreeMsg { t: 'free'; ids: ObjectId[] }
+/** The sender now holds a copy of these objects (it fetched them): another place to read them from. */
+export interface HeldMsg { t: 'held'; ids: ObjectId[] }
+/** The sender dropped its copies of these objects to stay under its object-store cap. */
+export interface EvictedMsg { t: 'evicted'; ids: ObjectId[] }
 /** WebRTC signalling for the data plane, relayed by the coordinator; `link` names one connection attempt. */
 export interface SignalMsg { t: 'signal'; to: PeerId; link: string; data: unknown }
 export interface ChunkMsg { t: 'chunk'; req: number; seq: number; data: Uint8Array; last: boolean; size?: number }
@@ -118,7 +124,7 @@ export interface ByeMsg { t: 'bye' }
 
 export type PeerToCoordinator =
   | HelloMsg | FnMsg | SubmitMsg | PutMsg | DoneMsg | SubMsg | CancelMsg | BlockedMsg
-  | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg | SignalMsg
+  | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg | SignalMsg | FreeMsg | EvictedMsg | HeldMsg
 
 /** Messages the coordinator acknowledges once committed, and peers replay after a reconnect. */
 export const DURABLE_TYPES = new Set(['fn', 'submit', 'put', 'done'])
@@ -154,6 +160,8 @@ export interface ObjMsg { t: 'obj'; info: ObjectInfo }
 /** Who holds an object, each with a grant that lets this peer read it from that holder directly. */
 export interface PullPlanMsg { t: 'pullPlan'; req: number; id: ObjectId; size: number; hash?: string; holders: { peer: PeerId; grant: Grant }[] }
 export interface SignalFromMsg { t: 'signal'; from: PeerId; link: string; data: unknown }
+/** These objects were freed: drop their bytes. */
+export interface DropMsg { t: 'drop'; ids: ObjectId[] }
 /** A peer left: drop data channels to it now, rather than wait for WebRTC to notice. */
 export interface PeerLeftMsg { t: 'peerLeft'; peer: PeerId }
 export interface CancelTaskMsg { t: 'cancelTask'; task: TaskId; reason: string }
@@ -165,7 +173,7 @@ export interface PongMsg { t: 'pong' }
 
 export type CoordinatorToPeer =
   | WelcomeMsg | AckMsg | RunMsg | ObjMsg | CancelTaskMsg | ServeMsg | ChunkMsg | PullFailMsg
-  | TaskLogMsg | ErrorMsg | PongMsg | PullPlanMsg | SignalFromMsg | PeerLeftMsg
+  | TaskLogMsg | ErrorMsg | PongMsg | PullPlanMsg | SignalFromMsg | PeerLeftMsg | DropMsg
 
 // ---- HTTP API shapes ----
 export type TaskState = 'waiting' | 'ready' | 'running' | 'finished' | 'failed' | 'cancelled'
@@ -181,6 +189,9 @@ export interface PeerInfo {
   running: number
   tasksDone: number
   connectedAt: number
+  /** Objects whose bytes this peer holds (not counting small ones, which live in the coordinator). */
+  objects: number
+  bytesHeld: number
 }
 
 export interface JobInfo {

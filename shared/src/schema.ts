@@ -60,6 +60,9 @@ export const peerMessage = z.discriminatedUnion('t', [
   z.object({ t: z.literal('signal'), to: id, link: z.string().max(64), data: z.unknown() }),
   z.object({ t: z.literal('chunk'), req: count, seq: count, data: bytes, last: z.boolean(), size: count.optional() }),
   z.object({ t: z.literal('serveFail'), req: count, reason: z.string().max(10_000) }),
+  z.object({ t: z.literal('free'), ids: z.array(id).max(100_000) }),
+  z.object({ t: z.literal('evicted'), ids: z.array(id).max(100_000) }),
+  z.object({ t: z.literal('held'), ids: z.array(id).max(100_000) }),
   z.object({ t: z.literal('ping') }),
   z.object({ t: z.literal('bye') }),
 ])

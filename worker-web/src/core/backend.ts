@@ -14,6 +14,8 @@ export interface GridBackend {
   /** The value bytes of a ready object, from wherever they are. */
   fetch(info: ObjectInfo): Promise<Uint8Array>
   cancel(ids: TaskId[], force: boolean): void
+  /** The objects are no longer needed by this side. */
+  free(ids: ObjectId[]): void
   /** Inside a task: the task waits in get/wait, so its executor slot can run other work. */
   blocked?(isBlocked: boolean): void
   /** Inside a bundle job: the export name of a function of the bundle, so it ships by name. */

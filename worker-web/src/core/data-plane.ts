@@ -273,6 +273,8 @@ export class DataPlane {
     })
   }
 
+  forget(id: ObjectId): void { this.hashes.delete(id) }
+
   /** The coordinator says this peer is gone: fail its transfers now, so readers move on to another copy. */
   dropPeer(remote: PeerId): void { const l = this.links.get(remote); if (l) this.drop(l, true) }
 

@@ -32,6 +32,7 @@ export type GridOp =
   | { op: 'put'; id: ObjectId; bytes: Uint8Array }
   | { op: 'cancel'; ids: TaskId[]; force: boolean }
   | { op: 'blocked'; blocked: boolean }
+  | { op: 'free'; ids: ObjectId[] }
 
 export type GridRequest = { op: 'ready'; id: ObjectId } | { op: 'fetch'; info: ObjectInfo }
 

@@ -116,6 +116,7 @@ export class ExecutorRuntime {
       ready: (id: ObjectId) => this.request(task, { op: 'ready', id }) as Promise<ObjectInfo>,
       fetch: (info: ObjectInfo) => this.request(task, { op: 'fetch', info }) as Promise<Uint8Array>,
       cancel: (ids, force) => op({ op: 'cancel', ids, force }),
+      free: (ids) => op({ op: 'free', ids }),
       blocked: (b) => {
         blockedDepth += b ? 1 : -1
         if ((b && blockedDepth === 1) || (!b && blockedDepth === 0)) op({ op: 'blocked', blocked: b })

@@ -4,7 +4,7 @@
  * GridBackend underneath differs.
  */
 import {
-  ActorHandleBase, IdMinter, ObjectRef, TimeoutError, decodeValue, deserializeError, encodeValue, hashString, returnId,
+  ActorHandleBase, IdMinter, ObjectRef, TimeoutError, decodeValue, deserializeError, encodeValue, encodeValueWithRefs, hashString, returnId,
   setActorHandleFactory, taskOfObject, type ActorHandleData, type FnDef, type TaskOptions, type TaskSpec,
 } from '@colony/shared'
 import type { GridBackend } from './backend.js'
@@ -72,11 +72,44 @@ function methodNames(C: AnyClass): string[] {
   return [...names]
 }
 
+export interface GridOptions {
+  /**
+   * Free objects whose refs this side made and dropped (FinalizationRegistry). Only refs never passed to a
+   * task or put inside another value: those may live on elsewhere, and need an explicit `free`.
+   */
+  autoFree?: boolean
+}
+
 export class Grid {
   private readonly ids = new IdMinter()
   private readonly defined = new Set<string>()
+  private readonly registry?: FinalizationRegistry<string>
+  /** Ids of refs that went into a task or a value: never freed by garbage collection. */
+  private readonly escaped = new Set<string>()
+  private toFree: string[] = []
 
-  constructor(readonly backend: GridBackend, private readonly parentTask?: string) {}
+  constructor(readonly backend: GridBackend, private readonly parentTask?: string, opts: GridOptions = {}) {
+    if (opts.autoFree && typeof FinalizationRegistry === 'function') {
+      this.registry = new FinalizationRegistry((id) => this.collected(id))
+    }
+  }
+
+  private collected(id: string): void {
+    if (this.escaped.delete(id)) return
+    if (this.toFree.push(id) === 1) setTimeout(() => { const ids = this.toFree; this.toFree = []; this.backend.free(ids) }, 0)
+  }
+
+  private track<T>(ref: ObjectRef<T>): ObjectRef<T> {
+    this.registry?.register(ref, ref.id, ref)
+    return ref
+  }
+
+  /** Encodes a value; refs inside it have escaped this side's hands. */
+  private encode(value: unknown): Uint8Array {
+    const { bytes, refs } = encodeValueWithRefs(value)
+    for (const r of refs) this.escaped.add(r)
+    return bytes
+  }
 
   get peerId(): string { return this.backend.peerId }
 
@@ -124,11 +157,11 @@ export class Grid {
   /** @internal Submits a task; returns its return refs. */
   submit(base: Pick<TaskSpec, 'name' | 'fn'> & Partial<TaskSpec>, args: unknown[], opts: TaskOptions): ObjectRef[] {
     const id = this.ids.task()
-    let encoded = encodeValue(args)
+    let encoded = this.encode(args)
     if (encoded.byteLength > LARGE_ARGS_BYTES) {
       // Big arguments travel as objects (put once, pulled by the peer), not inside the task: Ray does the same.
       args = args.map((a) => (a instanceof ObjectRef || encodeValue(a).byteLength <= LARGE_ARG_BYTES ? a : this.put(a)))
-      encoded = encodeValue(args)
+      encoded = this.encode(args)
     }
     const deps: string[] = []
     for (const a of args) if (a instanceof ObjectRef) deps.push(a.id)
@@ -136,14 +169,24 @@ export class Grid {
     if (this.parentTask) spec.parent = this.parentTask
     this.backend.submit(spec)
     const n = opts.numReturns ?? 1
-    return Array.from({ length: n }, (_, i) => new ObjectRef(returnId(id, i)))
+    return Array.from({ length: n }, (_, i) => this.track(new ObjectRef(returnId(id, i))))
   }
 
   /** Stores a value in the grid and returns its ref. */
   put<T>(value: T): ObjectRef<T> {
     const id = this.ids.put()
-    this.backend.put(id, encodeValue(value))
-    return new ObjectRef<T>(id)
+    this.backend.put(id, this.encode(value))
+    return this.track(new ObjectRef<T>(id))
+  }
+
+  /**
+   * Lets objects go: their bytes are dropped everywhere once no unfinished task needs them. A later
+   * `get` of them rejects with ObjectLostError. A driver's job frees all its objects when it closes.
+   */
+  free(refs: ObjectRef | readonly ObjectRef[]): void {
+    const list = (Array.isArray(refs) ? refs : [refs]) as ObjectRef[]
+    for (const r of list) this.registry?.unregister(r)
+    this.backend.free(list.map((r) => r.id))
   }
 
   /** Waits for values. A failed task rejects with its TaskError (remote stack included). */

@@ -89,7 +89,7 @@ export class ObjectResolver {
       pull.done.reject(new Error(`object ${pull.id}: got ${bytes.byteLength} bytes, expected ${m.size}`))
       return
     }
-    this.store.set(pull.id, bytes)
+    try { this.keepCopy(pull.id, bytes) } catch (e) { pull.done.reject(e); return }
     pull.done.resolve(bytes)
   }
 
@@ -99,7 +99,10 @@ export class ObjectResolver {
     if (!pull) return
     const viaRelay = () => { if (this.pulls.has(m.req)) this.conn.send({ t: 'pull', req: m.req, id: m.id, relay: true }) }
     if (!this.data) { viaRelay(); return }
-    this.data.fetch(m).then((bytes) => { if (this.pulls.get(m.req) === pull) this.hold(m.id, bytes) }, viaRelay)
+    this.data.fetch(m).then((bytes) => {
+      if (this.pulls.get(m.req) !== pull) return
+      try { this.keepCopy(m.id, bytes); pull.done.resolve(bytes) } catch (e) { pull.done.reject(e) }
+    }, viaRelay)
   }
 
   onPullFail(m: PullFailMsg): void {
@@ -121,10 +124,26 @@ export class ObjectResolver {
     }
   }
 
-  /** Keeps bytes made here (a result, a put), and answers any pull of ours still waiting for them. */
-  hold(id: ObjectId, bytes: Uint8Array): void {
-    this.store.set(id, bytes)
+  /**
+   * Keeps bytes here, and answers any pull of ours still waiting for them. `primary`: made here (a result,
+   * a put), never evicted; otherwise a fetched copy. Throws LimitError when the store has no room.
+   */
+  hold(id: ObjectId, bytes: Uint8Array, primary: boolean): void {
+    this.store.set(id, bytes, primary)
     for (const pull of this.pulls.values()) if (pull.id === id) pull.done.resolve(bytes)
+  }
+
+  /** Keeps a fetched copy, and tells the coordinator: later readers may fetch it from here. */
+  private keepCopy(id: ObjectId, bytes: Uint8Array): void {
+    this.store.set(id, bytes, false)
+    this.conn.send({ t: 'held', ids: [id] })
+  }
+
+  /** An object was freed: forget it. */
+  drop(id: ObjectId): void {
+    this.store.delete(id)
+    this.infos.delete(id)
+    this.data?.forget(id)
   }
 
   /** The coordinator refused this peer for good: nothing awaited will come. */

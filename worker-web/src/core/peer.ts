@@ -4,7 +4,7 @@
  * serves and fetches them, and, for workers, hands tasks to its executors.
  */
 import {
-  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId, sha256Hex, ColonyError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
+  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId, sha256Hex, serializeError, ColonyError, LimitError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
   type PeerRole, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
 } from '@colony/shared'
 import type { GridBackend } from './backend.js'
@@ -27,6 +27,8 @@ export interface PeerOptions {
   executors?: ExecutorPool
   /** WebRTC for moving objects peer to peer; without it, objects come through the coordinator's relay. */
   dataPlane?: DataPlaneOptions
+  /** Bytes of objects this peer may hold; copies past it are evicted, least recently used first. */
+  storeBytes?: number
   /** Where executors import a bundle's module from (a worker downloads it first where it must). */
   bundleUrl?: (hash: string) => Promise<string>
   name?: string
@@ -40,7 +42,7 @@ export class Peer implements ExecutorHost {
   peerId = ''
   jobId?: string
   limits: Limits = DEFAULT_LIMITS
-  readonly store = new LocalObjectStore()
+  readonly store: LocalObjectStore
   readonly conn: ControlConnection
   readonly objects: ObjectResolver
   readonly data?: DataPlane
@@ -56,6 +58,7 @@ export class Peer implements ExecutorHost {
   private readonly say: (line: string) => void
 
   constructor(private readonly opts: PeerOptions) {
+    this.store = new LocalObjectStore(opts.storeBytes, (ids) => this.conn.send({ t: 'evicted', ids }))
     this.say = opts.log ?? ((l) => console.error(`[peer] ${l}`))
     this.conn = new ControlConnection({
       url: opts.url,
@@ -133,6 +136,7 @@ export class Peer implements ExecutorHost {
       case 'pullPlan': this.objects.onPullPlan(m); break
       case 'signal': this.data?.onSignal(m.from, m.link, m.data); break
       case 'peerLeft': this.data?.dropPeer(m.peer); break
+      case 'drop': for (const id of m.ids) this.objects.drop(id); break
       case 'cancelTask':
         if (this.running.delete(m.task)) { this.blockedTasks.delete(m.task); this.opts.executors?.cancel(m.task) }
         else this.opts.executors?.dropActor(m.task)
@@ -173,7 +177,9 @@ export class Peer implements ExecutorHost {
     } catch (err) {
       if (!this.running.delete(m.spec.id)) return
       this.say(`could not start task ${m.spec.name} (${m.spec.id}): ${(err as Error).message}`)
-      this.conn.send({ t: 'done', task: m.spec.id, attempt: m.attempt, lost: true })
+      // No room for an argument is the task's to report; anything else, another peer may manage.
+      if (err instanceof LimitError) this.conn.send({ t: 'done', task: m.spec.id, attempt: m.attempt, error: serializeError(err) })
+      else this.conn.send({ t: 'done', task: m.spec.id, attempt: m.attempt, lost: true })
     }
   }
 
@@ -189,13 +195,19 @@ export class Peer implements ExecutorHost {
 
   /** Small results travel inline; large ones stay here, reported with their size and hash. */
   private async sendResults(task: string, attempt: number, values: Uint8Array[], ms?: number): Promise<void> {
-    const results: ResultOut[] = await Promise.all(values.map(async (bytes, i) => {
-      if (bytes.byteLength <= this.limits.inlineMaxBytes) return { size: bytes.byteLength, inline: bytes }
-      const id = returnId(task, i)
-      // A rebuild from lineage can land on a peer that was already pulling this very object.
-      this.objects.hold(id, bytes)
-      return { size: bytes.byteLength, hash: this.data ? await this.data.hashOf(id, bytes) : await sha256Hex(bytes) }
-    }))
+    let results: ResultOut[]
+    try {
+      results = await Promise.all(values.map(async (bytes, i) => {
+        if (bytes.byteLength <= this.limits.inlineMaxBytes) return { size: bytes.byteLength, inline: bytes }
+        const id = returnId(task, i)
+        // A rebuild from lineage can land on a peer that was already pulling this very object.
+        this.objects.hold(id, bytes, true)
+        return { size: bytes.byteLength, hash: this.data ? await this.data.hashOf(id, bytes) : await sha256Hex(bytes) }
+      }))
+    } catch (err) {
+      this.conn.send({ t: 'done', task, attempt, error: serializeError(err), ms })
+      return
+    }
     this.tasksDone++
     this.conn.send({ t: 'done', task, attempt, results, ms })
   }
@@ -212,6 +224,7 @@ export class Peer implements ExecutorHost {
       case 'submit': this.conn.send({ t: 'submit', spec: { ...op.spec, parent: task } }); break
       case 'put': this.putBytes(op.id, op.bytes, task); break
       case 'cancel': this.conn.send({ t: 'cancel', ids: op.ids, force: op.force }); break
+      case 'free': this.conn.send({ t: 'free', ids: op.ids }); break
       case 'blocked':
         if (op.blocked) this.blockedTasks.add(task); else this.blockedTasks.delete(task)
         this.conn.send({ t: 'blocked', task, blocked: op.blocked })
@@ -229,7 +242,7 @@ export class Peer implements ExecutorHost {
 
   private putBytes(id: string, bytes: Uint8Array, parent?: string): void {
     const small = bytes.byteLength <= this.limits.inlineMaxBytes
-    if (!small) this.objects.hold(id, bytes)
+    if (!small) this.objects.hold(id, bytes, true)
     const info: ObjectInfo = { id, size: bytes.byteLength }
     if (small) info.inline = bytes
     this.objects.learned(info)
@@ -246,6 +259,7 @@ export class Peer implements ExecutorHost {
       ready: (id) => this.fatal ? Promise.reject(this.fatal) : this.objects.ready(id),
       fetch: (info) => this.objects.fetch(info),
       cancel: (ids, force) => this.conn.send({ t: 'cancel', ids, force }),
+      free: (ids) => this.conn.send({ t: 'free', ids }),
       close: () => this.close(),
     }
   }

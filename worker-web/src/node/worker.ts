@@ -22,6 +22,8 @@ export interface NodeWorkerOptions {
   rtcBindAddress?: string
   /** Use only TURN relay candidates. */
   iceRelayOnly?: boolean
+  /** The cap on object bytes this peer holds; default 2048 MB. */
+  storeMb?: number
   log?: (line: string) => void
 }
 
@@ -53,7 +55,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
     url: opts.url, token: opts.token, role: 'worker', kind: 'node', webSocket: nodeWebSocket,
     capabilities: ['node', 'wasm', ...(opts.capabilities ?? [])],
     resources: { cpu: executors },
-    executors: pool, bundleUrl, log: opts.log,
+    executors: pool, bundleUrl, log: opts.log, storeBytes: (opts.storeMb ?? 2048) * 1024 * 1024,
     dataPlane: opts.p2p === false ? undefined : { rtc: nodeRtc(opts.rtcBindAddress), relayOnly: opts.iceRelayOnly, sha256: nodeSha256 },
   })
   return peer.start()
