@@ -101,6 +101,7 @@ async function cmdWorker(args: string[]): Promise<void> {
     iceRelayOnly: values['ice-relay-only'] || env.COLONY_ICE_RELAY_ONLY === '1',
     rtcBindAddress: values['rtc-bind'] ?? (env.COLONY_RTC_BIND_ADDRESS || undefined),
     storeMb: num(values['store-mb'], 'store-mb'),
+    rtcConnectTimeoutMs: num(env.COLONY_RTC_CONNECT_TIMEOUT_MS, 'COLONY_RTC_CONNECT_TIMEOUT_MS'),
   }).catch((e: Error) => fail(`could not join ${url}: ${e.message}`))
   clearTimeout(waiting)
   console.log(`joined ${url} as ${peer.peerId}; Ctrl-C leaves`)

@@ -48,6 +48,29 @@ describe('peer-to-peer objects', () => {
     })
   })
 
+  it('falls back to the relay by itself when no data channel connects in time', async () => {
+    // Relay-only ICE with no TURN server configured: no candidate pair can ever form.
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a', '--ice-relay-only'])
+      await g.addWorker(1, ['--capabilities', 'b', '--ice-relay-only'])
+      await bigAcross(grid)
+      assert.ok(await metric(g, 'colony_relayed_bytes_total') >= MB50)
+    })
+  })
+
+  it('runs several transfers at once over one link', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'])
+      await g.addWorker(1, ['--capabilities', 'b'])
+      const make = grid.remote(function make(n: number, v: number) { return new Uint8Array(n).fill(v) }, { capabilities: ['a'] })
+      const sums = grid.remote(function sums(...bs: Uint8Array[]) { return bs.map((b) => b[0] * b.length) }, { capabilities: ['b'] })
+      const parts = [1, 2, 3, 4].map((v) => make.remote(8 * 1024 * 1024, v))
+      await grid.wait(parts, { numReturns: 4 })
+      assert.deepEqual(await grid.get(sums.remote(...parts)), [1, 2, 3, 4].map((v) => v * 8 * 1024 * 1024))
+      assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0)
+    })
+  })
+
   it('gives the reader a correct result when the holder is killed mid-transfer', async () => {
     await withGrid({ workers: 0, memory: true }, async (g, grid) => {
       await g.addWorker(1, ['--capabilities', 'a'])

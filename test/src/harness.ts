@@ -12,6 +12,8 @@ import { connect, type Grid } from '@colony/client'
 
 // Tests keep WebRTC on loopback: no packet goes to any other address (see PLATFORM.md).
 process.env.COLONY_RTC_BIND_ADDRESS ??= '127.0.0.1'
+// A data channel that cannot form on loopback never will: give up quickly and use the relay.
+process.env.COLONY_RTC_CONNECT_TIMEOUT_MS ??= '1500'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const CLI = join(ROOT, "client", "bin", "colony.js")

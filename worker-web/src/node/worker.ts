@@ -24,6 +24,8 @@ export interface NodeWorkerOptions {
   iceRelayOnly?: boolean
   /** The cap on object bytes this peer holds; default 2048 MB. */
   storeMb?: number
+  /** How long a data channel may take to connect before the relay is used; default 5000. */
+  rtcConnectTimeoutMs?: number
   log?: (line: string) => void
 }
 
@@ -56,7 +58,9 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
     capabilities: ['node', 'wasm', ...(opts.capabilities ?? [])],
     resources: { cpu: executors },
     executors: pool, bundleUrl, log: opts.log, storeBytes: (opts.storeMb ?? 2048) * 1024 * 1024,
-    dataPlane: opts.p2p === false ? undefined : { rtc: nodeRtc(opts.rtcBindAddress), relayOnly: opts.iceRelayOnly, sha256: nodeSha256 },
+    dataPlane: opts.p2p === false ? undefined : {
+      rtc: nodeRtc(opts.rtcBindAddress), relayOnly: opts.iceRelayOnly, sha256: nodeSha256, connectTimeoutMs: opts.rtcConnectTimeoutMs,
+    },
   })
   return peer.start()
 }
