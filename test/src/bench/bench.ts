@@ -13,7 +13,7 @@ import { connect, type Grid, type ObjectRef } from '@colony/client'
 import { rawDataChannelMiBps } from './raw-datachannel.js'
 import { startGrid, startProc, freePort, type GridProcs } from '../harness.js'
 
-interface Figure { name: string; value: number; unit: string; target?: string; note?: string }
+interface Figure { name: string; value: number; unit: string; target?: string; baseline?: string }
 
 const { values: cli } = parseArgs({ options: { json: { type: 'string' }, only: { type: 'string' } } })
 const figures: Figure[] = []
@@ -159,9 +159,9 @@ async function main(): Promise<void> {
     if (want('ws_echo')) record({ name: 'ws_echo_msgs_per_s', value: await wsEchoBaseline(), unit: 'msg/s', target: 'baseline' })
     g = await startGrid({ workers: 2, executors: 1 })
     const grid = await connect(g.url, { token: g.submitToken, onLog: false })
-    if (want('tasks_async')) record({ name: 'tasks_async_per_s', value: await tasksAsync(grid, 20_000), unit: 'tasks/s', target: '>= 10000' })
-    if (want('tasks_sync')) record({ name: 'tasks_sync_per_s', value: await tasksSync(grid, 2_000), unit: 'tasks/s', target: '>= 2000' })
-    if (want('actor_calls')) record({ name: 'actor_calls_async_per_s', value: await actorCalls(grid, 20_000), unit: 'calls/s', target: '>= 10000' })
+    if (want('tasks_async')) record({ name: 'tasks_async_per_s', baseline: 'ws_echo_msgs_per_s', value: await tasksAsync(grid, 20_000), unit: 'tasks/s', target: '>= 10000' })
+    if (want('tasks_sync')) record({ name: 'tasks_sync_per_s', baseline: 'ws_echo_msgs_per_s', value: await tasksSync(grid, 2_000), unit: 'tasks/s', target: '>= 2000' })
+    if (want('actor_calls')) record({ name: 'actor_calls_async_per_s', baseline: 'ws_echo_msgs_per_s', value: await actorCalls(grid, 20_000), unit: 'calls/s', target: '>= 10000' })
     await grid.close()
   } finally {
     await g?.stop()
@@ -173,18 +173,18 @@ async function main(): Promise<void> {
     const raw = await rawDataChannelMiBps(MIB64)
     record({ name: 'raw_datachannel_node_mb_per_s', value: raw, unit: 'MiB/s', target: 'baseline' })
     const p2p = await withPair(false, (grid) => objectTransfer(grid, MIB64))
-    record({ name: 'object_p2p_node_mb_per_s', value: p2p, unit: 'MiB/s' })
+    record({ name: 'object_p2p_node_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: p2p, unit: 'MiB/s' })
     record({ name: 'object_p2p_vs_raw_ratio', value: p2p / raw, unit: 'ratio', target: '>= 0.9' })
-    record({ name: 'object_p2p_into_task_mb_per_s', value: await withPair(false, (grid) => objectTransfer(grid, MIB64, true)), unit: 'MiB/s' })
+    record({ name: 'object_p2p_into_task_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: await withPair(false, (grid) => objectTransfer(grid, MIB64, true)), unit: 'MiB/s' })
   }
-  if (want('object_relay')) record({ name: 'object_relay_mb_per_s', value: await withPair(true, (grid) => objectTransfer(grid, MIB64)), unit: 'MiB/s' })
-  if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', value: await withPair(false, (grid) => smallObjects(grid, 2000)), unit: 'objects/s' })
+  if (want('object_relay')) record({ name: 'object_relay_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: await withPair(true, (grid) => objectTransfer(grid, MIB64)), unit: 'MiB/s' })
+  if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', baseline: 'ws_echo_msgs_per_s', value: await withPair(false, (grid) => smallObjects(grid, 2000)), unit: 'objects/s' })
 
-  const echo = figures.find((f) => f.name === 'ws_echo_msgs_per_s')?.value
-  console.log('\n| figure | value | unit | target | vs ws echo |')
-  console.log('| --- | ---: | --- | --- | ---: |')
+  console.log('\n| figure | value | unit | target | vs baseline (same run) |')
+  console.log('| --- | ---: | --- | --- | --- |')
   for (const f of figures) {
-    const ratio = echo && f.unit.endsWith('/s') && f.name !== 'ws_echo_msgs_per_s' ? (f.value / echo).toFixed(3) : ''
+    const base = figures.find((b) => b.name === f.baseline)
+    const ratio = base ? `${(f.value / base.value).toFixed(3)} × ${base.name}` : ''
     console.log(`| ${f.name} | ${fmt(f.value)} | ${f.unit} | ${f.target ?? ''} | ${ratio} |`)
   }
   if (cli.json) {
