@@ -1,0 +1,249 @@
+/**
+ * The policy of an executor pool, shared by Node (child processes) and browsers
+ * (Web Workers): where each task runs, timeouts, cancellation, and replacing an
+ * executor that died or had to be ended. Platforms supply only `spawn`.
+ *
+ * A task past its `timeoutMs`, or a cancelled one, ends its executor (running JS
+ * cannot be interrupted); the executor is replaced, and the other tasks it had go
+ * back to the coordinator as lost, to run again. Each actor gets an executor of its
+ * own (as in Ray), so nothing done to ordinary tasks can take an actor down with it.
+ */
+import { TimeoutError, serializeError } from '@colony/shared'
+import type { ExecTask, ExecutorHost, ExecutorPool, ToExecutor, ToHost } from './executor-protocol.js'
+import { nextTurn } from './turn.js'
+
+/** One running executor, as the platform starts it. */
+export interface ExecutorHandle {
+  send(msgs: ToExecutor[]): void
+  kill(): void
+}
+export interface SpawnCallbacks {
+  onMessages(msgs: ToHost[]): void
+  /** It ended by itself (a crash, out of memory). */
+  onExit(reason: string): void
+}
+
+export interface PoolPolicy {
+  /** Executors kept running for ordinary tasks. */
+  size: number
+  /** Tasks one executor runs at once: unbounded in Node (async tasks interleave), 1 in browsers. */
+  tasksPerExecutor: number
+  /** Extra executors started when every one is busy (browsers: tasks waiting in get hold theirs). */
+  maxExtra: number
+}
+
+interface Executor {
+  /** Its slot in the fixed pool; -1 for an actor's own, -2 for an extra. */
+  index: number
+  handle: ExecutorHandle
+  tasks: Map<string, ExecTask>
+  actors: Set<string>
+  knownFns: Set<string>
+  outbox: ToExecutor[]
+  flushQueued: boolean
+  dead: boolean
+  started: Promise<void>
+}
+
+export abstract class ExecutorPoolBase implements ExecutorPool {
+  readonly size: number
+  protected host?: ExecutorHost
+  private executors: Executor[] = []
+  private extras = new Set<Executor>()
+  private actorHosts = new Map<string, Executor>()
+  private waiting: ExecTask[] = []
+  private timers = new Map<string, ReturnType<typeof setTimeout>>()
+  private closed = false
+
+  constructor(private readonly policy: PoolPolicy, protected readonly say: (line: string) => void) {
+    this.size = Math.max(1, policy.size)
+  }
+
+  /** Starts one executor; call `cb` with what it sends and when it ends. */
+  protected abstract spawn(cb: SpawnCallbacks): ExecutorHandle
+
+  async start(host: ExecutorHost): Promise<void> {
+    this.host = host
+    for (let i = 0; i < this.size; i++) this.executors.push(this.make(i))
+    await Promise.all(this.executors.map((e) => e.started))
+  }
+
+  private make(index: number): Executor {
+    let markStarted!: () => void
+    const e: Executor = {
+      index, handle: undefined as unknown as ExecutorHandle, tasks: new Map(), actors: new Set(), knownFns: new Set(),
+      outbox: [], flushQueued: false, dead: false, started: new Promise<void>((r) => { markStarted = r }),
+    }
+    e.handle = this.spawn({
+      onMessages: (msgs) => { for (const m of msgs) { if (m.k === 'started') markStarted(); else this.fromExecutor(e, m) } },
+      onExit: (reason) => { if (!e.dead && !this.closed) this.replace(e, reason) },
+    })
+    return e
+  }
+
+  private fromExecutor(e: Executor, m: ToHost): void {
+    const host = this.host!
+    switch (m.k) {
+      case 'done': {
+        const task = e.tasks.get(m.task)
+        e.tasks.delete(m.task)
+        this.clearTimer(m.task)
+        if (task?.spec.createsActor && m.outcome.error) this.retire(e) // the actor never came to be
+        host.done(m.task, m.outcome)
+        this.freed(e)
+        break
+      }
+      case 'log': host.log(m.task, m.lines); break
+      case 'grid': host.grid(m.task, m.op); break
+      case 'req':
+        host.request(m.task, m.op).then(
+          (value) => this.send(e, { k: 'reply', req: m.req, value }),
+          (err) => this.send(e, { k: 'reply', req: m.req, error: serializeError(err) }),
+        )
+        break
+      case 'started': break
+    }
+  }
+
+  private send(e: Executor, m: ToExecutor): void {
+    if (e.dead) return
+    e.outbox.push(m)
+    if (e.flushQueued) return
+    e.flushQueued = true
+    // Messages wait until the executor is listening; after that, one message per turn.
+    void e.started.then(() => nextTurn(() => {
+      e.flushQueued = false
+      const msgs = e.outbox
+      e.outbox = []
+      if (!e.dead) e.handle.send(msgs)
+    }))
+  }
+
+  run(task: ExecTask): void {
+    if (task.spec.actor) {
+      const home = this.actorHosts.get(task.spec.actor)
+      if (!home) {
+        // The coordinator thinks an actor lives here that does not (its executor died): say so.
+        this.host!.actorLost(task.spec.actor, 'its executor is gone')
+        this.host!.done(task.spec.id, { lost: true })
+        return
+      }
+      this.dispatch(home, task)
+      return
+    }
+    if (task.spec.createsActor) {
+      const e = this.make(-1)
+      e.actors.add(task.spec.id)
+      this.actorHosts.set(task.spec.id, e)
+      this.dispatch(e, task)
+      return
+    }
+    const e = this.pick()
+    if (e) this.dispatch(e, task)
+    else this.waiting.push(task)
+  }
+
+  /** The least busy executor with room, starting an extra one when allowed; undefined if all are full. */
+  private pick(): Executor | undefined {
+    const pool = [...this.executors, ...this.extras]
+    const free = pool.filter((x) => !x.dead && x.tasks.size < this.policy.tasksPerExecutor)
+    if (free.length) return free.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a))
+    if (this.extras.size < this.policy.maxExtra) {
+      const e = this.make(-2)
+      this.extras.add(e)
+      return e
+    }
+    return undefined
+  }
+
+  private dispatch(e: Executor, task: ExecTask): void {
+    e.tasks.set(task.spec.id, task)
+    if (task.fn) {
+      if (e.knownFns.has(`${task.job}/${task.fn.id}`)) task = { ...task, fn: undefined }
+      else e.knownFns.add(`${task.job}/${task.fn.id}`)
+    }
+    const ms = task.spec.opts.timeoutMs
+    if (ms !== undefined) this.timers.set(task.spec.id, setTimeout(() => this.timeout(task.spec.id, ms), ms))
+    this.send(e, { k: 'run', task })
+  }
+
+  /** An executor has room again: give it a waiting task, or let an idle extra go. */
+  private freed(e: Executor): void {
+    if (e.dead || e.index === -1) return
+    const next = this.waiting.shift()
+    if (next) { this.dispatch(e, next); return }
+    if (e.index === -2 && e.tasks.size === 0) { this.extras.delete(e); e.dead = true; e.handle.kill() }
+  }
+
+  private timeout(taskId: string, ms: number): void {
+    this.timers.delete(taskId)
+    const e = this.all().find((x) => x.tasks.has(taskId))
+    if (!e) return
+    const task = e.tasks.get(taskId)!
+    e.tasks.delete(taskId)
+    this.host!.done(taskId, { error: serializeError(new TimeoutError(
+      `task ${task.spec.name} (${taskId}) ran past its timeoutMs of ${ms} ms and was stopped`, { taskId, taskName: task.spec.name })) })
+    this.replace(e, `task ${taskId} timed out`)
+  }
+
+  cancel(taskId: string): void {
+    this.clearTimer(taskId)
+    const queued = this.waiting.findIndex((t) => t.spec.id === taskId)
+    if (queued >= 0) { this.waiting.splice(queued, 1); return }
+    const e = this.all().find((x) => x.tasks.has(taskId))
+    if (!e) return
+    e.tasks.delete(taskId)
+    // An actor keeps its state: a call not yet started is skipped; one running finishes and is ignored.
+    if (e.index === -1) this.send(e, { k: 'cancel', task: taskId })
+    else this.replace(e, `task ${taskId} was cancelled`)
+  }
+
+  dropActor(actor: string): void {
+    const e = this.actorHosts.get(actor)
+    if (e) this.retire(e)
+  }
+
+  actorIds(): string[] { return [...this.actorHosts.keys()] }
+
+  private all(): Executor[] { return [...this.executors, ...this.extras, ...this.actorHosts.values()] }
+
+  private clearTimer(taskId: string): void {
+    const t = this.timers.get(taskId)
+    if (t) { clearTimeout(t); this.timers.delete(taskId) }
+  }
+
+  /** Ends an actor's executor on purpose: nothing is reported lost. */
+  private retire(e: Executor): void {
+    for (const a of e.actors) this.actorHosts.delete(a)
+    e.actors.clear()
+    for (const id of e.tasks.keys()) { this.clearTimer(id); this.host!.done(id, { lost: true }) }
+    e.tasks.clear()
+    e.dead = true
+    e.handle.kill()
+  }
+
+  /** Kills an executor and starts a fresh one in its place; its other work is reported lost. */
+  private replace(e: Executor, reason: string): void {
+    if (e.dead) return
+    e.dead = true
+    e.handle.kill()
+    for (const id of e.tasks.keys()) { this.clearTimer(id); this.host!.done(id, { lost: true }) }
+    for (const a of e.actors) { this.actorHosts.delete(a); this.host!.actorLost(a, reason) }
+    this.extras.delete(e)
+    if (this.closed || e.index < 0) return
+    this.say(`replacing executor ${e.index}: ${reason}`)
+    const fresh = this.make(e.index)
+    this.executors[e.index] = fresh
+    void fresh.started.then(() => this.freed(fresh))
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    for (const t of this.timers.values()) clearTimeout(t)
+    for (const e of this.all()) { e.dead = true; e.handle.kill() }
+    await this.closed_()
+  }
+
+  /** Platform clean-up after every executor was told to end. */
+  protected async closed_(): Promise<void> {}
+}
