@@ -309,6 +309,7 @@ export class Control {
       case 'evicted':
         for (const id of m.ids) { this.objects.get(id)?.locations.delete(s.id); s.holds.delete(id) }
         break
+      case 'pause': s.paused = m.paused; break
       case 'ping': s.send({ t: 'pong' }); break
       case 'bye': if (s.jobId) this.finishDriverJob(s.jobId); break
       case 'hello': throw new ProtocolError('hello sent twice on one connection')

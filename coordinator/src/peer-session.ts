@@ -13,6 +13,8 @@ export interface PeerSocket {
  */
 export class PeerSession {
   kind: PeerKind = 'node'
+  /** Takes no new tasks (a hidden tab). */
+  paused = false
   /** It can open WebRTC data channels. */
   p2p = false
   /** This session's secret: grants to read objects held here are signed with it. */
@@ -88,7 +90,7 @@ export class PeerSession {
     return {
       objects: this.holds.size, bytesHeld,
       id: this.id, kind: this.kind, role: this.role, capabilities: [...this.capabilities], resources: this.resources,
-      load: Math.round(this.load() * 100) / 100, running: this.tasks.size, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
+      load: Math.round(this.load() * 100) / 100, running: this.tasks.size, paused: this.paused, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
     }
   }
 }

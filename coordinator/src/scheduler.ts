@@ -21,7 +21,7 @@ export function pickPeer(p: Placement, peers: Iterable<PeerSession>, depth: Dept
   let bestHeld = -1
   let bestLoad = Infinity
   for (const peer of peers) {
-    if (peer.role !== 'worker' || peer.closed) continue
+    if (peer.role !== 'worker' || peer.closed || peer.paused) continue
     if (!fits(p, peer, depth(peer))) continue
     const held = p.heldBytes?.get(peer.id) ?? 0
     const load = peer.load()
@@ -45,7 +45,7 @@ function fits(p: Placement, peer: PeerSession, depth: number): boolean {
 /** True when no worker has any cpu left: the scheduler can stop scanning its queue. */
 export function allFull(peers: Iterable<PeerSession>, depth: DepthOf): boolean {
   for (const peer of peers) {
-    if (peer.role === 'worker' && !peer.closed && (peer.used.cpu ?? 0) < (peer.resources.cpu ?? 0) * depth(peer)) return false
+    if (peer.role === 'worker' && !peer.closed && !peer.paused && (peer.used.cpu ?? 0) < (peer.resources.cpu ?? 0) * depth(peer)) return false
   }
   return true
 }

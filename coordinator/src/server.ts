@@ -20,6 +20,7 @@ import { SqliteStore } from './store/sqlite.js'
 import type { ControlStore } from './store/types.js'
 import { resolveTokens, roleOf, type Tokens } from './tokens.js'
 import { jsonSafe } from './json-safe.js'
+import { servePages } from './pages.js'
 
 export interface CoordinatorOptions {
   /** Default 8787; 0 picks a free port. */
@@ -40,6 +41,8 @@ export interface CoordinatorOptions {
   heartbeatTimeoutMs?: number
   /** STUN/TURN servers peers use for the data plane (RTCIceServer shape); none by default (host candidates). */
   iceServers?: { urls: string | string[]; username?: string; credential?: string }[]
+  /** A folder of built pages (the join page and others) to serve at `/<name>`. */
+  webRoot?: string
   /** Bad messages tolerated on one connection before it is closed. */
   maxBadMessages?: number
   log?: (line: string) => void
@@ -245,6 +248,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       onClose() { if (session) control.peerLost(session, 'socket closed') },
     }
   }))
+
+  // Last: a page's `/:name` route must not shadow /ws or the API.
+  if (opts.webRoot) servePages(app, opts.webRoot)
 
   const port = opts.port ?? 8787
   const server: ServerType = await new Promise((resolve, reject) => {

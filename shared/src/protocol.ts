@@ -111,6 +111,8 @@ export interface LogMsg { t: 'log'; task: TaskId; lines: string[] }
 export interface PullMsg { t: 'pull'; req: number; id: ObjectId; relay?: boolean }
 /** The sender no longer needs these objects (explicit `free`, or its refs were garbage-collected). */
 export interface FreeMsg { t: 'free'; ids: ObjectId[] }
+/** A tab hidden by its user (or shown again): take no new tasks meanwhile. */
+export interface PauseMsg { t: 'pause'; paused: boolean }
 /** The sender now holds a copy of these objects (it fetched them): another place to read them from. */
 export interface HeldMsg { t: 'held'; ids: ObjectId[] }
 /** The sender dropped its copies of these objects to stay under its object-store cap. */
@@ -124,7 +126,7 @@ export interface ByeMsg { t: 'bye' }
 
 export type PeerToCoordinator =
   | HelloMsg | FnMsg | SubmitMsg | PutMsg | DoneMsg | SubMsg | CancelMsg | BlockedMsg
-  | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg | SignalMsg | FreeMsg | EvictedMsg | HeldMsg
+  | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg | SignalMsg | FreeMsg | EvictedMsg | HeldMsg | PauseMsg
 
 /** Messages the coordinator acknowledges once committed, and peers replay after a reconnect. */
 export const DURABLE_TYPES = new Set(['fn', 'submit', 'put', 'done'])
@@ -187,6 +189,7 @@ export interface PeerInfo {
   resources: Record<string, number>
   load: number
   running: number
+  paused: boolean
   tasksDone: number
   connectedAt: number
   /** Objects whose bytes this peer holds (not counting small ones, which live in the coordinator). */

@@ -63,6 +63,7 @@ export const peerMessage = z.discriminatedUnion('t', [
   z.object({ t: z.literal('free'), ids: z.array(id).max(100_000) }),
   z.object({ t: z.literal('evicted'), ids: z.array(id).max(100_000) }),
   z.object({ t: z.literal('held'), ids: z.array(id).max(100_000) }),
+  z.object({ t: z.literal('pause'), paused: z.boolean() }),
   z.object({ t: z.literal('ping') }),
   z.object({ t: z.literal('bye') }),
 ])

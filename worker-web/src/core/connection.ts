@@ -55,6 +55,10 @@ export class ControlConnection {
   constructor(private readonly opts: ConnectionOptions) {}
 
   private welcomedNow = false
+  /** For people: is this peer on the grid right now? */
+  get status(): 'connected' | 'connecting' | 'closed' {
+    return this.state === 'closed' ? 'closed' : this.welcomedNow ? 'connected' : 'connecting'
+  }
   get bufferedAmount(): number { return this.ws?.bufferedAmount ?? 0 }
 
   start(): void { this.open() }

@@ -1,0 +1,44 @@
+/**
+ * The pages a coordinator serves (`/join`, later `/ide` and `/demo`), from a folder of
+ * built files. Cross-origin isolated, so onnxruntime-web may use threads.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { extname, join, normalize, sep } from 'node:path'
+import type { Hono } from 'hono'
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.wasm': 'application/wasm', '.json': 'application/json', '.svg': 'image/svg+xml',
+  '.png': 'image/png', '.onnx': 'application/octet-stream', '.bin': 'application/octet-stream', '.map': 'application/json',
+}
+const ISOLATION = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'cross-origin-resource-policy': 'same-origin',
+}
+
+export function servePages(app: Hono, root: string): void {
+  const cache = new Map<string, Uint8Array>()
+  const file = (path: string): Uint8Array | undefined => {
+    let data = cache.get(path)
+    if (!data && existsSync(path)) { data = new Uint8Array(readFileSync(path)); cache.set(path, data) }
+    return data
+  }
+  const send = (path: string, immutable: boolean) => {
+    const data = file(path)
+    if (!data) return undefined
+    return new Response(data as Uint8Array<ArrayBuffer>, {
+      headers: {
+        'content-type': TYPES[extname(path)] ?? 'application/octet-stream',
+        'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+        ...ISOLATION,
+      },
+    })
+  }
+  app.get('/assets/*', (c) => {
+    const rel = normalize(c.req.path.slice(1))
+    if (rel.startsWith('..') || rel.includes(`${sep}..`)) return c.notFound()
+    return send(join(root, rel), true) ?? c.notFound()
+  })
+  app.get('/:page{[a-z-]+}', (c) => send(join(root, `${c.req.param('page')}.html`), false) ?? c.notFound())
+}

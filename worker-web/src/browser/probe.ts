@@ -1,0 +1,40 @@
+/** What this browser offers the grid, found out at join (feature detection; timings are ml-probe.ts's). */
+export interface BrowserProbe {
+  capabilities: string[]
+  webgpu?: { vendor: string; architecture: string; description: string; isFallbackAdapter: boolean }
+  webgl2: boolean
+  wasmSimd: boolean
+  wasmThreads: boolean
+  cores: number
+  memoryGb?: number
+}
+
+// (module (func (result v128) i32.const 0 i8x16.splat)): validates only where wasm SIMD exists.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11])
+
+export async function probeBrowser(): Promise<BrowserProbe> {
+  const caps = ['wasm']
+  const out: BrowserProbe = {
+    capabilities: caps, webgl2: false, wasmSimd: false, wasmThreads: false, cores: navigator.hardwareConcurrency || 1,
+    memoryGb: (navigator as { deviceMemory?: number }).deviceMemory,
+  }
+  try {
+    const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu
+    const adapter = await gpu?.requestAdapter() as { info?: Record<string, unknown>; isFallbackAdapter?: boolean } | null | undefined
+    if (adapter) {
+      const info = adapter.info ?? {}
+      out.webgpu = {
+        vendor: String(info.vendor ?? ''), architecture: String(info.architecture ?? ''), description: String(info.description ?? ''),
+        isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false),
+      }
+      caps.push('webgpu')
+    }
+  } catch { /* no WebGPU */ }
+  try { out.webgl2 = !!document.createElement('canvas').getContext('webgl2') } catch { /* none */ }
+  if (out.webgl2) caps.push('webgl2')
+  out.wasmSimd = WebAssembly.validate(SIMD_PROBE)
+  if (out.wasmSimd) caps.push('wasm-simd')
+  out.wasmThreads = typeof SharedArrayBuffer !== 'undefined' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true
+  if (out.wasmThreads) caps.push('wasm-threads')
+  return out
+}

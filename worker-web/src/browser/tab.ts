@@ -1,0 +1,57 @@
+/**
+ * A browser tab as a worker of the grid: the same peer runtime as Node peers, with
+ * Web Worker executors, the browser's WebRTC, and job bundles handed to executors
+ * as blob URLs (job code never sees the token).
+ */
+import { Peer } from '../core/peer.js'
+import type { WebSocketLike } from '../core/connection.js'
+import { BrowserExecutorPool } from './worker-pool.js'
+import { browserRtc } from './rtc.js'
+
+export interface TabOptions {
+  /** The coordinator's URL; by default the page's own origin. */
+  url?: string
+  token: string
+  executors: number
+  capabilities?: string[]
+  log?: (line: string) => void
+}
+
+export interface TabPeer {
+  peer: Peer
+  pool: BrowserExecutorPool
+  pause(paused: boolean): void
+  leave(): Promise<void>
+}
+
+export async function joinAsTab(opts: TabOptions): Promise<TabPeer> {
+  const url = opts.url ?? location.origin
+  const pool = new BrowserExecutorPool(opts.executors, opts.log)
+  const bundles = new Map<string, Promise<string>>()
+  const bundleUrl = (hash: string): Promise<string> => {
+    let p = bundles.get(hash)
+    if (!p) {
+      p = fetch(new URL(`/api/bundles/${hash}`, url), { headers: { authorization: `Bearer ${opts.token}` } }).then(async (res) => {
+        if (!res.ok) throw new Error(`could not download bundle ${hash}: HTTP ${res.status}`)
+        return URL.createObjectURL(new Blob([await res.arrayBuffer()], { type: 'text/javascript' }))
+      })
+      p.catch(() => bundles.delete(hash))
+      bundles.set(hash, p)
+    }
+    return p
+  }
+  const peer = new Peer({
+    url, token: opts.token, role: 'worker', kind: 'browser',
+    webSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
+    capabilities: [...new Set(['browser', ...(opts.capabilities ?? [])])],
+    resources: { cpu: opts.executors },
+    executors: pool, bundleUrl, log: opts.log,
+    dataPlane: { rtc: browserRtc },
+  })
+  await peer.start(15_000)
+  return {
+    peer, pool,
+    pause: (paused) => peer.conn.send({ t: 'pause', paused }),
+    leave: () => peer.close(),
+  }
+}
