@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Runs every compiled test file with Node's test runner, one file at a time: each
-// file starts its own coordinator and peer processes, and this machine has 2 cores.
+// Runs every compiled test file with Node's test runner, one file at a time (each file
+// starts its own coordinator and peer processes, and this machine has 2 cores), then the
+// browser tests (Playwright, Debian's chromium, in a private network namespace).
+// `node test/run-tests.js core` runs only the Node files whose names match; `browser` only those.
 import { readdirSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { dirname, join } from 'node:path'
@@ -13,6 +15,15 @@ const files = readdirSync(dist)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort()
   .map((f) => join(dist, f))
-if (files.length === 0) { console.error('no test files found; run `npx tsc -b` first'); process.exit(1) }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=180000', '--test-reporter=spec', ...files], { stdio: 'inherit' })
-process.exit(r.status ?? 1)
+if (files.length === 0 && !(only.length === 1 && only[0] === 'browser')) { console.error('no test files found; run `npm run build` first'); process.exit(1) }
+const browserOnly = only.length === 1 && only[0] === 'browser'
+let status = 0
+if (!browserOnly) {
+  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=180000', '--test-reporter=spec', ...files], { stdio: 'inherit' })
+  status = r.status ?? 1
+}
+if (only.length === 0 || browserOnly) {
+  const b = spawnSync('bash', [join(dirname(fileURLToPath(import.meta.url)), 'run-browser-tests.sh')], { stdio: 'inherit' })
+  status ||= b.status ?? 1
+}
+process.exit(status)

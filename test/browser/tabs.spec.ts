@@ -1,0 +1,91 @@
+/** Browser tabs as workers: join, share work with a Node peer, move objects tab to tab, host actors, vanish. */
+import { test, expect, type Browser, type Page } from '@playwright/test'
+import type { Grid, ObjectRef } from '@colony/client'
+
+// Inside the test namespace Chromium offers its veth address, never loopback: Node peers must not bind to 127.0.0.1.
+process.env.COLONY_RTC_BIND_ADDRESS = ''
+const { startGrid, api, metric } = await import('../dist/harness.js')
+const { connect } = await import('@colony/client')
+
+type GridProcs = Awaited<ReturnType<typeof startGrid>>
+type PeerRow = { id: string; kind: string; role: string; capabilities: string[]; tasksDone: number }
+
+let g: GridProcs
+let grid: Grid & { jobId: string }
+const tabs: { page: Page; id: string }[] = []
+
+async function openTab(browser: Browser, caps: string): Promise<{ page: Page; id: string }> {
+  const page = await browser.newPage()
+  page.on('pageerror', (e) => console.error(`[tab ${caps}] ${e.message}`))
+  await page.goto(`${g.url}/join#token=${g.joinToken}&caps=${caps}`)
+  await page.click('#join')
+  await expect(page.locator('#s-conn')).toHaveText('connected', { timeout: 20_000 })
+  return { page, id: (await page.textContent('#s-peer'))! }
+}
+
+const peers = async () => (await api<PeerRow[]>(g, '/api/peers')).body
+
+test.describe.serial('tabs as workers', () => {
+  test.beforeAll(async ({ browser }) => {
+    g = await startGrid({ workers: 1, executors: 1, memory: true })
+    grid = await connect(g.url, { token: g.submitToken, onLog: false })
+    for (const caps of ['t1', 't2', 't3']) tabs.push(await openTab(browser, caps))
+  })
+  test.afterAll(async () => {
+    await grid?.close()
+    await g?.stop()
+  })
+
+  test('3 tabs and 1 Node peer join; /api/peers lists the tabs with their capabilities', async () => {
+    const list = await peers()
+    const browsers = list.filter((p) => p.kind === 'browser')
+    expect(browsers.map((p) => p.id).sort()).toEqual(tabs.map((t) => t.id).sort())
+    for (const b of browsers) expect(b.capabilities).toEqual(expect.arrayContaining(['browser', 'wasm']))
+    expect(list.filter((p) => p.kind === 'node' && p.role === 'worker')).toHaveLength(1)
+  })
+
+  test('a 300-task job spreads across all 4 peers and gives the right result', async () => {
+    const before = await peers()
+    const work = grid.remote((i: number) => new Promise<number>((r) => setTimeout(() => r(i * 2), 20)))
+    const refs = Array.from({ length: 300 }, (_, i) => work.remote(i))
+    await grid.wait(refs, { numReturns: 100, timeoutMs: 60_000 })
+    await tabs[0].page.screenshot({ path: 'test-results/browser/join-page-working.png' })
+    const values = await grid.get(refs, { timeoutMs: 120_000 })
+    expect(values.reduce((a, b) => a + b, 0)).toBe(300 * 299)
+    const after = await peers()
+    for (const p of after.filter((x) => x.role === 'worker')) {
+      const done = p.tasksDone - (before.find((b) => b.id === p.id)?.tasksDone ?? 0)
+      expect(done, `peer ${p.id} (${p.kind}) ran some of the job`).toBeGreaterThan(0)
+    }
+  })
+
+  test('an object made in one tab is consumed in another over WebRTC, with 0 bytes relayed', async () => {
+    const relayedBefore = await metric(g, 'colony_relayed_bytes_total')
+    const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(7) }, { capabilities: ['t1'] })
+    const sum = grid.remote(function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i += 1024) s += b[i]; return s }, { capabilities: ['t2'] })
+    const n = 8 * 1024 * 1024
+    expect(await grid.get(sum.remote(make.remote(n)), { timeoutMs: 60_000 })).toBe(7 * (n / 1024))
+    expect(await metric(g, 'colony_relayed_bytes_total')).toBe(relayedBefore)
+  })
+
+  test('an actor lives in a tab, and its calls run in order', async () => {
+    const Log = grid.remote(class Log { xs: number[] = []; add(x: number) { this.xs.push(x); return this.xs.length } all() { return this.xs } }, { capabilities: ['t3'] })
+    const log = Log.remote()
+    const lens = await grid.get(Array.from({ length: 50 }, (_, i) => log.add.remote(i)))
+    expect(lens).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+    expect(await grid.get(log.all.remote())).toEqual(Array.from({ length: 50 }, (_, i) => i))
+    const tasks = (await api<{ name: string; peer?: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+    expect(tasks.find((t) => t.name === 'Log')!.peer).toBe(tabs[2].id)
+  })
+
+  test('a tab closed mid-job: its tasks run elsewhere and the result is right', async ({ browser }) => {
+    const doomed = await openTab(browser, 'doomed')
+    const work = grid.remote((i: number) => new Promise<number>((r) => setTimeout(() => r(i + 1), 40)))
+    const refs: ObjectRef<number>[] = Array.from({ length: 160 }, (_, i) => work.remote(i))
+    await grid.wait(refs, { numReturns: 30, timeoutMs: 60_000 })
+    await doomed.page.close()
+    const values = await grid.get(refs, { timeoutMs: 120_000 })
+    expect(values.reduce((a, b) => a + b, 0)).toBe((160 * 161) / 2)
+    expect((await peers()).some((p) => p.id === doomed.id)).toBe(false)
+  })
+})
