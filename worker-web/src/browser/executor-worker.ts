@@ -7,6 +7,7 @@
 import * as Comlink from 'comlink'
 import { ExecutorRuntime, type TaskContext } from '../core/executor-runtime.js'
 import type { ToExecutor, ToHost } from '../core/executor-protocol.js'
+import * as ml from './ml.js'
 
 let current: TaskContext | undefined
 let toHost: ((msgs: ToHost[]) => void) | undefined
@@ -23,6 +24,7 @@ const runtime = new ExecutorRuntime({
   },
   current: () => current,
   importModule: (url) => import(/* @vite-ignore */ url) as Promise<Record<string, unknown>>,
+  globals: { ml: { tf: ml.tf, ort: ml.ort, session: ml.session } },
 })
 
 for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
@@ -35,7 +37,8 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
 }
 
 const api = {
-  connect(post: (msgs: ToHost[]) => void): void {
+  connect(post: (msgs: ToHost[]) => void, mlConfig?: ml.MlConfig): void {
+    if (mlConfig) ml.configureMl(mlConfig)
     toHost = post
     for (const msgs of backlog.splice(0)) post(msgs)
   },

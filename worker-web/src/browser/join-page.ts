@@ -44,12 +44,17 @@ async function join(): Promise<void> {
     probe ??= await probeBrowser()
     // `caps` in the link adds labels (a lab's machines, a test's targets) to what the probe found.
     const extra = (params.get('caps') ?? '').split(',').map((c) => c.trim()).filter(Boolean)
-    tab = await joinAsTab({ token, executors: Math.max(1, Number(executorsInput.value) || 1), capabilities: [...probe.capabilities, ...extra] })
+    tab = await joinAsTab({
+      token, executors: Math.max(1, Number(executorsInput.value) || 1), capabilities: [...probe.capabilities, ...extra], tfjsBackend: probe.tfjsBackend,
+    })
     localStorage.setItem('colony.joinToken', token)
     $('consent').hidden = true
     $('status').hidden = false
     $('title').textContent = 'This tab is working for the grid'
-    $('s-backend').textContent = probe.webgpu ? `wasm (WebGPU: ${probe.webgpu.description || probe.webgpu.vendor}${probe.webgpu.isFallbackAdapter ? ', software' : ''})` : 'wasm'
+    const timings = Object.entries(probe.tfjsMs).map(([b, ms]) => `${b} ${ms.toFixed(1)} ms`).join(', ')
+    $('s-backend').textContent = `tfjs ${probe.tfjsBackend}`
+    $('s-backend').title = `matmul 256²: ${timings || 'not measured'}${probe.webgpu ? `; WebGPU adapter: ${probe.webgpu.description || probe.webgpu.vendor}${probe.webgpu.isFallbackAdapter ? ' (software)' : ''}` : ''}`
+    $('s-timings').textContent = timings ? `Measured (matmul 256²): ${timings}` : ''
     $('s-caps').textContent = probe.capabilities.join(', ')
     timer = setInterval(render, 500)
     render()

@@ -1,4 +1,7 @@
-/** What this browser offers the grid, found out at join (feature detection; timings are ml-probe.ts's). */
+/** What this browser offers the grid, found out at join: features, and ML backends timed where tasks run. */
+import * as Comlink from 'comlink'
+import type { ProbeWorkerApi } from './probe-worker.js'
+
 export interface BrowserProbe {
   capabilities: string[]
   webgpu?: { vendor: string; architecture: string; description: string; isFallbackAdapter: boolean }
@@ -7,6 +10,10 @@ export interface BrowserProbe {
   wasmThreads: boolean
   cores: number
   memoryGb?: number
+  /** ms for a 256x256 matmul on each tfjs backend that works here. */
+  tfjsMs: Record<string, number>
+  /** The fastest of them: what tasks get by default. */
+  tfjsBackend: string
 }
 
 // (module (func (result v128) i32.const 0 i8x16.splat)): validates only where wasm SIMD exists.
@@ -15,7 +22,7 @@ const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 
 export async function probeBrowser(): Promise<BrowserProbe> {
   const caps = ['wasm']
   const out: BrowserProbe = {
-    capabilities: caps, webgl2: false, wasmSimd: false, wasmThreads: false, cores: navigator.hardwareConcurrency || 1,
+    capabilities: caps, webgl2: false, wasmSimd: false, wasmThreads: false, cores: navigator.hardwareConcurrency || 1, tfjsMs: {}, tfjsBackend: 'wasm',
     memoryGb: (navigator as { deviceMemory?: number }).deviceMemory,
   }
   try {
@@ -36,5 +43,16 @@ export async function probeBrowser(): Promise<BrowserProbe> {
   if (out.wasmSimd) caps.push('wasm-simd')
   out.wasmThreads = typeof SharedArrayBuffer !== 'undefined' && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true
   if (out.wasmThreads) caps.push('wasm-threads')
+  // Measured in a worker, as tasks run: the name of a backend says nothing of its speed.
+  const worker = new Worker(new URL('./probe-worker.ts', import.meta.url), { type: 'module', name: 'colony-probe' })
+  try {
+    out.tfjsMs = await Promise.race([
+      Comlink.wrap<ProbeWorkerApi>(worker).timeTfjsBackends(),
+      new Promise<Record<string, number>>((r) => setTimeout(() => r({}), 15_000)),
+    ])
+  } catch (e) { console.warn(`colony probe: tfjs could not load (${(e as Error)?.message ?? e}); tasks still run, without ML handles`) } finally { worker.terminate() }
+  const ranked = Object.entries(out.tfjsMs).sort((a, b) => a[1] - b[1])
+  if (ranked.length) out.tfjsBackend = ranked[0][0]
+  caps.push(`tfjs-${out.tfjsBackend}`)
   return out
 }

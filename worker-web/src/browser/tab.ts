@@ -14,6 +14,8 @@ export interface TabOptions {
   token: string
   executors: number
   capabilities?: string[]
+  /** The tfjs backend tasks get by default (the probe's fastest). */
+  tfjsBackend?: string
   log?: (line: string) => void
 }
 
@@ -26,7 +28,7 @@ export interface TabPeer {
 
 export async function joinAsTab(opts: TabOptions): Promise<TabPeer> {
   const url = opts.url ?? location.origin
-  const pool = new BrowserExecutorPool(opts.executors, opts.log)
+  const pool = new BrowserExecutorPool(opts.executors, { tfjsBackend: opts.tfjsBackend ?? 'wasm', assetsBase: new URL('/ml/', url).href }, opts.log)
   const bundles = new Map<string, Promise<string>>()
   const bundleUrl = (hash: string): Promise<string> => {
     let p = bundles.get(hash)

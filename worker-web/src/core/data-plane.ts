@@ -63,7 +63,10 @@ interface Incoming {
 
 class Link {
   readonly connected = deferred<Link>()
+  /** simple-peer said `connect`. The answering side may get a request before that (in browsers it checks stats first). */
   isOpen = false
+  /** Dropped: nothing more is sent or awaited on it. */
+  closed = false
   lastUsed = Date.now()
   readonly incoming = new Map<number, Incoming>()
   readonly serving = new Set<number>()
@@ -165,6 +168,7 @@ export class DataPlane {
   private drop(link: Link, destroy: boolean): void {
     if (this.links.get(link.remote) === link) this.links.delete(link.remote)
     link.isOpen = false
+    link.closed = true
     const err = new Error(`the data channel to ${link.remote} closed`)
     link.connected.reject(err)
     for (const inc of link.incoming.values()) { clearTimeout(inc.timer); inc.done.reject(err) }
@@ -251,7 +255,7 @@ export class DataPlane {
     try {
       link.write({ t: 'hdr', id, size: bytes.byteLength, hash: await this.hashOf(obj, bytes) })
       for (let off = 0; off < bytes.byteLength; off += CHUNK) {
-        if (!link.serving.has(id) || !link.isOpen) return
+        if (!link.serving.has(id) || link.closed) return
         await this.room(link)
         const b = bytes.subarray(off, Math.min(bytes.byteLength, off + CHUNK))
         link.write({ t: 'data', id, b })
@@ -269,7 +273,7 @@ export class DataPlane {
       const done = () => { ch.removeEventListener('bufferedamountlow', done); clearInterval(poll); resolve() }
       ch.addEventListener('bufferedamountlow', done)
       // Some WebRTC stacks never fire bufferedamountlow; a slow poll backs the event up.
-      const poll = setInterval(() => { if (!link.isOpen || ch.bufferedAmount <= LOW) done() }, 50)
+      const poll = setInterval(() => { if (link.closed || ch.bufferedAmount <= LOW) done() }, 50)
     })
   }
 

@@ -20,6 +20,8 @@ export interface ExecutorEnv {
   runInTask<T>(ctx: TaskContext, fn: () => T): T
   current(): TaskContext | undefined
   importModule(url: string): Promise<Record<string, unknown>>
+  /** More of the `colony` global task code sees (browser tabs add `ml`). */
+  globals?: Record<string, unknown>
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -52,7 +54,7 @@ export class ExecutorRuntime {
     }
     Object.defineProperty(globalThis, 'colony', {
       configurable: true,
-      value: Object.freeze({ get grid() { return current().grid }, get taskId() { return current().taskId } }) satisfies ColonyGlobal,
+      value: Object.freeze({ ...env.globals, get grid() { return current().grid }, get taskId() { return current().taskId } }) satisfies ColonyGlobal,
     })
   }
 
