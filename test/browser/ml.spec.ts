@@ -35,9 +35,13 @@ test.describe.serial('ML backends in a tab', () => {
     // The fastest measured backend is the default, whatever its name.
     const ms = Object.fromEntries([...timings!.matchAll(/(\w+) ([\d.]+) ms/g)].map((m) => [m[1], Number(m[2])]))
     const fastest = Object.entries(ms).sort((a, b) => a[1] - b[1])[0][0]
-    await expect(page.locator('#s-backend')).toHaveText(`tfjs ${fastest}`)
+    const ortTimings = await page.textContent('#s-ort-timings')
+    expect(ortTimings).toMatch(/wasm [\d.]+ ms/)
+    const ortMs = Object.fromEntries([...ortTimings!.matchAll(/(\w+) ([\d.]+) ms/g)].map((m) => [m[1], Number(m[2])]))
+    const ortFastest = Object.entries(ortMs).sort((a, b) => a[1] - b[1])[0][0]
+    await expect(page.locator('#s-backend')).toHaveText(`tfjs ${fastest} · onnx ${ortFastest}`)
     const peer = (await api<{ kind: string; capabilities: string[] }[]>(g, '/api/peers')).body.find((p) => p.kind === 'browser')!
-    expect(peer.capabilities).toEqual(expect.arrayContaining(['webgpu', `tfjs-${fastest}`]))
+    expect(peer.capabilities).toEqual(expect.arrayContaining(['webgpu', `tfjs-${fastest}`, `ort-${ortFastest}`]))
     await page.screenshot({ path: 'test-results/browser/join-page-probed.png' })
 
     const matmul = grid.remote(async function matmul(backend: string) {

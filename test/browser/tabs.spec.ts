@@ -8,7 +8,7 @@ const { startGrid, api, metric } = await import('../dist/harness.js')
 const { connect } = await import('@colony/client')
 
 type GridProcs = Awaited<ReturnType<typeof startGrid>>
-type PeerRow = { id: string; kind: string; role: string; capabilities: string[]; tasksDone: number }
+type PeerRow = { id: string; kind: string; role: string; capabilities: string[]; tasksDone: number; bytesHeld: number }
 
 let g: GridProcs
 let grid: Grid & { jobId: string }
@@ -76,6 +76,22 @@ test.describe.serial('tabs as workers', () => {
     expect(await grid.get(log.all.remote())).toEqual(Array.from({ length: 50 }, (_, i) => i))
     const tasks = (await api<{ name: string; peer?: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
     expect(tasks.find((t) => t.name === 'Log')!.peer).toBe(tabs[2].id)
+  })
+
+  test('a tab reconnects after a network blip with the same id, still holding its objects', async () => {
+    const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(9) }, { capabilities: ['t1'] })
+    const sum = grid.remote(function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i += 1024) s += b[i]; return s }, { capabilities: ['t2'] })
+    const n = 4 * 1024 * 1024
+    const made = make.remote(n)
+    await grid.wait([made])
+    const relayedBefore = await metric(g, 'colony_relayed_bytes_total')
+    // The blip: the tab's socket drops, as on a flaky network; the page stays.
+    await tabs[0].page.evaluate(() => (window as unknown as { colonyTab: { peer: { conn: { ws: WebSocket } } } }).colonyTab.peer.conn.ws.close())
+    await expect.poll(async () => (await peers()).find((p) => p.id === tabs[0].id)?.bytesHeld ?? 0, { timeout: 20_000 }).toBeGreaterThanOrEqual(n)
+    await expect(tabs[0].page.locator('#s-conn')).toHaveText('connected')
+    expect(await tabs[0].page.textContent('#s-peer')).toBe(tabs[0].id)
+    expect(await grid.get(sum.remote(made), { timeoutMs: 60_000 })).toBe(9 * (n / 1024))
+    expect(await metric(g, 'colony_relayed_bytes_total')).toBe(relayedBefore)
   })
 
   test('a tab closed mid-job: its tasks run elsewhere and the result is right', async ({ browser }) => {

@@ -45,16 +45,18 @@ async function join(): Promise<void> {
     // `caps` in the link adds labels (a lab's machines, a test's targets) to what the probe found.
     const extra = (params.get('caps') ?? '').split(',').map((c) => c.trim()).filter(Boolean)
     tab = await joinAsTab({
-      token, executors: Math.max(1, Number(executorsInput.value) || 1), capabilities: [...probe.capabilities, ...extra], tfjsBackend: probe.tfjsBackend,
+      token, executors: Math.max(1, Number(executorsInput.value) || 1), capabilities: [...probe.capabilities, ...extra], tfjsBackend: probe.tfjsBackend, ortBackend: probe.ortBackend,
     })
     localStorage.setItem('colony.joinToken', token)
     $('consent').hidden = true
     $('status').hidden = false
     $('title').textContent = 'This tab is working for the grid'
-    const timings = Object.entries(probe.tfjsMs).map(([b, ms]) => `${b} ${ms.toFixed(1)} ms`).join(', ')
-    $('s-backend').textContent = `tfjs ${probe.tfjsBackend}`
+    const list = (ms: Record<string, number>) => Object.entries(ms).map(([b, t]) => `${b} ${t.toFixed(1)} ms`).join(', ')
+    const timings = list(probe.tfjsMs)
+    $('s-backend').textContent = `tfjs ${probe.tfjsBackend} · onnx ${probe.ortBackend}`
     $('s-backend').title = `matmul 256²: ${timings || 'not measured'}${probe.webgpu ? `; WebGPU adapter: ${probe.webgpu.description || probe.webgpu.vendor}${probe.webgpu.isFallbackAdapter ? ' (software)' : ''}` : ''}`
     $('s-timings').textContent = timings ? `Measured (matmul 256²): ${timings}` : ''
+    $('s-ort-timings').textContent = Object.keys(probe.ortMs).length ? `Measured (onnx MatMul 64²): ${list(probe.ortMs)}` : ''
     $('s-caps').textContent = probe.capabilities.join(', ')
     timer = setInterval(render, 500)
     render()

@@ -3,9 +3,13 @@
  * this tab measured fastest, and onnxruntime-web sessions cached per model. Both load
  * on first use, from files the coordinator serves under /ml/ (no model or runtime hub).
  */
+import { matmulProbeModel, PROBE_INPUT_SIZE } from './onnx-probe-model.js'
+
 export interface MlConfig {
   /** The tfjs backend the probe measured fastest here. */
   tfjsBackend: string
+  /** The onnxruntime-web execution provider the probe measured fastest here. */
+  ortBackend: string
   /** Where the wasm files are served from (the coordinator's origin). */
   assetsBase: string
 }
@@ -13,7 +17,7 @@ export interface MlConfig {
 type Tf = typeof import('@tensorflow/tfjs')
 type Ort = typeof import('onnxruntime-web')
 
-let config: MlConfig = { tfjsBackend: 'wasm', assetsBase: '/ml/' }
+let config: MlConfig = { tfjsBackend: 'wasm', ortBackend: 'wasm', assetsBase: '/ml/' }
 let tfLoaded: Promise<Tf> | undefined
 let ortLoaded: Promise<Ort> | undefined
 const sessions = new Map<string, Promise<unknown>>()
@@ -46,17 +50,18 @@ export async function tf(opts: { backend?: string } = {}): Promise<Tf> {
 export async function ort(): Promise<Ort> {
   return ortLoaded ??= import('onnxruntime-web').then((o) => {
     o.env.wasm.wasmPaths = `${config.assetsBase}ort/`
+    o.env.wasm.numThreads = 1 // as with tfjs: parallelism comes from executors
     return o
   })
 }
 
-/** An onnxruntime-web session for a model (URL or bytes), created once per model and kept warm. */
+/** An onnxruntime-web session for a model (URL or bytes), created once per model and kept warm; on this tab's fastest provider by default. */
 export async function session(model: string | Uint8Array, opts: { executionProviders?: string[] } = {}): Promise<import('onnxruntime-web').InferenceSession> {
   const key = typeof model === 'string' ? `url:${model}|${opts.executionProviders ?? ''}` : `bytes:${await digest(model)}|${opts.executionProviders ?? ''}`
   let s = sessions.get(key)
   if (!s) {
     const o = await ort()
-    s = o.InferenceSession.create(model as never, { executionProviders: opts.executionProviders ?? ['wasm'] })
+    s = o.InferenceSession.create(model as never, { executionProviders: opts.executionProviders ?? [config.ortBackend] })
     s.catch(() => sessions.delete(key))
     sessions.set(key, s)
   }
@@ -83,6 +88,25 @@ export async function timeTfjsBackends(): Promise<Record<string, number>> {
       times[backend] = (performance.now() - start) / 3
       t.dispose([a, b])
     } catch (e) { console.warn(`colony probe: tfjs backend ${backend} does not work here: ${(e as Error)?.message ?? e}`) }
+  }
+  return times
+}
+
+/** Times a small MatMul model on each onnxruntime-web execution provider that works here. */
+export async function timeOrtBackends(): Promise<Record<string, number>> {
+  const o = await ort()
+  const model = matmulProbeModel()
+  const times: Record<string, number> = {}
+  for (const ep of ['wasm', 'webgpu']) {
+    try {
+      const s = await o.InferenceSession.create(model, { executionProviders: [ep] })
+      const x = new o.Tensor('float32', new Float32Array(PROBE_INPUT_SIZE * PROBE_INPUT_SIZE).fill(0.5), [PROBE_INPUT_SIZE, PROBE_INPUT_SIZE])
+      await s.run({ x })
+      const start = performance.now()
+      for (let i = 0; i < 3; i++) await s.run({ x })
+      times[ep] = (performance.now() - start) / 3
+      await s.release()
+    } catch (e) { console.warn(`colony probe: onnxruntime-web ${ep} does not work here: ${(e as Error)?.message ?? e}`) }
   }
   return times
 }

@@ -14,6 +14,9 @@ export interface BrowserProbe {
   tfjsMs: Record<string, number>
   /** The fastest of them: what tasks get by default. */
   tfjsBackend: string
+  /** ms for a 64x64 MatMul model on each onnxruntime-web execution provider that works here. */
+  ortMs: Record<string, number>
+  ortBackend: string
 }
 
 // (module (func (result v128) i32.const 0 i8x16.splat)): validates only where wasm SIMD exists.
@@ -22,7 +25,7 @@ const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 
 export async function probeBrowser(): Promise<BrowserProbe> {
   const caps = ['wasm']
   const out: BrowserProbe = {
-    capabilities: caps, webgl2: false, wasmSimd: false, wasmThreads: false, cores: navigator.hardwareConcurrency || 1, tfjsMs: {}, tfjsBackend: 'wasm',
+    capabilities: caps, webgl2: false, wasmSimd: false, wasmThreads: false, cores: navigator.hardwareConcurrency || 1, tfjsMs: {}, tfjsBackend: 'wasm', ortMs: {}, ortBackend: 'wasm',
     memoryGb: (navigator as { deviceMemory?: number }).deviceMemory,
   }
   try {
@@ -45,14 +48,20 @@ export async function probeBrowser(): Promise<BrowserProbe> {
   if (out.wasmThreads) caps.push('wasm-threads')
   // Measured in a worker, as tasks run: the name of a backend says nothing of its speed.
   const worker = new Worker(new URL('./probe-worker.ts', import.meta.url), { type: 'module', name: 'colony-probe' })
+  const api = Comlink.wrap<ProbeWorkerApi>(worker)
+  const bounded = (p: Promise<Record<string, number>>, what: string) => Promise.race([
+    p, new Promise<Record<string, number>>((r) => setTimeout(() => r({}), 15_000)),
+  ]).catch((e: Error) => { console.warn(`colony probe: ${what} could not load (${e?.message ?? e}); tasks still run, without it`); return {} })
   try {
-    out.tfjsMs = await Promise.race([
-      Comlink.wrap<ProbeWorkerApi>(worker).timeTfjsBackends(),
-      new Promise<Record<string, number>>((r) => setTimeout(() => r({}), 15_000)),
-    ])
-  } catch (e) { console.warn(`colony probe: tfjs could not load (${(e as Error)?.message ?? e}); tasks still run, without ML handles`) } finally { worker.terminate() }
-  const ranked = Object.entries(out.tfjsMs).sort((a, b) => a[1] - b[1])
-  if (ranked.length) out.tfjsBackend = ranked[0][0]
-  caps.push(`tfjs-${out.tfjsBackend}`)
+    out.tfjsMs = await bounded(api.timeTfjsBackends(), 'tfjs')
+    out.ortMs = await bounded(api.timeOrtBackends(), 'onnxruntime-web')
+  } finally { worker.terminate() }
+  out.tfjsBackend = fastest(out.tfjsMs) ?? 'wasm'
+  out.ortBackend = fastest(out.ortMs) ?? 'wasm'
+  caps.push(`tfjs-${out.tfjsBackend}`, `ort-${out.ortBackend}`)
   return out
+}
+
+function fastest(ms: Record<string, number>): string | undefined {
+  return Object.entries(ms).sort((a, b) => a[1] - b[1])[0]?.[0]
 }

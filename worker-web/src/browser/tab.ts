@@ -14,8 +14,9 @@ export interface TabOptions {
   token: string
   executors: number
   capabilities?: string[]
-  /** The tfjs backend tasks get by default (the probe's fastest). */
+  /** The tfjs backend and onnxruntime-web provider tasks get by default (the probe's fastest). */
   tfjsBackend?: string
+  ortBackend?: string
   log?: (line: string) => void
 }
 
@@ -28,7 +29,7 @@ export interface TabPeer {
 
 export async function joinAsTab(opts: TabOptions): Promise<TabPeer> {
   const url = opts.url ?? location.origin
-  const pool = new BrowserExecutorPool(opts.executors, { tfjsBackend: opts.tfjsBackend ?? 'wasm', assetsBase: new URL('/ml/', url).href }, opts.log)
+  const pool = new BrowserExecutorPool(opts.executors, { tfjsBackend: opts.tfjsBackend ?? 'wasm', ortBackend: opts.ortBackend ?? 'wasm', assetsBase: new URL('/ml/', url).href }, opts.log)
   const bundles = new Map<string, Promise<string>>()
   const bundleUrl = (hash: string): Promise<string> => {
     let p = bundles.get(hash)
