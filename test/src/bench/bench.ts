@@ -11,7 +11,10 @@ import { createNodeWebSocket } from '@hono/node-ws'
 import WebSocket from 'ws'
 import { connect, type Grid, type ObjectRef } from '@colony/client'
 import { rawDataChannelMiBps } from './raw-datachannel.js'
-import { startGrid, startProc, freePort, type GridProcs } from '../harness.js'
+import { spawnSync } from 'node:child_process'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startGrid, startProc, freePort, ROOT, type GridProcs } from '../harness.js'
 
 interface Figure { name: string; value: number; unit: string; target?: string; baseline?: string }
 
@@ -178,6 +181,16 @@ async function main(): Promise<void> {
     record({ name: 'object_p2p_into_task_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: await withPair(false, (grid) => objectTransfer(grid, MIB64, true)), unit: 'MiB/s' })
   }
   if (want('object_relay')) record({ name: 'object_relay_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: await withPair(true, (grid) => objectTransfer(grid, MIB64)), unit: 'MiB/s' })
+  if (want('tab')) {
+    // Chromium tabs need the private network namespace (see test/run-browser-bench.sh).
+    const file = join(tmpdir(), `colony-tab-bench-${process.pid}.json`)
+    const r = spawnSync('bash', [join(ROOT, 'test', 'run-browser-bench.sh'), '--json', file], { stdio: ['ignore', 'inherit', 'inherit'] })
+    if (r.status !== 0) throw new Error('the tab figures failed (they need chromium: apt-get install -y chromium)')
+    const tab = JSON.parse(readFileSync(file, 'utf8')) as Figure[]
+    const raw = tab.find((f) => f.name === 'raw_datachannel_tab_mb_per_s')!
+    record({ ...raw, target: 'baseline' })
+    record({ ...tab.find((f) => f.name === 'object_p2p_tab_mb_per_s')!, baseline: raw.name })
+  }
   if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', baseline: 'ws_echo_msgs_per_s', value: await withPair(false, (grid) => smallObjects(grid, 2000)), unit: 'objects/s' })
 
   console.log('\n| figure | value | unit | target | vs baseline (same run) |')
