@@ -78,6 +78,20 @@ test.describe.serial('tabs as workers', () => {
     expect(tasks.find((t) => t.name === 'Log')!.peer).toBe(tabs[2].id)
   })
 
+  test('job code in a tab runs in a worker: no DOM, no token; past its timeout it is ended and the worker replaced', async () => {
+    const look = grid.remote(function look() {
+      const g = globalThis as unknown as Record<string, unknown>
+      return { document: typeof g.document, window: typeof g.window, where: String((g.location as { href?: string })?.href), keys: Object.keys(g).join(',') }
+    }, { capabilities: ['t3'] })
+    const seen = await grid.get(look.remote())
+    expect(seen.document).toBe('undefined')
+    expect(seen.window).toBe('undefined')
+    expect(JSON.stringify(seen)).not.toContain(g.joinToken)
+    const spin = grid.remote(function spin() { for (;;) { /* never returns */ } }, { capabilities: ['t3'], timeoutMs: 500 })
+    await expect(grid.get(spin.remote(), { timeoutMs: 30_000 })).rejects.toThrow(/timeoutMs of 500 ms/)
+    expect(await grid.get(look.remote())).toMatchObject({ document: 'undefined' })
+  })
+
   test('a tab reconnects after a network blip with the same id, still holding its objects', async () => {
     const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(9) }, { capabilities: ['t1'] })
     const sum = grid.remote(function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i += 1024) s += b[i]; return s }, { capabilities: ['t2'] })
