@@ -183,18 +183,27 @@ export class Control {
   /** A reconnecting peer still holds an object's bytes: it is a location again, and revives a copy thought lost. */
   private claimHeld(s: PeerSession, oid: string): void {
     const o = this.objects.get(oid)
-    if (!o || o.inline) return
-    const lostPut = o.state === 'error' && o.error?.type === 'ObjectLostError' && !taskOfObject(oid)
-    const rebuilding = o.state === 'pending' && this.tasks.get(taskOfObject(oid) ?? '')?.ranOn === s.id
-    if (o.state === 'error' && !lostPut) return
-    if (o.state === 'pending' && !rebuilding) return
+    const t = this.tasks.get(taskOfObject(oid) ?? '')
+    const lostPut = !!o && o.state === 'error' && o.error?.type === 'ObjectLostError' && !t && !o.freed
+    const waitingPut = !!o && o.state === 'pending' && this.putGrace.has(oid)
+    const rebuilding = !!o && o.state === 'pending' && t?.ranOn === s.id
+    const claimable = o && !o.inline && !o.freed &&
+      (o.state === 'ready' || lostPut || waitingPut || rebuilding)
+    // Bytes of something freed, unknown or failed meanwhile: the peer should let them go.
+    if (!claimable) { s.send({ t: 'drop', ids: [oid] }); return }
     clearTimeout(this.putGrace.get(oid))
     this.putGrace.delete(oid)
     this.addLocation(o, s)
-    if (o.state !== 'ready') {
-      o.error = undefined
-      this.opts.store.putObject({ id: o.id, job: o.job, size: o.size })
-      this.objectReady(o, 'ready')
+    if (o.state === 'ready') return
+    o.error = undefined
+    this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, hash: o.hash })
+    this.objectReady(o, 'ready')
+    // A rebuild queued for it (not started) is not needed any more.
+    if (t && (t.state === 'ready' || t.state === 'waiting') && !t.spec.actor && !t.spec.createsActor) {
+      const n = t.spec.opts.numReturns ?? 1
+      if (Array.from({ length: n }, (_, i) => this.objects.get(returnId(t.id, i))!).every((r) => r.state === 'ready')) {
+        this.setState(t, 'finished')
+      }
     }
   }
 
@@ -304,6 +313,7 @@ export class Control {
         for (const id of m.ids) {
           const o = this.objects.get(id)
           if (o && o.state === 'ready' && !o.inline && !o.freed && s.canRead(o.job)) this.addLocation(o, s)
+          else if (!o || o.freed) s.send({ t: 'drop', ids: [id] })
         }
         break
       case 'evicted':
@@ -468,10 +478,12 @@ export class Control {
     }
     o.locations.clear()
     o.inline = undefined
+    const freedError = serializeError(new ObjectLostError(`object ${o.id} was freed by its owner`, { objectId: o.id }))
+    for (const p of o.pulls ?? []) this.sessions.get(p.peer)?.send({ t: 'pullFail', req: p.req, id: o.id, error: freedError })
     o.pulls = undefined
     if (o.state === 'pending') return // never made; its task's result will be dropped when it lands
     o.state = 'error'
-    o.error = serializeError(new ObjectLostError(`object ${o.id} was freed by its owner`, { objectId: o.id }))
+    o.error = freedError
     this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, error: o.error })
   }
 
@@ -573,7 +585,7 @@ export class Control {
       this.pumpLater.add(a)
     }
     if (t.spec.actor) { const a = this.actors.get(t.spec.actor)!; a.inflight.delete(t.id); this.pumpLater.add(a) }
-    if (t.main) this.finishJob(this.jobs.get(t.job)!, 'finished')
+    if (t.main) this.endBundleJob(this.jobs.get(t.job)!, 'finished')
   }
 
   private fail(t: TaskRec, err: SerializedError, state: TaskState = 'failed'): void {
@@ -591,7 +603,14 @@ export class Control {
     }
     if (t.spec.createsActor) this.actorDead(this.actors.get(t.id)!, err)
     if (t.spec.actor) { const a = this.actors.get(t.spec.actor); if (a) { a.inflight.delete(t.id); this.pumpLater.add(a) } }
-    if (t.main) this.finishJob(this.jobs.get(t.job)!, state === 'cancelled' ? 'cancelled' : 'failed', err)
+    if (t.main) this.endBundleJob(this.jobs.get(t.job)!, state === 'cancelled' ? 'cancelled' : 'failed', err)
+  }
+
+  /** A bundle job ends with its main: what it left running (child tasks, actors) is cancelled with it. */
+  private endBundleJob(job: JobRec, state: 'finished' | 'failed' | 'cancelled', err?: SerializedError): void {
+    if (job.state !== 'running') return
+    this.cancelJobWork(job, `its job ${state}`)
+    this.finishJob(job, state, err)
   }
 
   private retryOrFail(t: TaskRec, deadPeer: string): void {
@@ -672,6 +691,8 @@ export class Control {
           if (!r.inline && r.locations.size === 0) r.state = 'pending'
         }
         this.counters.tasksRetried++
+        // Out of 'finished' first: if an input of the rebuild is gone too, fail() then settles every result.
+        this.setState(t, 'waiting')
         this.enqueue(t)
         return
       }

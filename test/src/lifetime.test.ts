@@ -61,6 +61,19 @@ describe('object lifetime', () => {
     })
   })
 
+  it('fails, not hangs, when a lost result must be rebuilt from an input that was freed', async () => {
+    await withGrid({ workers: 2, memory: true }, async (g, grid) => {
+      const x = grid.put(new Uint8Array(200_000).fill(1))
+      const double = grid.remote(function double(b: Uint8Array) { return b.map((v) => v * 2) })
+      const y = double.remote(x)
+      await grid.wait([y])
+      grid.free(x)
+      const maker = (await api<{ name: string; peer?: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'double')!.peer!
+      await g.workers[g.workerIds.indexOf(maker)].kill('SIGKILL')
+      await assert.rejects(grid.get(y, { timeoutMs: 20_000 }), (e: unknown) => e instanceof ObjectLostError && /freed/.test(e.message))
+    })
+  })
+
   it('frees a job\'s objects when its driver closes', async () => {
     await withGrid({ workers: 1, memory: true }, async (g) => {
       const other = await connect(g.url, { token: g.submitToken, onLog: false })

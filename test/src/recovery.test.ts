@@ -62,6 +62,21 @@ describe('a task with several large results, all on a peer that dies', () => {
   })
 })
 
+describe('a driver whose connection blips', () => {
+  it('keeps its large put objects: they are readable after it reconnects, past the grace period', async () => {
+    await withGrid({ workers: 1, memory: true, env: { COLONY_HEARTBEAT_TIMEOUT_MS: '1500' } }, async (g, grid) => {
+      const big = grid.put(new Uint8Array(300_000).fill(4))
+      const sum = grid.remote(function sum(b: Uint8Array) { return b.reduce((s, v) => s + v, 0) })
+      assert.equal(await grid.get(sum.remote(big)), 1_200_000)
+      const conn = (grid as unknown as { peer: { conn: { ws: { close(): void }; status: string } } }).peer.conn
+      conn.ws.close()
+      await until(async () => conn.status === 'connected', 10_000, 'the driver reconnects')
+      await new Promise((r) => setTimeout(r, 2000)) // past the 1.5 s grace a lost put would get
+      assert.equal(await grid.get(sum.remote(big), { timeoutMs: 20_000 }), 1_200_000)
+    })
+  })
+})
+
 describe('a peer that hangs without closing its socket', () => {
   it('is dropped after the heartbeat timeout; its tasks run elsewhere, and it rejoins when it wakes', async () => {
     await withGrid({ workers: 2, executors: 1, memory: true, env: { COLONY_HEARTBEAT_TIMEOUT_MS: '1500' } }, async (g, grid) => {

@@ -118,7 +118,7 @@ export class DataPlane {
       const replaced = link
       link = this.open(from, linkId, false)
       replaced.connected.resolve(link.connected.promise as unknown as Link)
-      this.drop(replaced, false)
+      this.drop(replaced)
     }
     link ??= this.open(from, linkId, false)
     link.rtc.signal(data)
@@ -132,7 +132,7 @@ export class DataPlane {
     const ms = this.opts.connectTimeoutMs ?? 5000
     const current = link
     return new Promise<Link>((resolve, reject) => {
-      const timer = setTimeout(() => { reject(new Error(`no data channel to ${remote} within ${ms} ms`)); if (!current.isOpen) this.drop(current, true) }, ms)
+      const timer = setTimeout(() => { reject(new Error(`no data channel to ${remote} within ${ms} ms`)); if (!current.isOpen) this.drop(current) }, ms)
       current.connected.promise.then((l) => { clearTimeout(timer); resolve(l) }, (e) => { clearTimeout(timer); reject(e) })
     })
   }
@@ -150,8 +150,8 @@ export class DataPlane {
       link.connected.resolve(link)
     })
     rtc.on('data', (d: never) => this.receive(link, d as Uint8Array))
-    rtc.on('close', () => this.drop(link, true))
-    rtc.on('error', () => this.drop(link, true))
+    rtc.on('close', () => this.drop(link))
+    rtc.on('error', () => this.drop(link))
     return link
   }
 
@@ -161,11 +161,11 @@ export class DataPlane {
       let lru: Link | undefined
       for (const l of this.links.values()) if (!l.busy() && (!lru || l.lastUsed < lru.lastUsed)) lru = l
       if (!lru) return // every link is busy: allow one more rather than break a transfer
-      this.drop(lru, true)
+      this.drop(lru)
     }
   }
 
-  private drop(link: Link, destroy: boolean): void {
+  private drop(link: Link): void {
     if (this.links.get(link.remote) === link) this.links.delete(link.remote)
     link.isOpen = false
     link.closed = true
@@ -174,7 +174,7 @@ export class DataPlane {
     for (const inc of link.incoming.values()) { clearTimeout(inc.timer); inc.done.reject(err) }
     link.incoming.clear()
     link.serving.clear()
-    if (destroy) { try { link.rtc.destroy() } catch { /* already gone */ } }
+    try { link.rtc.destroy() } catch { /* already gone */ }
   }
 
   private request(link: Link, obj: ObjectId, grant: Grant, size: number, hash?: string): Promise<Uint8Array> {
@@ -203,6 +203,7 @@ export class DataPlane {
   private receive(link: Link, raw: Uint8Array): void {
     let m: Wire
     try { m = decodeFrame(raw)[0] as Wire } catch { return }
+    if (!m || typeof m !== 'object' || typeof m.id !== 'number') return
     link.lastUsed = Date.now()
     switch (m.t) {
       case 'req': void this.serve(link, m.id, m.obj, m.grant); return
@@ -247,12 +248,13 @@ export class DataPlane {
   }
 
   private async serve(link: Link, id: number, obj: ObjectId, grant: Grant): Promise<void> {
-    const ok = grant && typeof grant === 'object' && await verifyGrant(grant, this.grantKey, { obj, to: link.remote, holder: this.selfId })
-    if (!ok) { link.write({ t: 'err', id, message: 'grant refused' }); return }
-    const bytes = this.store.get(obj)
-    if (!bytes) { link.write({ t: 'err', id, message: 'not held here' }); return }
-    link.serving.add(id)
+    link.serving.add(id) // busy from here, so the link is not evicted under this request
     try {
+      const ok = !!grant && typeof grant === 'object' && typeof grant.sig === 'string' &&
+        await verifyGrant(grant, this.grantKey, { obj, to: link.remote, holder: this.selfId })
+      if (!ok) { link.write({ t: 'err', id, message: 'grant refused' }); return }
+      const bytes = this.store.get(obj)
+      if (!bytes) { link.write({ t: 'err', id, message: 'not held here' }); return }
       link.write({ t: 'hdr', id, size: bytes.byteLength, hash: await this.hashOf(obj, bytes) })
       for (let off = 0; off < bytes.byteLength; off += CHUNK) {
         if (!link.serving.has(id) || link.closed) return
@@ -280,9 +282,9 @@ export class DataPlane {
   forget(id: ObjectId): void { this.hashes.delete(id) }
 
   /** The coordinator says this peer is gone: fail its transfers now, so readers move on to another copy. */
-  dropPeer(remote: PeerId): void { const l = this.links.get(remote); if (l) this.drop(l, true) }
+  dropPeer(remote: PeerId): void { const l = this.links.get(remote); if (l) this.drop(l) }
 
   openLinks(): number { return this.links.size }
 
-  closeAll(): void { for (const l of [...this.links.values()]) this.drop(l, true) }
+  closeAll(): void { for (const l of [...this.links.values()]) this.drop(l) }
 }

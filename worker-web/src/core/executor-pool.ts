@@ -75,7 +75,15 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
       outbox: [], flushQueued: false, dead: false, started: new Promise<void>((r) => { markStarted = r }),
     }
     e.handle = this.spawn({
-      onMessages: (msgs) => { for (const m of msgs) { if (m.k === 'started') markStarted(); else this.fromExecutor(e, m) } },
+      onMessages: (msgs) => {
+        if (!Array.isArray(msgs)) return
+        for (const m of msgs) {
+          if (m?.k === 'started') { markStarted(); continue }
+          // Job code shares the executor's channel: accept word only of tasks this executor was given.
+          if (!m || typeof m !== 'object' || !('task' in m) || !e.tasks.has(m.task)) continue
+          try { this.fromExecutor(e, m) } catch (err) { this.say(`bad message from an executor (${m.k}): ${(err as Error).message}`) }
+        }
+      },
       onExit: (reason) => { if (!e.dead && !this.closed) this.replace(e, reason) },
     })
     return e
@@ -192,9 +200,12 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     if (queued >= 0) { this.waiting.splice(queued, 1); return }
     const e = this.all().find((x) => x.tasks.has(taskId))
     if (!e) return
+    const task = e.tasks.get(taskId)!
     e.tasks.delete(taskId)
     // An actor keeps its state: a call not yet started is skipped; one running finishes and is ignored.
-    if (e.index === -1) this.send(e, { k: 'cancel', task: taskId })
+    // Cancelling the actor's creation ends its executor.
+    if (e.index === -1 && !task.spec.createsActor) this.send(e, { k: 'cancel', task: taskId })
+    else if (e.index === -1) this.retire(e)
     else this.replace(e, `task ${taskId} was cancelled`)
   }
 

@@ -135,7 +135,7 @@ export class ExecutorRuntime {
     let results: Uint8Array[] | undefined
     const started = performance.now()
     try {
-      const value = await this.env.runInTask(ctx, () => this.call(task, ctx))
+      const value = spec.actor ? await this.callActor(task, ctx) : await this.env.runInTask(ctx, () => this.call(task, ctx))
       const n = spec.opts.numReturns ?? 1
       if (n === 1) results = [encodeValue(value)]
       else if (Array.isArray(value) && value.length === n) results = value.map((v) => encodeValue(v))
@@ -147,28 +147,34 @@ export class ExecutorRuntime {
     this.post({ k: 'done', task: spec.id, outcome: error ? { error, ms } : { results, ms } })
   }
 
+  private args(task: ExecTask): unknown[] {
+    const depValues = new Map(task.deps)
+    const raw = decodeValue<unknown[]>(task.spec.args)
+    return raw.map((a) => (a instanceof ObjectRef && depValues.has(a.id) ? decodeValue(depValues.get(a.id)!) : a))
+  }
+
+  /** Calls to one actor run one at a time, in the order they arrive; each is the current task only while it runs. */
+  private callActor(task: ExecTask, ctx: TaskContext): Promise<unknown> {
+    const { spec } = task
+    const slot = this.actors.get(spec.actor!)
+    if (!slot) return Promise.reject(new Error(`actor ${spec.actor} is not hosted by this executor (it may have been restarted elsewhere)`))
+    const method = spec.method ?? ''
+    const f = slot.instance[method]
+    if (method === 'constructor' || typeof f !== 'function') return Promise.reject(new TypeError(`${spec.name}: the actor has no method '${method}'`))
+    const result = slot.chain.then(() => {
+      if (this.cancelled.delete(spec.id)) throw new Error(`${spec.name} was cancelled before it started`)
+      return this.env.runInTask(ctx, () => (f as Callable).apply(slot.instance, this.args(task)))
+    })
+    slot.chain = result.catch(() => undefined)
+    return result
+  }
+
   private async call(task: ExecTask, ctx: TaskContext): Promise<unknown> {
     const { spec, job } = task
-    const depValues = new Map(task.deps)
-    const raw = decodeValue<unknown[]>(spec.args)
-    const args = raw.map((a) => (a instanceof ObjectRef && depValues.has(a.id) ? decodeValue(depValues.get(a.id)!) : a))
-    if (spec.actor) {
-      const slot = this.actors.get(spec.actor)
-      if (!slot) throw new Error(`actor ${spec.actor} is not hosted by this executor (it may have been restarted elsewhere)`)
-      const method = spec.method ?? ''
-      const f = slot.instance[method]
-      if (method === 'constructor' || typeof f !== 'function') throw new TypeError(`${spec.name}: the actor has no method '${method}'`)
-      // Calls to one actor run one at a time, in the order they arrive.
-      const result = slot.chain.then(() => {
-        if (this.cancelled.delete(spec.id)) throw new Error(`${spec.name} was cancelled before it started`)
-        return (f as Callable).apply(slot.instance, args)
-      })
-      slot.chain = result.catch(() => undefined)
-      return result
-    }
+    const args = this.args(task)
     const def = this.defs.get(`${job}/${spec.fn}`)
     if (!def) throw new Error(`function ${spec.fn} is unknown to this executor`)
-    const f = await this.callable(def, task.bundleUrl)
+    const f = await this.callable(job, def, task.bundleUrl)
     if (spec.createsActor) {
       const instance = new (f as unknown as new (...a: unknown[]) => Record<string, unknown>)(...args)
       this.actors.set(spec.id, { instance, job, chain: Promise.resolve() })
@@ -178,11 +184,13 @@ export class ExecutorRuntime {
     return f(...args)
   }
 
-  private callable(def: FnDef, bundleUrl?: string): Promise<Callable> {
-    let p = this.compiled.get(def.id)
+  /** Keyed by job too: ids are chosen by clients, so one job must not get another job's function by naming its id. */
+  private callable(job: string, def: FnDef, bundleUrl?: string): Promise<Callable> {
+    const key = `${job}/${def.id}`
+    let p = this.compiled.get(key)
     if (!p) {
       p = def.kind === 'inline' ? Promise.resolve(compileInline(def)) : this.bundleExport(def, bundleUrl)
-      this.compiled.set(def.id, p)
+      this.compiled.set(key, p)
     }
     return p
   }

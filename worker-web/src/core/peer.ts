@@ -222,7 +222,13 @@ export class Peer implements ExecutorHost {
     switch (op.op) {
       case 'fn': this.conn.send({ t: 'fn', job: r.job, def: op.def }); break
       case 'submit': this.conn.send({ t: 'submit', spec: { ...op.spec, parent: task } }); break
-      case 'put': this.putBytes(op.id, op.bytes, task); break
+      case 'put':
+        try { this.putBytes(op.id, op.bytes, task) } catch (err) {
+          // No room for it here: the task cannot go on correctly, so it fails with the reason.
+          this.done(task, { error: serializeError(err) })
+          this.opts.executors?.cancel(task)
+        }
+        break
       case 'cancel': this.conn.send({ t: 'cancel', ids: op.ids, force: op.force }); break
       case 'free': this.conn.send({ t: 'free', ids: op.ids }); break
       case 'blocked':
@@ -232,7 +238,8 @@ export class Peer implements ExecutorHost {
     }
   }
 
-  request(_task: string, op: GridRequest): Promise<unknown> {
+  request(task: string, op: GridRequest): Promise<unknown> {
+    if (!this.running.has(task)) return Promise.reject(new Error(`task ${task} is not running here`))
     return op.op === 'ready' ? this.objects.ready(op.id) : this.objects.fetch(op.info)
   }
 
