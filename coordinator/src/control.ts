@@ -54,6 +54,8 @@ interface ObjRec {
   pulls?: { peer: string; req: number; relay?: boolean }[]
   /** Unfinished tasks that need it as an argument: it is kept for them even once freed. */
   pins: number
+  /** Peers that were sent it (a plan or a relay): only they may report holding a copy. */
+  sentTo?: Set<string>
   /** Its owner let it go; it is disposed of when no task needs it. */
   freed?: boolean
 }
@@ -312,7 +314,7 @@ export class Control {
       case 'held':
         for (const id of m.ids) {
           const o = this.objects.get(id)
-          if (o && o.state === 'ready' && !o.inline && !o.freed && s.canRead(o.job)) this.addLocation(o, s)
+          if (o && o.state === 'ready' && !o.inline && !o.freed && o.sentTo?.has(s.id)) this.addLocation(o, s)
           else if (!o || o.freed) s.send({ t: 'drop', ids: [id] })
         }
         break
@@ -763,6 +765,7 @@ export class Control {
     const holders = [...o.locations].map((p) => this.sessions.get(p)).filter((h): h is PeerSession => !!h && h.p2p && h.id !== s.id)
     if (holders.length === 0) return false
     holders.sort((a, b) => a.load() - b.load())
+    ;(o.sentTo ??= new Set()).add(s.id)
     const exp = Date.now() + 60_000
     s.send({
       t: 'pullPlan', req, id: o.id, size: o.size, hash: o.hash,
@@ -792,6 +795,7 @@ export class Control {
     }
     r.holder = holder.id
     r.tried.add(holder.id)
+    ;(o.sentTo ??= new Set()).add(r.requester)
     const rid = this.nextRelay++
     this.relays.set(rid, r)
     holder.send({ t: 'serve', req: rid, id: r.id })
@@ -804,7 +808,9 @@ export class Control {
     if (!r || r.holder !== s.id) return // an aborted relay
     const requester = this.sessions.get(r.requester)
     if (!requester) { this.relays.delete(rid); return }
-    requester.send({ t: 'chunk', req: r.req, seq, data, last, size })
+    const o = this.objects.get(r.id)
+    // Size and hash come from the coordinator's record (the producer's word), not from the holder.
+    requester.send({ t: 'chunk', req: r.req, seq, data, last, size: o?.size ?? size, hash: last ? o?.hash : undefined })
     this.counters.relayedBytes += data.byteLength
     if (last) this.relays.delete(rid)
   }

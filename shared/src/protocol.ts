@@ -119,7 +119,8 @@ export interface HeldMsg { t: 'held'; ids: ObjectId[] }
 export interface EvictedMsg { t: 'evicted'; ids: ObjectId[] }
 /** WebRTC signalling for the data plane, relayed by the coordinator; `link` names one connection attempt. */
 export interface SignalMsg { t: 'signal'; to: PeerId; link: string; data: unknown }
-export interface ChunkMsg { t: 'chunk'; req: number; seq: number; data: Uint8Array; last: boolean; size?: number }
+/** `hash`: on a relayed object's last chunk, the SHA-256 its producer reported, for the reader to check. */
+export interface ChunkMsg { t: 'chunk'; req: number; seq: number; data: Uint8Array; last: boolean; size?: number; hash?: string }
 export interface ServeFailMsg { t: 'serveFail'; req: number; reason: string }
 export interface PingMsg { t: 'ping' }
 export interface ByeMsg { t: 'bye' }

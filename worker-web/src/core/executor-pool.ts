@@ -101,6 +101,12 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
         this.freed(e)
         break
       }
+      case 'begin': {
+        const task = e.tasks.get(m.task)
+        const ms = task?.spec.opts.timeoutMs
+        if (ms !== undefined && !this.timers.has(m.task)) this.timers.set(m.task, setTimeout(() => this.timeout(m.task, ms), ms))
+        break
+      }
       case 'log': host.log(m.task, m.lines); break
       case 'grid': host.grid(m.task, m.op); break
       case 'req':
@@ -170,8 +176,9 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
       if (e.knownFns.has(`${task.job}/${task.fn.id}`)) task = { ...task, fn: undefined }
       else e.knownFns.add(`${task.job}/${task.fn.id}`)
     }
+    // An actor's calls queue behind each other in its executor: theirs start when they begin ('begin').
     const ms = task.spec.opts.timeoutMs
-    if (ms !== undefined) this.timers.set(task.spec.id, setTimeout(() => this.timeout(task.spec.id, ms), ms))
+    if (ms !== undefined && !task.spec.actor) this.timers.set(task.spec.id, setTimeout(() => this.timeout(task.spec.id, ms), ms))
     this.send(e, { k: 'run', task })
   }
 

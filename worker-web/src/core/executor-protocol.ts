@@ -44,6 +44,8 @@ export type ToExecutor =
 
 export type ToHost =
   | { k: 'started' }
+  /** An actor call has started (earlier ones finished): its timeout runs from here. */
+  | { k: 'begin'; task: TaskId }
   | { k: 'done'; task: TaskId; outcome: ExecOutcome }
   | { k: 'log'; task: TaskId; lines: string[] }
   | { k: 'grid'; task: TaskId; op: GridOp }

@@ -163,6 +163,7 @@ export class ExecutorRuntime {
     if (method === 'constructor' || typeof f !== 'function') return Promise.reject(new TypeError(`${spec.name}: the actor has no method '${method}'`))
     const result = slot.chain.then(() => {
       if (this.cancelled.delete(spec.id)) throw new Error(`${spec.name} was cancelled before it started`)
+      if (spec.opts.timeoutMs !== undefined) this.post({ k: 'begin', task: spec.id })
       return this.env.runInTask(ctx, () => (f as Callable).apply(slot.instance, this.args(task)))
     })
     slot.chain = result.catch(() => undefined)

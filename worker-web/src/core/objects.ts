@@ -3,7 +3,7 @@
  * the holders (relayed by the coordinator until the WebRTC data plane lands), and
  * serving the objects this peer holds to others.
  */
-import { deserializeError, type ChunkMsg, type ObjectId, type ObjectInfo, type PullFailMsg, type PullPlanMsg, type ServeMsg } from '@colony/shared'
+import { deserializeError, sha256Hex, type ChunkMsg, type ObjectId, type ObjectInfo, type PullFailMsg, type PullPlanMsg, type ServeMsg } from '@colony/shared'
 import type { ControlConnection } from './connection.js'
 import type { DataPlane } from './data-plane.js'
 import type { LocalObjectStore } from './object-store.js'
@@ -89,8 +89,15 @@ export class ObjectResolver {
       pull.done.reject(new Error(`object ${pull.id}: got ${bytes.byteLength} bytes, expected ${m.size}`))
       return
     }
-    try { this.keepCopy(pull.id, bytes) } catch (e) { pull.done.reject(e); return }
-    pull.done.resolve(bytes)
+    void this.checked(bytes, m.hash).then((ok) => {
+      if (!ok) { pull.done.reject(new Error(`object ${pull.id} does not match the hash its producer reported`)); return }
+      try { this.keepCopy(pull.id, bytes) } catch (e) { pull.done.reject(e); return }
+      pull.done.resolve(bytes)
+    })
+  }
+
+  private async checked(bytes: Uint8Array, hash?: string): Promise<boolean> {
+    return !hash || (await sha256Hex(bytes)) === hash
   }
 
   /** The coordinator named holders to read from directly; if none of them delivers, the coordinator relays. */
@@ -138,6 +145,9 @@ export class ObjectResolver {
     this.store.set(id, bytes, false)
     this.conn.send({ t: 'held', ids: [id] })
   }
+
+  /** This side let an object go: forget what it knew of it (its bytes stay if it holds them for others). */
+  forget(id: ObjectId): void { this.infos.delete(id) }
 
   /** An object was freed: forget it. */
   drop(id: ObjectId): void {

@@ -154,7 +154,6 @@ export class Peer implements ExecutorHost {
     if (!pool) return
     for (const f of m.fns ?? []) this.fnDefs.set(`${m.job}/${f.id}`, f)
     this.running.set(m.spec.id, { job: m.job, attempt: m.attempt, spec: m.spec })
-    for (const info of m.deps) this.objects.learned(info)
     const actor = m.spec.actor
     if (!actor) { void this.prepareAndRun(m, pool); return }
     const next = (this.actorChains.get(actor) ?? Promise.resolve()).then(() => this.prepareAndRun(m, pool))
@@ -253,7 +252,11 @@ export class Peer implements ExecutorHost {
     const info: ObjectInfo = { id, size: bytes.byteLength }
     if (small) info.inline = bytes
     this.objects.learned(info)
-    this.conn.send({ t: 'put', id, size: bytes.byteLength, inline: small ? bytes : undefined, parent })
+    // A put must go out now (tasks using it follow in order), so it is hashed only where hashing is synchronous (Node).
+    let hash: string | undefined
+    const hasher = small ? undefined : this.opts.dataPlane?.sha256?.()
+    if (hasher) { hasher.update(bytes); hash = hasher.digest() }
+    this.conn.send({ t: 'put', id, size: bytes.byteLength, inline: small ? bytes : undefined, hash, parent })
   }
 
   /** The GridBackend of a driver: straight to the coordinator. */
@@ -266,7 +269,7 @@ export class Peer implements ExecutorHost {
       ready: (id) => this.fatal ? Promise.reject(this.fatal) : this.objects.ready(id),
       fetch: (info) => this.objects.fetch(info),
       cancel: (ids, force) => this.conn.send({ t: 'cancel', ids, force }),
-      free: (ids) => this.conn.send({ t: 'free', ids }),
+      free: (ids) => { for (const id of ids) this.objects.forget(id); this.conn.send({ t: 'free', ids }) },
       close: () => this.close(),
     }
   }
