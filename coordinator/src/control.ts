@@ -310,7 +310,7 @@ export class Control {
       }
       case 'chunk': this.chunk(s, m.req, m.seq, m.data, m.last, m.size); break
       case 'serveFail': this.serveFail(s, m.req); break
-      case 'free': this.free(s, m.ids); break
+      case 'free': try { this.free(s, m.ids) } finally { s.durableSeen++ } break
       case 'held':
         for (const id of m.ids) {
           const o = this.objects.get(id)

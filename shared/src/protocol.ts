@@ -129,8 +129,8 @@ export type PeerToCoordinator =
   | HelloMsg | FnMsg | SubmitMsg | PutMsg | DoneMsg | SubMsg | CancelMsg | BlockedMsg
   | LogMsg | PullMsg | ChunkMsg | ServeFailMsg | PingMsg | ByeMsg | ActorLostMsg | SignalMsg | FreeMsg | EvictedMsg | HeldMsg | PauseMsg
 
-/** Messages the coordinator acknowledges once committed, and peers replay after a reconnect. */
-export const DURABLE_TYPES = new Set(['fn', 'submit', 'put', 'done'])
+/** Messages the coordinator acknowledges once committed, and peers replay after a reconnect (all idempotent). */
+export const DURABLE_TYPES = new Set(['fn', 'submit', 'put', 'done', 'free'])
 
 // ---- coordinator -> peer ----
 export interface Limits {
