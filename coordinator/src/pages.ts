@@ -35,16 +35,13 @@ export function servePages(app: Hono, root: string): void {
       },
     })
   }
-  app.get('/assets/*', (c) => {
-    const rel = normalize(c.req.path.slice(1))
-    if (rel.startsWith('..') || rel.includes(`${sep}..`)) return c.notFound()
-    return send(join(root, rel), true) ?? c.notFound()
-  })
-  // ML runtimes' wasm files (tfjs, onnxruntime-web), copied there by the build.
-  app.get('/ml/*', (c) => {
-    const rel = normalize(c.req.path.slice(1))
-    if (rel.startsWith('..') || rel.includes(`${sep}..`)) return c.notFound()
-    return send(join(root, rel), true) ?? c.notFound()
-  })
+  // Built assets, and the ML runtimes' wasm files (tfjs, onnxruntime-web) the build copies under ml/.
+  for (const prefix of ['/assets/*', '/ml/*']) {
+    app.get(prefix, (c) => {
+      const rel = normalize(c.req.path.slice(1))
+      if (rel.startsWith('..') || rel.includes(`${sep}..`)) return c.notFound()
+      return send(join(root, rel), true) ?? c.notFound()
+    })
+  }
   app.get('/:page{[a-z-]+}', (c) => send(join(root, `${c.req.param('page')}.html`), false) ?? c.notFound())
 }

@@ -48,6 +48,15 @@ async function joinedPeer(): Promise<RawPeer> {
   return p
 }
 
+/** The next message is an error with this code, saying this. */
+async function expectError(p: RawPeer, code: string, message: RegExp): Promise<Record<string, unknown>> {
+  const err = await p.next()
+  assert.equal(err.t, 'error')
+  assert.equal(err.code, code)
+  assert.match(String(err.message), message)
+  return err
+}
+
 async function gridStillWorks(): Promise<void> {
   const f = grid.remote((x: number) => x + 1)
   assert.equal(await grid.get(f.remote(1), { timeoutMs: 20_000 }), 2)
@@ -57,10 +66,7 @@ describe('the peer WebSocket', () => {
   it('refuses a bad token with an AuthError and close code 4401', async () => {
     const p = await rawPeer()
     p.ws.send(encodeFrame([hello('not-a-token')]))
-    const err = await p.next()
-    assert.equal(err.t, 'error')
-    assert.equal(err.code, 'AUTH')
-    assert.match(String(err.message), /bad token/)
+    await expectError(p, 'AUTH', /bad token/)
     assert.equal((await p.closed).code, 4401)
     await gridStillWorks()
   })
@@ -68,17 +74,13 @@ describe('the peer WebSocket', () => {
   it('refuses a driver that presents the join token', async () => {
     const p = await rawPeer()
     p.ws.send(encodeFrame([{ ...hello(g.joinToken), role: 'driver' }]))
-    const err = await p.next()
-    assert.equal(err.code, 'AUTH')
-    assert.match(String(err.message), /join token cannot submit jobs/)
+    await expectError(p, 'AUTH', /join token cannot submit jobs/)
   })
 
   it('answers a malformed frame with a protocol error and closes only that socket', async () => {
     const p = await joinedPeer()
     p.ws.send(Buffer.from([0xc1, 0xff, 0x00, 0x13]))
-    const err = await p.next()
-    assert.equal(err.code, 'PROTOCOL')
-    assert.match(String(err.message), /malformed frame/)
+    await expectError(p, 'PROTOCOL', /malformed frame/)
     assert.equal((await p.closed).code, 1007)
     await gridStillWorks()
   })
@@ -86,9 +88,7 @@ describe('the peer WebSocket', () => {
   it('answers an unknown message type with an error and keeps the connection', async () => {
     const p = await joinedPeer()
     p.ws.send(encodeFrame([{ t: 'launchMissiles', at: 'now' }, { t: 'ping' }]))
-    const err = await p.next()
-    assert.equal(err.code, 'PROTOCOL')
-    assert.match(String(err.message), /launchMissiles/)
+    await expectError(p, 'PROTOCOL', /launchMissiles/)
     assert.equal((await p.next()).t, 'pong')
     p.ws.close()
   })
@@ -96,9 +96,7 @@ describe('the peer WebSocket', () => {
   it('rejects a message that breaks the schema (a worker submitting outside any task)', async () => {
     const p = await joinedPeer()
     p.ws.send(encodeFrame([{ t: 'submit', spec: { id: 't.x.1', name: 'evil', fn: 'f1', args: new Uint8Array([0x90]), deps: [], opts: {} } }]))
-    const err = await p.next()
-    assert.equal(err.code, 'AUTH')
-    assert.match(String(err.message), /only from inside a task/)
+    await expectError(p, 'AUTH', /only from inside a task/)
     p.ws.close()
   })
 
@@ -110,9 +108,7 @@ describe('the peer WebSocket', () => {
     const jobId = (grid as Grid & { jobId: string }).jobId
     await until(async () => (await api<{ id: string }[]>(g, `/api/jobs/${jobId}/tasks`)).body.some((t) => t.id === task), 10_000, 'the coordinator knows the task')
     p.ws.send(encodeFrame([{ t: 'done', task, attempt: 1, results: [{ size: 1, inline: new Uint8Array([0xc3]) }] }]))
-    const err = await p.next()
-    assert.equal(err.code, 'AUTH')
-    assert.match(String(err.message), /never given task/)
+    await expectError(p, 'AUTH', /never given task/)
     assert.equal(await grid.get(ref), 'honest')
     p.ws.close()
   })

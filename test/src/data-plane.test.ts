@@ -6,7 +6,7 @@ import type { Peer } from '@colony/worker-web'
 import type { Grant, PullPlanMsg } from '@colony/shared'
 import { existsSync } from 'node:fs'
 import { spawn } from 'node:child_process'
-import { api, freePort, metric, withGrid } from './harness.js'
+import { api, freePort, metric, withGrid, type GridProcs } from './harness.js'
 
 const MB50 = 50 * 1024 * 1024
 type TaskRow = { id: string; name: string; state: string; peer?: string }
@@ -23,11 +23,18 @@ async function bigAcross(grid: Grid): Promise<{ made: ObjectRef<Uint8Array>; tot
   return { made, total }
 }
 
+/** A grid with two peers labelled `a` and `b`, both started with `flags`. */
+function withPair(flags: string[], body: (g: GridProcs, grid: Grid & { jobId: string }) => Promise<void>, env?: Record<string, string>): Promise<void> {
+  return withGrid({ workers: 0, memory: true, env }, async (g, grid) => {
+    await g.addWorker(1, ['--capabilities', 'a', ...flags])
+    await g.addWorker(1, ['--capabilities', 'b', ...flags])
+    await body(g, grid)
+  })
+}
+
 describe('peer-to-peer objects', () => {
   it('moves a 50 MB object from the peer that made it to the one that reads it, with 0 bytes relayed', async () => {
-    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
-      await g.addWorker(1, ['--capabilities', 'a'])
-      await g.addWorker(1, ['--capabilities', 'b'])
+    await withPair([], async (g, grid) => {
       const { made } = await bigAcross(grid)
       assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0)
       // Locality: a reader free to run anywhere runs where the 50 MB already are.
@@ -40,9 +47,7 @@ describe('peer-to-peer objects', () => {
   })
 
   it('relays the same object through the coordinator when peers are set to relay only', async () => {
-    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
-      await g.addWorker(1, ['--capabilities', 'a', '--relay'])
-      await g.addWorker(1, ['--capabilities', 'b', '--relay'])
+    await withPair(['--relay'], async (g, grid) => {
       await bigAcross(grid)
       assert.ok(await metric(g, 'colony_relayed_bytes_total') >= MB50)
     })
@@ -50,18 +55,14 @@ describe('peer-to-peer objects', () => {
 
   it('falls back to the relay by itself when no data channel connects in time', async () => {
     // Relay-only ICE with no TURN server configured: no candidate pair can ever form.
-    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
-      await g.addWorker(1, ['--capabilities', 'a', '--ice-relay-only'])
-      await g.addWorker(1, ['--capabilities', 'b', '--ice-relay-only'])
+    await withPair(['--ice-relay-only'], async (g, grid) => {
       await bigAcross(grid)
       assert.ok(await metric(g, 'colony_relayed_bytes_total') >= MB50)
     })
   })
 
   it('runs several transfers at once over one link', async () => {
-    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
-      await g.addWorker(1, ['--capabilities', 'a'])
-      await g.addWorker(1, ['--capabilities', 'b'])
+    await withPair([], async (g, grid) => {
       const make = grid.remote(function make(n: number, v: number) { return new Uint8Array(n).fill(v) }, { capabilities: ['a'] })
       const sums = grid.remote(function sums(...bs: Uint8Array[]) { return bs.map((b) => b[0] * b.length) }, { capabilities: ['b'] })
       const parts = [1, 2, 3, 4].map((v) => make.remote(8 * 1024 * 1024, v))
@@ -125,15 +126,13 @@ describe('the TURN path', () => {
     const turn = await startTurn()
     try {
       const iceServers = JSON.stringify([{ urls: `turn:127.0.0.1:${turn.port}?transport=udp`, username: 'colony', credential: 'turn-test' }])
-      await withGrid({ workers: 0, memory: true, env: { COLONY_ICE_SERVERS: iceServers } }, async (g, grid) => {
-        await g.addWorker(1, ['--capabilities', 'a', '--ice-relay-only'])
-        await g.addWorker(1, ['--capabilities', 'b', '--ice-relay-only'])
+      await withPair(['--ice-relay-only'], async (g, grid) => {
         await bigAcross(grid)
         assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0, 'nothing came through the coordinator')
         // Both peers allocated a relay on coturn, and coturn let the channel through to the other's relay address.
         assert.ok((turn.output().match(/ALLOCATE processed, success/g)?.length ?? 0) >= 2, 'both peers allocated on coturn')
         assert.match(turn.output(), /peer 127\.0\.0\.1 lifetime updated/, 'coturn relayed to the other peer')
-      })
+      }, { COLONY_ICE_SERVERS: iceServers })
     } finally {
       await turn.stop()
     }

@@ -5,7 +5,6 @@ import type { FnDef, ObjectId, ObjectInfo, TaskId, TaskSpec } from '@colony/shar
  * directly (Peer); a task's backend forwards to the peer that runs it (executors).
  */
 export interface GridBackend {
-  readonly peerId: string
   defineFn(def: FnDef): void
   submit(spec: TaskSpec): void
   put(id: ObjectId, bytes: Uint8Array): void

@@ -284,7 +284,6 @@ export class DataPlane {
   /** The coordinator says this peer is gone: fail its transfers now, so readers move on to another copy. */
   dropPeer(remote: PeerId): void { const l = this.links.get(remote); if (l) this.drop(l) }
 
-  openLinks(): number { return this.links.size }
 
   closeAll(): void { for (const l of [...this.links.values()]) this.drop(l) }
 }

@@ -39,7 +39,6 @@ export type GridRequest = { op: 'ready'; id: ObjectId } | { op: 'fetch'; info: O
 export type ToExecutor =
   | { k: 'run'; task: ExecTask }
   | { k: 'cancel'; task: TaskId }
-  | { k: 'dropActor'; actor: string }
   | { k: 'reply'; req: number; value?: unknown; error?: SerializedError }
 
 export type ToHost =

@@ -87,7 +87,6 @@ export class ExecutorRuntime {
           if (m.error) d.reject(deserializeError(m.error)); else d.resolve(m.value)
           break
         }
-        case 'dropActor': this.actors.delete(m.actor); break
         // Running JS cannot be interrupted (the host replaces a task executor); a waiting actor call is skipped.
         case 'cancel': this.cancelled.add(m.task); break
       }
@@ -106,7 +105,6 @@ export class ExecutorRuntime {
     let blockedDepth = 0
     const op = (o: GridOp) => this.post({ k: 'grid', task, op: o })
     return {
-      peerId: 'executor',
       defineFn: (def) => {
         const key = `${job}/${def.id}`
         if (this.definedFns.has(key)) return

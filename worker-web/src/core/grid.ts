@@ -111,8 +111,6 @@ export class Grid {
     return bytes
   }
 
-  get peerId(): string { return this.backend.peerId }
-
   /** Makes a function or class remote. Inline functions ship their source and must not capture variables. */
   remote<F extends AnyFn>(fn: F, opts?: TaskOptions): RemoteFunction<F>
   remote<C extends AnyClass>(cls: C, opts?: TaskOptions): ActorClass<C>

@@ -262,7 +262,6 @@ export class Peer implements ExecutorHost {
   /** The GridBackend of a driver: straight to the coordinator. */
   backend(): GridBackend {
     return {
-      peerId: this.peerId,
       defineFn: (def) => this.conn.send({ t: 'fn', def }),
       submit: (spec) => this.conn.send({ t: 'submit', spec }),
       put: (id, bytes) => this.putBytes(id, bytes),
