@@ -38,6 +38,13 @@ const num = (v: string | undefined, name: string): number | undefined => {
   return n
 }
 
+/** The built pages: the join page, and the demo's where that package is installed (it is optional). */
+function pageFolders(): string[] {
+  const folders = [join(dirname(fileURLToPath(import.meta.resolve('@colony/worker-web/package.json'))), 'dist-web')]
+  try { folders.push(join(dirname(fileURLToPath(import.meta.resolve('@colony/demo/package.json'))), 'dist-web')) } catch { /* no demo */ }
+  return folders
+}
+
 async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const { values } = parseArgs({ args, options: {
     port: { type: 'string' }, data: { type: 'string' }, memory: { type: 'boolean' }, peers: { type: 'string' }, host: { type: 'string' },
@@ -52,9 +59,9 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     try { iceServers = JSON.parse(process.env.COLONY_ICE_SERVERS) as typeof iceServers } catch { fail('COLONY_ICE_SERVERS must be a JSON array of { urls, username?, credential? }') }
   }
   const heartbeatTimeoutMs = num(process.env.COLONY_HEARTBEAT_TIMEOUT_MS, 'COLONY_HEARTBEAT_TIMEOUT_MS')
-  const webRoot = join(dirname(fileURLToPath(import.meta.resolve('@colony/worker-web/package.json'))), 'dist-web')
+  const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoot,
+    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
@@ -71,7 +78,8 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
 ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   API:      ${coord.url}/api/peers   (Authorization: Bearer <token>)
   Metrics:  ${coord.url}/metrics
-  Join a tab:        ${coord.url}/join#token=${coord.tokens.join}
+  Join a tab:        ${coord.url}/join#token=${coord.tokens.join}${webRoots.length > 1 ? `
+  Scoring demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}` : ''}
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
   Run a job:         ${port === 8787 ? '' : `COLONY_URL=${coord.url} `}npx colony submit client/examples/hello.ts
 Ctrl-C stops.`)

@@ -3,7 +3,7 @@
  * The same call works in Node and in the browser; inside a task, use the grid the
  * task was given (`main(grid)`) or `current()`.
  */
-import { Grid, Peer, type DataPlaneOptions, type WebSocketFactory, type WebSocketLike } from '@colony/worker-web'
+import { Grid, Peer, type DataPlaneOptions, type RtcFactory, type WebSocketFactory, type WebSocketLike } from '@colony/worker-web'
 import type { TaskLogMsg } from '@colony/shared'
 
 export interface ConnectOptions {
@@ -18,16 +18,21 @@ export interface ConnectOptions {
   timeoutMs?: number
   /** Fetch and serve large objects peer to peer (default in Node; $COLONY_P2P=0 turns it off). */
   p2p?: boolean
+  /** In a browser: WebRTC for peer-to-peer objects (`browserRtc` from '@colony/worker-web/browser'); without it, the coordinator relays. */
+  rtc?: RtcFactory
 }
 
-/** The WebSocket and, in Node, WebRTC for this platform. Browser WebRTC comes with the tab runtime. */
-async function platform(p2p: boolean): Promise<{ webSocket: WebSocketFactory; dataPlane?: DataPlaneOptions }> {
+/** The WebSocket and, in Node, WebRTC for this platform. In a browser, WebRTC is what `rtc` gives. */
+async function platform(p2p: boolean, rtc?: RtcFactory): Promise<{ webSocket: WebSocketFactory; dataPlane?: DataPlaneOptions }> {
   if (typeof process !== 'undefined' && process.versions?.node) {
-    const { nodeWebSocket, nodeRtc, nodeSha256 } = await import('@colony/worker-web/node')
+    const { nodeWebSocket, nodeRtc, nodeSha256 } = await import(/* @vite-ignore */ NODE_ONLY.peer) as typeof import('@colony/worker-web/node')
     return { webSocket: nodeWebSocket, dataPlane: p2p ? { rtc: nodeRtc(process.env.COLONY_RTC_BIND_ADDRESS || undefined), sha256: nodeSha256 } : undefined }
   }
-  return { webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike }
+  return { webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike, dataPlane: p2p && rtc ? { rtc } : undefined }
 }
+
+/** Imported only in Node; by name through a variable, so page bundlers leave them out. */
+const NODE_ONLY = { peer: '@colony/worker-web/node', fs: 'node:fs/promises' }
 
 function printLog(m: TaskLogMsg): void {
   for (const line of m.lines) console.log(`[${m.name} @ ${m.peer}] ${line}`)
@@ -38,7 +43,7 @@ async function defaultToken(): Promise<string | undefined> {
   if (typeof process === 'undefined' || !process.versions?.node) return undefined
   const fromEnv = process.env.COLONY_TOKEN ?? process.env.COLONY_SUBMIT_TOKEN
   if (fromEnv) return fromEnv
-  const { readFile } = await import('node:fs/promises')
+  const { readFile } = await import(/* @vite-ignore */ NODE_ONLY.fs) as typeof import('node:fs/promises')
   try { return (JSON.parse(await readFile('.colony/tokens.json', 'utf8')) as { submit?: string }).submit } catch { return undefined }
 }
 
@@ -54,7 +59,7 @@ export async function connect(url?: string, opts: ConnectOptions = {}): Promise<
   if (!token) throw new TypeError('connect(url, { token }) needs the submit token (colony start prints it; in Node, $COLONY_TOKEN works too)')
   const p2p = opts.p2p ?? !(isNode && process.env.COLONY_P2P === '0')
   const peer = new Peer({
-    url, token, role: 'driver', kind: isNode ? 'node' : 'browser', ...await platform(p2p),
+    url, token, role: 'driver', kind: isNode ? 'node' : 'browser', ...await platform(p2p, opts.rtc),
     name: opts.name, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start(opts.timeoutMs ?? 10_000)

@@ -16,6 +16,7 @@ import type { ActorRow, ControlStore, JobRow } from './store/types.js'
 
 const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
 const NO_RESOURCES: Record<string, number> = {}
+const NO_PIPELINE = () => 1
 const MAX_JOB_LOG_LINES = 10_000
 
 interface TaskRec {
@@ -217,11 +218,7 @@ export class Control {
     if (!a || !claimable) { s.send({ t: 'cancelTask', task: aid, reason: 'this actor was restarted elsewhere or has ended' }); return }
     this.unclaimedActors.delete(aid)
     a.state = 'alive'
-    a.peer = s.id
-    s.actors.add(aid)
-    s.addJob(a.job)
-    this.opts.store.putActor(this.actorRow(a))
-    this.pumpLater.add(a)
+    this.host(a, s)
   }
 
   /** A reconnecting peer says it still runs a task: keep it there rather than run it twice. */
@@ -297,7 +294,7 @@ export class Control {
         if (m.ms !== undefined) s.observeRuntime(m.ms)
         try { this.done(s, m.task, m.results, m.error, m.lost) } finally { s.durableSeen++ }
         break
-      case 'actorLost': if (s.actors.delete(m.actor)) { this.opts.log(`actor ${m.actor} lost on ${s.id}: ${m.reason}`); this.actorLost(m.actor, s.id) } break
+      case 'actorLost': if (s.actors.has(m.actor)) { this.unhost(m.actor, s); this.opts.log(`actor ${m.actor} lost on ${s.id}: ${m.reason}`); this.actorLost(m.actor, s.id) } break
       case 'sub': for (const id of m.ids) this.subscribe(s, id); break
       case 'cancel': for (const id of m.ids) this.cancelFrom(s, id); break
       case 'blocked': this.blocked(s, m.task, m.blocked); break
@@ -580,11 +577,7 @@ export class Control {
     if (t.spec.createsActor) {
       const a = this.actors.get(t.id)!
       a.state = 'alive'
-      a.peer = s.id
-      s.actors.add(a.id)
-      s.addJob(a.job)
-      this.opts.store.putActor(this.actorRow(a))
-      this.pumpLater.add(a)
+      this.host(a, s)
     }
     if (t.spec.actor) { const a = this.actors.get(t.spec.actor)!; a.inflight.delete(t.id); this.pumpLater.add(a) }
     if (t.main) this.endBundleJob(this.jobs.get(t.job)!, 'finished')
@@ -863,6 +856,28 @@ export class Control {
     }
   }
 
+  /**
+   * An actor now lives on `s`. Resources its creator asked for explicitly are held for the actor's
+   * life, as in Ray (the default, none, lets any number of actors share a peer).
+   */
+  private host(a: ActorRec, s: PeerSession): void {
+    a.peer = s.id
+    s.actors.add(a.id)
+    s.take(this.actorResources(a))
+    s.addJob(a.job)
+    this.opts.store.putActor(this.actorRow(a))
+    this.pumpLater.add(a)
+  }
+
+  private unhost(aid: string, s: PeerSession): void {
+    const a = this.actors.get(aid)
+    if (a && s.actors.delete(aid)) s.release(this.actorResources(a))
+  }
+
+  private actorResources(a: ActorRec): Record<string, number> {
+    return this.tasks.get(a.id)?.spec.opts.resources ?? NO_RESOURCES
+  }
+
   private actorLost(aid: string, deadPeer: string): void {
     const a = this.actors.get(aid)
     if (!a || a.state === 'dead') return
@@ -890,7 +905,8 @@ export class Control {
     if (a.state === 'dead') return
     a.state = 'dead'
     a.deathError = err
-    if (a.peer) this.sessions.get(a.peer)?.actors.delete(a.id)
+    const host = a.peer ? this.sessions.get(a.peer) : undefined
+    if (host) this.unhost(a.id, host)
     this.opts.store.putActor(this.actorRow(a))
     const calls = [...a.inflight, ...a.queue]
     a.inflight.clear()
@@ -900,11 +916,19 @@ export class Control {
 
   // ------------------------------------------------------------------ cancel, blocking, logs
 
+  /** Cancels a task; for an actor's id (its creating task's), ends the actor too, as `grid.kill` asks. */
   private cancelFrom(s: PeerSession, tid: string): void {
     const t = this.tasks.get(tid)
     if (!t) return
     if (!s.canRead(t.job)) throw new AuthError(`peer ${s.id} may not cancel task ${tid}`)
     this.cancelTask(t, 'cancelled by its job')
+    const a = this.actors.get(tid)
+    if (a && a.state !== 'dead') this.endActor(a, 'killed by its job')
+  }
+
+  private endActor(a: ActorRec, reason: string): void {
+    if (a.peer) this.sessions.get(a.peer)?.send({ t: 'cancelTask', task: a.id, reason })
+    this.actorDead(a, serializeError(new CancelledError(`actor ${a.name} (${a.id}) ended: ${reason}`)))
   }
 
   cancelTask(t: TaskRec, reason: string): void {
@@ -919,7 +943,8 @@ export class Control {
 
   private blocked(s: PeerSession, tid: string, blocked: boolean): void {
     const t = this.tasks.get(tid)
-    if (!t || t.peer !== s.id || t.blocked === blocked) return
+    // An actor being created keeps its slot while it waits (for its arguments, say): the slot is its for life.
+    if (!t || t.peer !== s.id || t.blocked === blocked || t.spec.createsActor) return
     t.blocked = blocked
     if (blocked) s.release(t.res); else s.take(t.res)
   }
@@ -994,11 +1019,7 @@ export class Control {
 
   private cancelJobWork(job: JobRec, reason: string): void {
     for (const tid of job.tasks) { const t = this.tasks.get(tid)!; this.cancelTask(t, reason) }
-    for (const a of this.actors.values()) {
-      if (a.job !== job.id || a.state === 'dead') continue
-      if (a.peer) this.sessions.get(a.peer)?.send({ t: 'cancelTask', task: a.id, reason })
-      this.actorDead(a, serializeError(new CancelledError(`actor ${a.name} (${a.id}) ended: ${reason}`)))
-    }
+    for (const a of this.actors.values()) if (a.job === job.id && a.state !== 'dead') this.endActor(a, reason)
   }
 
   cancelJob(jobId: string): JobInfo | undefined {
@@ -1104,7 +1125,8 @@ export class Control {
       // An argument lost since the task was queued (its rebuild is under way): wait for it, holding no slot.
       if (t.spec.deps.some((d) => this.objects.get(d)?.state !== 'ready')) { this.enqueue(t); continue }
       const held = this.heldBytes(t)
-      const peer = pickPeer({ resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held }, workers(), depth)
+      // An actor keeps its resources for life, so it is placed only where they are free now (no pipelining).
+      const peer = pickPeer({ resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held }, workers(), t.spec.createsActor ? NO_PIPELINE : depth)
       if (!peer) { skipped.push(t.id); continue }
       this.assign(t, peer, true)
     }

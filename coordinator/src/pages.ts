@@ -1,6 +1,7 @@
 /**
- * The pages a coordinator serves (`/join`, later `/ide` and `/demo`), from a folder of
- * built files. Cross-origin isolated, so onnxruntime-web may use threads.
+ * The pages a coordinator serves (`/join`, `/demo`, later `/ide`), from folders of built
+ * files (each package builds its own; the first folder that has a file wins).
+ * Cross-origin isolated, so onnxruntime-web may use threads.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { extname, join, normalize, sep } from 'node:path'
@@ -17,15 +18,16 @@ const ISOLATION = {
   'cross-origin-resource-policy': 'same-origin',
 }
 
-export function servePages(app: Hono, root: string): void {
+export function servePages(app: Hono, roots: readonly string[]): void {
   const cache = new Map<string, Uint8Array>()
   const file = (path: string): Uint8Array | undefined => {
     let data = cache.get(path)
     if (!data && existsSync(path)) { data = new Uint8Array(readFileSync(path)); cache.set(path, data) }
     return data
   }
-  const send = (path: string, immutable: boolean) => {
-    const data = file(path)
+  const send = (rel: string, immutable: boolean) => {
+    let path = '', data: Uint8Array | undefined
+    for (const root of roots) if ((data = file(path = join(root, rel)))) break
     if (!data) return undefined
     return new Response(data as Uint8Array<ArrayBuffer>, {
       headers: {
@@ -35,13 +37,13 @@ export function servePages(app: Hono, root: string): void {
       },
     })
   }
-  // Built assets, and the ML runtimes' wasm files (tfjs, onnxruntime-web) the build copies under ml/.
-  for (const prefix of ['/assets/*', '/ml/*']) {
+  // Built assets (hashed names), the ML runtimes' wasm files the build copies under ml/, and the demo's model and digits.
+  for (const [prefix, immutable] of [['/assets/*', true], ['/ml/*', true], ['/demo-files/*', false]] as const) {
     app.get(prefix, (c) => {
       const rel = normalize(c.req.path.slice(1))
       if (rel.startsWith('..') || rel.includes(`${sep}..`)) return c.notFound()
-      return send(join(root, rel), true) ?? c.notFound()
+      return send(rel, immutable) ?? c.notFound()
     })
   }
-  app.get('/:page{[a-z-]+}', (c) => send(join(root, `${c.req.param('page')}.html`), false) ?? c.notFound())
+  app.get('/:page{[a-z-]+}', (c) => send(`${c.req.param('page')}.html`, false) ?? c.notFound())
 }

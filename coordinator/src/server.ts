@@ -42,7 +42,7 @@ export interface CoordinatorOptions {
   /** STUN/TURN servers peers use for the data plane (RTCIceServer shape); none by default (host candidates). */
   iceServers?: { urls: string | string[]; username?: string; credential?: string }[]
   /** A folder of built pages (the join page and others) to serve at `/<name>`. */
-  webRoot?: string
+  webRoots?: string[]
   /** Bad messages tolerated on one connection before it is closed. */
   maxBadMessages?: number
   log?: (line: string) => void
@@ -250,7 +250,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   }))
 
   // Last: a page's `/:name` route must not shadow /ws or the API.
-  if (opts.webRoot) servePages(app, opts.webRoot)
+  if (opts.webRoots?.length) servePages(app, opts.webRoots)
 
   const port = opts.port ?? 8787
   const server: ServerType = await new Promise((resolve, reject) => {

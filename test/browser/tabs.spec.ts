@@ -1,5 +1,6 @@
 /** Browser tabs as workers: join, share work with a Node peer, move objects tab to tab, host actors, vanish. */
-import { test, expect, type Browser, type Page } from '@playwright/test'
+import { test, expect, type Page } from '@playwright/test'
+import { openTab as open } from './tab.js'
 import type { Grid, ObjectRef } from '@colony/client'
 
 // Inside the test namespace Chromium offers its veth address, never loopback: Node peers must not bind to 127.0.0.1.
@@ -14,15 +15,7 @@ let g: GridProcs
 let grid: Grid & { jobId: string }
 const tabs: { page: Page; id: string }[] = []
 
-async function openTab(browser: Browser, caps: string): Promise<{ page: Page; id: string }> {
-  const page = await browser.newPage()
-  page.on('pageerror', (e) => console.error(`[tab ${caps}] ${e.message}`))
-  await page.goto(`${g.url}/join#token=${g.joinToken}&caps=${caps}`)
-  await page.click('#join')
-  await expect(page.locator('#s-conn')).toHaveText('connected', { timeout: 20_000 })
-  return { page, id: (await page.textContent('#s-peer'))! }
-}
-
+const openTab = (browser: Parameters<typeof open>[0], caps: string) => open(browser, g, caps)
 const peers = async () => (await api<PeerRow[]>(g, '/api/peers')).body
 
 test.describe.serial('tabs as workers', () => {

@@ -5,3 +5,4 @@ export { ControlConnection, type WebSocketFactory, type WebSocketLike } from './
 export { DataPlane, type DataPlaneOptions, type RtcFactory, type RtcPeerLike, type IceServer } from './core/data-plane.js'
 export { ExecutorRuntime, type ExecutorEnv, type TaskContext, type ColonyGlobal } from './core/executor-runtime.js'
 export type { ExecutorPool, ExecutorHost, ExecTask, ExecOutcome } from './core/executor-protocol.js'
+export { colonyMl, type ColonyMl, type MlPlatform, type SessionOptions } from './core/ml.js'

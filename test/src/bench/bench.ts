@@ -11,6 +11,7 @@ import { createNodeWebSocket } from '@hono/node-ws'
 import WebSocket from 'ws'
 import { connect, type Grid, type ObjectRef } from '@colony/client'
 import { rawDataChannelMiBps } from './raw-datachannel.js'
+import { scoringFigures } from './scoring.js'
 import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -190,6 +191,15 @@ async function main(): Promise<void> {
     const raw = tab.find((f) => f.name === 'raw_datachannel_tab_mb_per_s')!
     record({ ...raw, target: 'baseline' })
     record({ ...tab.find((f) => f.name === 'object_p2p_tab_mb_per_s')!, baseline: raw.name })
+  }
+  if (want('scoring')) {
+    const f = await scoringFigures()
+    record({ name: 'scoring_inproc_samples_per_s', value: f.inproc, unit: 'samples/s', target: 'baseline' })
+    if (f.native !== undefined) record({ name: 'scoring_native_samples_per_s', value: f.native, unit: 'samples/s', baseline: 'scoring_inproc_samples_per_s' })
+    else console.error('  scoring_native_samples_per_s: skipped, onnxruntime-node is not installed (README: "Native onnxruntime")')
+    record({ name: 'scoring_1peer_samples_per_s', value: f.onePeer, unit: 'samples/s', baseline: 'scoring_inproc_samples_per_s' })
+    record({ name: 'scoring_2peer_samples_per_s', value: f.twoPeers, unit: 'samples/s', baseline: 'scoring_inproc_samples_per_s' })
+    record({ name: 'scoring_efficiency', value: f.twoPeers / (2 * f.inproc), unit: 'ratio', target: '>= 0.9' })
   }
   if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', baseline: 'ws_echo_msgs_per_s', value: await withPair(false, (grid) => smallObjects(grid, 2000)), unit: 'objects/s' })
 

@@ -24,7 +24,7 @@ const runtime = new ExecutorRuntime({
   },
   current: () => current,
   importModule: (url) => import(/* @vite-ignore */ url) as Promise<Record<string, unknown>>,
-  globals: { ml: { tf: ml.tf, ort: ml.ort, session: ml.session } },
+  globals: { ml: ml.ml },
 })
 
 for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {

@@ -8,6 +8,8 @@ export interface ExecTask {
   spec: TaskSpec
   job: string
   attempt: number
+  /** The peer that runs it (`colony.peerId`). */
+  peer: string
   /** The function to call; left out when the executor already has it. */
   fn?: FnDef
   /** Where the executor imports a bundle function's module from. */

@@ -12,7 +12,7 @@ import type { ExecTask, GridOp, GridRequest, ToExecutor, ToHost } from './execut
 import { Grid, setAmbientGrid } from './grid.js'
 import { deferred, nextTurn, type Deferred } from './turn.js'
 
-export interface TaskContext { taskId: TaskId; job: string; grid: Grid; spec: TaskSpec }
+export interface TaskContext { taskId: TaskId; job: string; peer: string; grid: Grid; spec: TaskSpec }
 
 export interface ExecutorEnv {
   post(msgs: ToHost[]): void
@@ -28,8 +28,8 @@ export interface ExecutorEnv {
 type Callable = (...args: any[]) => any
 interface ActorSlot { instance: Record<string, unknown>; job: string; chain: Promise<unknown> }
 
-/** The `colony` global that task code reads: the grid of the task it runs in. */
-export interface ColonyGlobal { readonly grid: Grid; readonly taskId: string }
+/** The `colony` global that task code reads: the grid of the task it runs in, and where it runs. */
+export interface ColonyGlobal { readonly grid: Grid; readonly taskId: string; readonly peerId: string }
 
 export class ExecutorRuntime {
   private readonly defs = new Map<string, FnDef>()
@@ -54,7 +54,7 @@ export class ExecutorRuntime {
     }
     Object.defineProperty(globalThis, 'colony', {
       configurable: true,
-      value: Object.freeze({ ...env.globals, get grid() { return current().grid }, get taskId() { return current().taskId } }) satisfies ColonyGlobal,
+      value: Object.freeze({ ...env.globals, get grid() { return current().grid }, get taskId() { return current().taskId }, get peerId() { return current().peer } }) satisfies ColonyGlobal,
     })
   }
 
@@ -128,7 +128,7 @@ export class ExecutorRuntime {
   private async run(task: ExecTask): Promise<void> {
     const { spec, job } = task
     if (task.fn) this.defs.set(`${job}/${task.fn.id}`, task.fn)
-    const ctx: TaskContext = { taskId: spec.id, job, spec, grid: new Grid(this.backendFor(spec.id, job), spec.id) }
+    const ctx: TaskContext = { taskId: spec.id, job, peer: task.peer, spec, grid: new Grid(this.backendFor(spec.id, job), spec.id) }
     let error: SerializedError | undefined
     let results: Uint8Array[] | undefined
     const started = performance.now()

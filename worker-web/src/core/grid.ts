@@ -237,6 +237,14 @@ export class Grid {
     this.backend.cancel([task], opts.force ?? false)
   }
 
+  /**
+   * Ends an actor now: its executor is released, and its queued and later calls fail with
+   * CancelledError. (Otherwise an actor lives until its job ends.)
+   */
+  kill(actor: ActorHandleBase): void {
+    this.backend.cancel([actor.__actor.actorId], true)
+  }
+
   /** Leaves the grid; a driver's job ends and its unfinished work is cancelled. */
   async close(): Promise<void> { await this.backend.close?.() }
 

@@ -172,7 +172,7 @@ export class Peer implements ExecutorHost {
       if (m.spec.fn && !fn) throw new Error(`function ${m.spec.fn} of job ${m.job} was never sent to this peer`)
       const bundleUrl = fn?.kind === 'bundle' && this.opts.bundleUrl ? await this.opts.bundleUrl(fn.bundle) : undefined
       if (!this.running.has(m.spec.id)) return // cancelled meanwhile
-      pool.run({ spec: m.spec, job: m.job, attempt: m.attempt, fn, bundleUrl, deps })
+      pool.run({ spec: m.spec, job: m.job, attempt: m.attempt, peer: this.peerId, fn, bundleUrl, deps })
     } catch (err) {
       if (!this.running.delete(m.spec.id)) return
       this.say(`could not start task ${m.spec.name} (${m.spec.id}): ${(err as Error).message}`)

@@ -7,6 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { format } from 'node:util'
 import { ExecutorRuntime, type TaskContext } from '../core/executor-runtime.js'
 import type { ToExecutor, ToHost } from '../core/executor-protocol.js'
+import { nodeMl } from './ml.js'
 
 const als = new AsyncLocalStorage<TaskContext>()
 const send = process.send!.bind(process)
@@ -16,6 +17,8 @@ const runtime = new ExecutorRuntime({
   runInTask: (ctx, fn) => als.run(ctx, fn),
   current: () => als.getStore(),
   importModule: (url) => import(url) as Promise<Record<string, unknown>>,
+  // argv: the ML runtimes' folder, and onnxruntime-node's where the peer has it (executor-pool.ts).
+  globals: { ml: nodeMl(process.argv[2], process.argv[3] || undefined) },
 })
 
 // console output inside a task goes to the task's log; outside a task, to stderr.

@@ -1,7 +1,7 @@
 /**
  * A Node peer's executors: child processes under Node's permission model
- * (`--experimental-permission`, file reads only inside a private sandbox folder,
- * no child processes, a heap cap, an empty environment). Node 20's permission model
+ * (`--experimental-permission`, file reads only inside a private sandbox folder and the
+ * ML runtimes' folder, no child processes, a heap cap, an empty environment). Node 20's permission model
  * does not restrict the network: job code on a Node peer can open sockets.
  * Where tasks go, timeouts and replacement are the shared pool's (core/executor-pool.ts).
  */
@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { ToHost } from '../core/executor-protocol.js'
 import { ExecutorPoolBase, type ExecutorHandle, type SpawnCallbacks } from '../core/executor-pool.js'
+import { mlFiles, type MlFiles } from './ml-files.js'
 
 export interface NodeExecutorOptions {
   executors: number
@@ -38,6 +39,7 @@ async function buildExecutorScript(dir: string): Promise<string> {
 export class NodeExecutorPool extends ExecutorPoolBase {
   readonly sandbox: string
   private script?: string
+  private ml?: MlFiles
   private readonly children = new Set<ChildProcess>()
 
   constructor(private readonly opts: NodeExecutorOptions) {
@@ -49,7 +51,9 @@ export class NodeExecutorPool extends ExecutorPoolBase {
   override async start(host: Parameters<ExecutorPoolBase['start']>[0]): Promise<void> {
     executorScript ??= buildExecutorScript(mkdtempSync(join(tmpdir(), 'colony-executor-')))
     this.script = join(this.sandbox, 'executor.mjs')
-    copyFileSync(await executorScript, this.script)
+    const [script, ml] = await Promise.all([executorScript, mlFiles()])
+    copyFileSync(script, this.script)
+    this.ml = ml
     await super.start(host)
   }
 
@@ -59,9 +63,14 @@ export class NodeExecutorPool extends ExecutorPoolBase {
   hasBundle(hash: string): boolean { return existsSync(this.bundlePath(hash)) }
 
   protected spawn(cb: SpawnCallbacks): ExecutorHandle {
-    const child = fork(this.script!, [], {
+    const ml = this.ml!
+    const readable = [this.sandbox, ml.dir, ...(ml.ortNodeDir ? [ml.ortNodeDir] : [])]
+    // Arguments: where `colony.ml` finds its runtimes (see executor-main.ts).
+    const child = fork(this.script!, [ml.dir, ml.ortNodeDir ?? ''], {
       execArgv: [
-        '--experimental-permission', `--allow-fs-read=${this.sandbox}`,
+        '--experimental-permission', ...readable.map((dir) => `--allow-fs-read=${dir}`),
+        // onnxruntime-node is a native addon; it is the only one an executor can read.
+        ...(ml.ortNodeDir ? ['--allow-addons'] : []),
         `--max-old-space-size=${this.opts.memoryMb ?? 1024}`, '--enable-source-maps', '--no-warnings',
       ],
       serialization: 'advanced',

@@ -1,0 +1,149 @@
+/**
+ * The scoring demo at /demo: this page is a driver (it joins as a peer with the submit
+ * token), puts the digits into the grid as shards, and scores them on every worker.
+ */
+import { connect, createScoringPool, type Grid, type PeerInfo, type ScoringPool, type ScoringResult } from '@colony/client/browser'
+import { browserRtc } from '@colony/worker-web/browser'
+import { HELD_OUT_FROM, decodeDigits, type Digits } from '../digits-file.js'
+import { digitsReport, type DigitsReport } from '../report.js'
+import { ThroughputChart } from './throughput-chart.js'
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
+const params = new URLSearchParams(location.hash.slice(1))
+const tokenInput = $<HTMLInputElement>('token')
+tokenInput.value = params.get('token') ?? localStorage.getItem('colony.submitToken') ?? ''
+const joinToken = params.get('join')
+if (joinToken) $<HTMLAnchorElement>('open-worker').href = `/join#token=${joinToken}`
+const runButton = $<HTMLButtonElement>('run')
+const chart = new ThroughputChart($('chart'))
+
+let grid: (Grid & { jobId: string }) | undefined
+/** Kept warm between runs with the same settings: each peer loads the model once. */
+let pool: { key: string; pool: ScoringPool } | undefined
+let workers: PeerInfo[] = []
+let digits: Promise<Digits> | undefined
+const backendOf = new Map<string, string>()
+const rowsOf = new Map<string, number>()
+
+function status(text: string, error = false): void {
+  const el = $('status')
+  el.textContent = text
+  el.classList.toggle('error', error)
+}
+
+async function fetchBytes(path: string): Promise<Uint8Array> {
+  const res = await fetch(path)
+  if (!res.ok) throw new Error(`could not load ${path}: HTTP ${res.status}`)
+  return new Uint8Array(await res.arrayBuffer())
+}
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+const pct = (x: number) => `${(x * 100).toFixed(2)}%`
+
+async function refreshPeers(): Promise<void> {
+  const token = tokenInput.value.trim()
+  if (!token) return
+  const res = await fetch('/api/peers', { headers: { authorization: `Bearer ${token}` } }).catch(() => undefined)
+  if (!res?.ok) return
+  const peers = workers = (await res.json() as PeerInfo[]).filter((p) => p.role === 'worker')
+  $('peers').querySelector('tbody')!.replaceChildren(...peers.map((p) => {
+    const tr = document.createElement('tr')
+    const cells = [p.id, p.kind, backendOf.get(p.id) ?? '—', p.capabilities.join(', '), fmt(rowsOf.get(p.id) ?? 0)]
+    for (const [i, text] of cells.entries()) {
+      const td = document.createElement('td')
+      td.textContent = text
+      if (i === 4) td.className = 'num'
+      if (i === 3) td.className = 'caps'
+      tr.append(td)
+    }
+    return tr
+  }))
+}
+
+function showResults(r: DigitsReport, result: ScoringResult): void {
+  $('results').hidden = false
+  $('r-accuracy').textContent = pct(r.accuracy)
+  $('r-heldout').textContent = pct(r.heldOutAccuracy)
+  $('r-rate').textContent = `${fmt(r.rowsPerSecond)} digits/s`
+  $('r-speedup').textContent = `${r.speedup.toFixed(2)}× (${r.peers.length} peers; fastest alone ${fmt(r.onePeerRowsPerSecond)}/s)`
+  $('r-time').textContent = `${(result.elapsedMs / 1000).toFixed(2)} s`
+  $('r-retries').textContent = String(result.retries)
+  const max = Math.max(...r.confusion.flat())
+  const table = $('confusion')
+  const head = document.createElement('tr')
+  head.append(document.createElement('th'), ...r.confusion.map((_, k) => Object.assign(document.createElement('th'), { textContent: String(k) })))
+  table.replaceChildren(head, ...r.confusion.map((row, t) => {
+    const tr = document.createElement('tr')
+    tr.append(Object.assign(document.createElement('th'), { textContent: String(t) }))
+    for (const [p, n] of row.entries()) {
+      const td = document.createElement('td')
+      td.textContent = n ? String(n) : ''
+      const strength = n === 0 ? 0 : 0.12 + 0.88 * Math.sqrt(n / max)
+      td.style.background = p === t ? `rgba(47, 111, 222, ${strength})` : `rgba(217, 48, 37, ${Math.min(1, strength * 3)})`
+      td.style.color = strength > 0.55 ? '#fff' : '#1d2430'
+      tr.append(td)
+    }
+    return tr
+  }))
+}
+
+async function run(): Promise<void> {
+  const token = tokenInput.value.trim()
+  if (!token) { status('Paste the submit token first (colony start prints it).', true); return }
+  localStorage.setItem('colony.submitToken', token)
+  runButton.disabled = true
+  $('results').hidden = true
+  try {
+    status('Loading the digits…')
+    digits ??= fetchBytes('/demo-files/digits.bin').then(decodeDigits)
+    const d = await digits
+    status('Connecting to the grid…')
+    grid ??= await connect(location.origin, { token, rtc: browserRtc, onLog: false, name: 'scoring demo' })
+    const format = $<HTMLSelectElement>('format').value
+    const backend = $<HTMLSelectElement>('backend').value
+    const batchSize = Number($<HTMLInputElement>('batch').value) || 250
+    const key = `${format}|${backend}|${batchSize}`
+    if (pool?.key !== key) {
+      pool?.pool.close()
+      const model = format === 'onnx' ? { onnx: await fetchBytes('/demo-files/mnist.onnx') } : { tfjs: new URL('/demo-files/model.json', location.href).href }
+      pool = { key, pool: await createScoringPool(grid, model, { batchSize, backend, inputScale: 1 / 255 }) }
+    }
+    // Every free slot loads the model before the clock starts, so the chart shows scoring, not loading.
+    // Peers that join later still get an actor, and take shards mid-run.
+    await refreshPeers()
+    const slots = workers.filter((p) => !p.paused).reduce((n, p) => n + (p.resources.cpu ?? 0), 0)
+    status(`Loading the model on ${slots} worker slot${slots === 1 ? '' : 's'}…`)
+    await pool.pool.ready(Math.max(1, slots), 30_000).catch(() => pool!.pool.ready(1, 60_000))
+    rowsOf.clear()
+    chart.start()
+    const ticker = setInterval(() => { chart.tick(); void refreshPeers() }, 250)
+    status(`Scoring ${fmt(d.count)} digits…`)
+    try {
+      const result = await pool.pool.score({ data: d.pixels, shape: [d.count, 784] }, {
+        onProgress: (p) => {
+          chart.add(p.last.peer, p.last.rows)
+          for (const c of p.peers) { backendOf.set(c.peer, c.backend); rowsOf.set(c.peer, c.rows) }
+          status(`Scoring: ${fmt(p.rowsDone)} of ${fmt(p.rows)} digits on ${p.peers.length} peer${p.peers.length === 1 ? '' : 's'}…`)
+        },
+      })
+      chart.tick()
+      const report = digitsReport(result, d.labels, HELD_OUT_FROM)
+      showResults(report, result)
+      status(`Done: ${fmt(d.count)} digits in ${(result.elapsedMs / 1000).toFixed(2)} s on ${result.peers.length} peers.`)
+    } finally {
+      clearInterval(ticker)
+      void refreshPeers()
+    }
+  } catch (e) {
+    pool?.pool.close()
+    pool = undefined
+    status(`The run failed: ${(e as Error)?.message ?? e}`, true)
+    console.error(e)
+  } finally {
+    runButton.disabled = false
+  }
+}
+
+runButton.addEventListener('click', () => { void run() })
+void refreshPeers()
+setInterval(() => { void refreshPeers() }, 3000)

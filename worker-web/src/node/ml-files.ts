@@ -1,0 +1,64 @@
+/**
+ * The files a Node peer's sandboxed executors read for `colony.ml`: the runtimes bundled
+ * into one module, and their wasm. Built once per machine and version into a private
+ * temp folder, which executors may read (and nothing else outside their sandbox).
+ * onnxruntime-node is used where it is installed; it is not a dependency (it is ~300 MB).
+ */
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir, userInfo } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const require = createRequire(import.meta.url)
+
+export interface MlFiles {
+  /** Holds ml.mjs and the wasm files of tfjs and onnxruntime-web. */
+  dir: string
+  /** The folder of onnxruntime-node, where it is installed. */
+  ortNodeDir?: string
+}
+
+const packageDir = (name: string) => {
+  const main = require.resolve(name)
+  let dir = dirname(main)
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir)
+  return dir
+}
+const version = (name: string) => (JSON.parse(readFileSync(join(packageDir(name), 'package.json'), 'utf8')) as { version: string }).version
+
+function findOrtNode(): string | undefined {
+  try { return packageDir('onnxruntime-node') } catch { return undefined }
+}
+
+async function build(dir: string): Promise<void> {
+  const { build } = await import('esbuild')
+  await build({
+    entryPoints: [join(dirname(fileURLToPath(import.meta.url)), 'ml-entry.js')], outfile: join(dir, 'ml.mjs'),
+    bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error',
+    // tfjs's wasm backend reads its .wasm next to __dirname; ESM has none of require/__dirname.
+    banner: { js: "import { createRequire as __cr } from 'node:module'; import { fileURLToPath as __fu } from 'node:url'; import { dirname as __dn } from 'node:path'; const require = __cr(import.meta.url); const __filename = __fu(import.meta.url); const __dirname = __dn(__filename);" },
+  })
+  const copy = (pkg: string, keep: RegExp) => {
+    const from = join(packageDir(pkg), 'dist')
+    for (const f of readdirSync(from)) if (keep.test(f)) cpSync(join(from, f), join(dir, f))
+  }
+  copy('@tensorflow/tfjs-backend-wasm', /\.wasm$/)
+  copy('onnxruntime-web', /^ort-wasm-simd-threaded\.(wasm|mjs)$/)
+}
+
+let ready: Promise<MlFiles> | undefined
+
+export function mlFiles(): Promise<MlFiles> {
+  return ready ??= (async () => {
+    const dir = join(tmpdir(), `colony-ml-${userInfo().uid}-tfjs${version('@tensorflow/tfjs')}-ort${version('onnxruntime-web')}`)
+    if (!existsSync(join(dir, 'ml.mjs'))) {
+      // Built aside and renamed into place, so peers starting together never see half a folder.
+      const part = mkdtempSync(`${dir}.part-`)
+      await build(part)
+      mkdirSync(dirname(dir), { recursive: true })
+      try { renameSync(part, dir) } catch { rmSync(part, { recursive: true, force: true }) /* another peer won */ }
+    }
+    return { dir, ortNodeDir: findOrtNode() }
+  })()
+}
