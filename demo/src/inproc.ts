@@ -27,7 +27,10 @@ export interface InProcessScorer {
 
 export async function onnxInProcess(modelBytes: Uint8Array, backend: 'wasm' | 'native' = 'wasm'): Promise<InProcessScorer> {
   const ort = await loadOrt(backend)
-  const session = await ort.InferenceSession.create(modelBytes, { executionProviders: [backend === 'native' ? 'cpu' : 'wasm'] })
+  // One thread, as each Colony executor runs it.
+  const session = await ort.InferenceSession.create(modelBytes, {
+    executionProviders: [backend === 'native' ? 'cpu' : 'wasm'], ...(backend === 'native' ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : {}),
+  })
   const [input, output] = [session.inputNames[0], session.outputNames[0]]
   return {
     async score(pixels, batchSize) {

@@ -161,6 +161,22 @@ describe('actors', () => {
     const b = Broken.remote()
     await assert.rejects(grid.get(b.ping.remote()), /no state for you/)
   })
+
+  it('holds an actor\'s explicit resources for its life; grid.kill ends it and frees them', async () => {
+    const Slot = grid.remote(class Slot { where() { return (globalThis as unknown as { colony: { peerId: string } }).colony.peerId } }, { resources: { cpu: 1 } })
+    const [a, b] = [Slot.remote(), Slot.remote()]
+    const peers = await grid.get([a.where.remote(), b.where.remote()])
+    assert.deepEqual(new Set(peers), new Set(g.workerIds), 'one actor on each 1-cpu peer')
+    const c = Slot.remote()
+    const waiting = c.where.remote()
+    const early = await grid.wait([waiting], { timeoutMs: 1500 })
+    assert.equal(early.ready.length, 0, 'a third actor waits: no cpu is free')
+    grid.kill(a)
+    assert.equal(await grid.get(waiting, { timeoutMs: 20_000 }), peers[0], 'it takes the slot the killed actor freed')
+    await assert.rejects(grid.get(a.where.remote()), CancelledError)
+    grid.kill(b)
+    grid.kill(c)
+  })
 })
 
 describe('objects: put, get, wait, cancel', () => {

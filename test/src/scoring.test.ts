@@ -126,6 +126,6 @@ describe('scoreDataset', () => {
     assert.ok(heldOut >= 97, stdout)
     assert.match(stdout, /2 peers\s+[\d,]+ digits\/s/)
     assert.match(stdout, /speed-up\s+[\d.]+×/)
-    assert.equal(stdout.match(/^\s+p_\w+\s+wasm\s+[\d,]+ digits in \d+ shards$/gm)?.length, 2, stdout)
+    assert.equal(stdout.match(/^\s+p_\w+\s+\w+\s+[\d,]+ digits in \d+ shards$/gm)?.length, 2, stdout)
   })
 })

@@ -63,7 +63,7 @@ class PoolRun {
 
   summary(): PeerContribution[] { return [...this.peers.values()].map(({ firstSent: _, ...c }) => c) }
 
-  /** Records a shard's result; false if it was already scored (a duplicate, dropped). */
+  /** Records a shard's result, unless it was already scored (a duplicate, dropped). */
   record(a: PoolActor, s: ShardScore, liveActors: number): void {
     if (this.scores[s.index]) { this.duplicates++; return }
     this.scores[s.index] = s
@@ -106,7 +106,10 @@ export class ScoringPool {
 
   /** Use `createScoringPool`. */
   constructor(private readonly grid: Grid, private readonly modelRef: ObjectRef<ModelPayload>, private readonly opts: PoolOptions) {
-    this.Actor = grid.remote(ColonyScoringActor).options({ resources: { cpu: 1 }, capabilities: opts.capabilities, maxRestarts: 0 })
+    // A named backend only exists on some peers: ask for those.
+    const needs = opts.backend === 'webgpu' ? ['webgpu'] : opts.backend === 'native' ? ['ort-native'] : []
+    const capabilities = [...new Set([...(opts.capabilities ?? []), ...needs])]
+    this.Actor = grid.remote(ColonyScoringActor).options({ resources: { cpu: 1 }, capabilities, maxRestarts: 0 })
     this.actorOptions = { backend: opts.backend, batchSize: opts.batchSize ?? 256, inputScale: opts.inputScale, inputName: opts.inputName, outputName: opts.outputName }
     for (let i = 0; i < this.concurrency; i++) this.start()
   }
@@ -201,6 +204,10 @@ export class ScoringPool {
       a.dead = true
       this.grid.kill(a.handle)
       if (!this.closed && ++this.replacements <= 4 * this.concurrency) this.start()
+      else if (this.actors.every((x) => x.dead)) {
+        this.broken = new PeerDiedError(`every scoring actor's peer has gone, ${this.replacements} times over: giving up (are peers crashing while they score?)`)
+        this.current?.fail(this.broken)
+      }
     }
     for (const other of this.actors) this.feed(other)
   }

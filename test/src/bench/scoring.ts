@@ -1,7 +1,8 @@
 /**
  * Scoring figures: the demo's ONNX model over its 10,000 digits (x3), in one process with
- * no Colony (onnxruntime-web wasm, and onnxruntime-node where installed), then through
- * Colony on 1 and on 2 Node peers (1 executor each, separate processes).
+ * no Colony (onnxruntime-web wasm, and onnxruntime-node where installed; one thread, as
+ * in an executor), then through Colony on 1 and on 2 Node peers (1 executor each,
+ * separate processes, wasm). Best of 3 runs each.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -9,8 +10,10 @@ import { connect, createScoringPool, type Grid } from '@colony/client'
 import { MODEL_DIR, hasOrtNode, loadDigits, onnxInProcess } from '@colony/demo'
 import { startGrid } from '../harness.js'
 
-const BATCH = 250
+const BATCH = 1000
 const REPEAT = 3
+/** Each figure is the best of this many timed runs, baseline and Colony alike. */
+const RUNS = 3
 
 export interface ScoringFigures { inproc: number; native?: number; onePeer: number; twoPeers: number }
 
@@ -24,11 +27,14 @@ function dataset(): Uint8Array {
 async function inProcess(model: Uint8Array, pixels: Uint8Array, backend: 'wasm' | 'native'): Promise<number> {
   const s = await onnxInProcess(model, backend)
   await s.score(pixels.subarray(0, BATCH * 784 * 4), BATCH) // warm
-  const t0 = performance.now()
-  await s.score(pixels, BATCH)
-  const rate = (pixels.length / 784) / ((performance.now() - t0) / 1000)
+  let best = 0
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now()
+    await s.score(pixels, BATCH)
+    best = Math.max(best, (pixels.length / 784) / ((performance.now() - t0) / 1000))
+  }
   await s.release()
-  return rate
+  return best
 }
 
 /** Through Colony: a warm pool (each actor has loaded the model, as the in-process session has), then a timed run. */
@@ -41,9 +47,10 @@ async function throughGrid(peers: number, model: Uint8Array, pixels: Uint8Array)
     const rows = pixels.length / 784
     await pool.ready(peers)
     await pool.score({ data: pixels.subarray(0, BATCH * 784 * 4 * peers), shape: [BATCH * 4 * peers, 784] })
-    const r = await pool.score({ data: pixels, shape: [rows, 784] })
+    let best = 0
+    for (let i = 0; i < RUNS; i++) best = Math.max(best, (await pool.score({ data: pixels, shape: [rows, 784] })).rowsPerSecond)
     pool.close()
-    return r.rowsPerSecond
+    return best
   } finally {
     await grid?.close()
     await g.stop()

@@ -55,7 +55,9 @@ export function colonyMl(platform: MlPlatform): ColonyMl {
       let s = sessions.get(key)
       if (!s) {
         const o = await platform.loadOrt(backend)
-        s = o.InferenceSession.create(model as never, { executionProviders: [provider] })
+        // One thread per session, as for wasm: a peer's parallelism comes from its executors.
+        const threads = backend === 'native' ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : {}
+        s = o.InferenceSession.create(model as never, { executionProviders: [provider], ...threads })
         s.catch(() => sessions.delete(key))
         sessions.set(key, s)
       }

@@ -64,7 +64,7 @@ export class NodeExecutorPool extends ExecutorPoolBase {
 
   protected spawn(cb: SpawnCallbacks): ExecutorHandle {
     const ml = this.ml!
-    const readable = [this.sandbox, ml.dir, ...(ml.ortNodeDir ? [ml.ortNodeDir] : [])]
+    const readable = [this.sandbox, ml.dir, ...ml.ortNodeReadable]
     // Arguments: where `colony.ml` finds its runtimes (see executor-main.ts).
     const child = fork(this.script!, [ml.dir, ml.ortNodeDir ?? ''], {
       execArgv: [

@@ -17,18 +17,23 @@ export interface MlFiles {
   dir: string
   /** The folder of onnxruntime-node, where it is installed. */
   ortNodeDir?: string
+  /** What executors must read to load it: its folder and onnxruntime-common's. */
+  ortNodeReadable: string[]
 }
 
-const packageDir = (name: string) => {
-  const main = require.resolve(name)
+const packageDir = (name: string, from = require) => {
+  const main = from.resolve(name)
   let dir = dirname(main)
   while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir)
   return dir
 }
 const version = (name: string) => (JSON.parse(readFileSync(join(packageDir(name), 'package.json'), 'utf8')) as { version: string }).version
 
-function findOrtNode(): string | undefined {
-  try { return packageDir('onnxruntime-node') } catch { return undefined }
+function findOrtNode(): Pick<MlFiles, 'ortNodeDir' | 'ortNodeReadable'> {
+  try {
+    const dir = packageDir('onnxruntime-node')
+    return { ortNodeDir: dir, ortNodeReadable: [dir, packageDir('onnxruntime-common', createRequire(join(dir, 'package.json')))] }
+  } catch { return { ortNodeReadable: [] } }
 }
 
 async function build(dir: string): Promise<void> {
@@ -47,6 +52,8 @@ async function build(dir: string): Promise<void> {
   copy('onnxruntime-web', /^ort-wasm-simd-threaded\.(wasm|mjs)$/)
 }
 
+export function hasOrtNode(): boolean { return !!findOrtNode().ortNodeDir }
+
 let ready: Promise<MlFiles> | undefined
 
 export function mlFiles(): Promise<MlFiles> {
@@ -59,6 +66,6 @@ export function mlFiles(): Promise<MlFiles> {
       mkdirSync(dirname(dir), { recursive: true })
       try { renameSync(part, dir) } catch { rmSync(part, { recursive: true, force: true }) /* another peer won */ }
     }
-    return { dir, ortNodeDir: findOrtNode() }
+    return { dir, ...findOrtNode() }
   })()
 }

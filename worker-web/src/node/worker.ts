@@ -9,6 +9,7 @@ import { Peer } from '../core/peer.js'
 import { NodeExecutorPool } from './executor-pool.js'
 import { nodeWebSocket } from './ws.js'
 import { nodeRtc, nodeSha256 } from './rtc.js'
+import { hasOrtNode } from './ml-files.js'
 
 export interface NodeWorkerOptions {
   url: string
@@ -55,7 +56,8 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
   }
   const peer = new Peer({
     url: opts.url, token: opts.token, role: 'worker', kind: 'node', webSocket: nodeWebSocket,
-    capabilities: ['node', 'wasm', ...(opts.capabilities ?? [])],
+    // 'ort-native': onnxruntime-node is installed here, so tasks may ask for `colony.ml.session(m, { backend: 'native' })`.
+    capabilities: ['node', 'wasm', ...(hasOrtNode() ? ['ort-native'] : []), ...(opts.capabilities ?? [])],
     resources: { cpu: executors },
     executors: pool, bundleUrl, log: opts.log, storeBytes: (opts.storeMb ?? 2048) * 1024 * 1024,
     dataPlane: opts.p2p === false ? undefined : {
