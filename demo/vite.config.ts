@@ -1,4 +1,5 @@
 import { defineConfig, type Plugin } from 'vite'
+import { pagesConfig } from '../worker-web/vite.pages.js'
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { encodeDigits, loadDigits } from './dist/digits.js'
@@ -16,15 +17,5 @@ function demoFiles(): Plugin {
   }
 }
 
-// The scoring demo's page (`/demo`), built into dist-web; the coordinator serves it beside the join page.
-export default defineConfig({
-  root: resolve(import.meta.dirname, 'web'),
-  base: '/',
-  build: {
-    outDir: resolve(import.meta.dirname, 'dist-web'),
-    emptyOutDir: true,
-    target: 'es2022',
-    rollupOptions: { input: { demo: resolve(import.meta.dirname, 'web/demo.html') } },
-  },
-  plugins: [demoFiles()],
-})
+// The scoring demo's page (`/demo`), built into dist-web.
+export default defineConfig(pagesConfig(import.meta.dirname, ['demo'], { plugins: [demoFiles()] }))

@@ -1,4 +1,5 @@
 import { defineConfig, type Plugin } from 'vite'
+import { pagesConfig } from './vite.pages.js'
 import { cpSync, mkdirSync, readdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 
@@ -20,16 +21,5 @@ function mlAssets(): Plugin {
   }
 }
 
-// The pages a coordinator serves (`/join`); built into dist-web.
-export default defineConfig({
-  root: resolve(import.meta.dirname, 'web'),
-  base: '/',
-  build: {
-    outDir: resolve(import.meta.dirname, 'dist-web'),
-    emptyOutDir: true,
-    target: 'es2022',
-    rollupOptions: { input: { join: resolve(import.meta.dirname, 'web/join.html') } },
-  },
-  worker: { format: 'es' },
-  plugins: [mlAssets()],
-})
+// The join page (`/join`), built into dist-web.
+export default defineConfig(pagesConfig(import.meta.dirname, ['join'], { plugins: [mlAssets()] }))

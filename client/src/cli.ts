@@ -38,9 +38,9 @@ const num = (v: string | undefined, name: string): number | undefined => {
   return n
 }
 
-/** The built pages: the join page, and the demo's where that package is installed (it is optional). */
+/** The built pages: the join page, the IDE, and the demo's where that package is installed (it is optional). */
 function pageFolders(): string[] {
-  const folders = [join(dirname(fileURLToPath(import.meta.resolve('@colony/worker-web/package.json'))), 'dist-web')]
+  const folders = ['@colony/worker-web', '@colony/client'].map((pkg) => join(dirname(fileURLToPath(import.meta.resolve(`${pkg}/package.json`))), 'dist-web'))
   try { folders.push(join(dirname(fileURLToPath(import.meta.resolve('@colony/demo/package.json'))), 'dist-web')) } catch { /* no demo */ }
   return folders
 }
@@ -59,9 +59,10 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     try { iceServers = JSON.parse(process.env.COLONY_ICE_SERVERS) as typeof iceServers } catch { fail('COLONY_ICE_SERVERS must be a JSON array of { urls, username?, credential? }') }
   }
   const heartbeatTimeoutMs = num(process.env.COLONY_HEARTBEAT_TIMEOUT_MS, 'COLONY_HEARTBEAT_TIMEOUT_MS')
+  const maxBundleBytes = num(process.env.COLONY_MAX_BUNDLE_BYTES, 'COLONY_MAX_BUNDLE_BYTES')
   const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots,
+    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
@@ -78,7 +79,8 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
 ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   API:      ${coord.url}/api/peers   (Authorization: Bearer <token>)
   Metrics:  ${coord.url}/metrics
-  Join a tab:        ${coord.url}/join#token=${coord.tokens.join}${webRoots.length > 1 ? `
+  Join a tab:        ${coord.url}/join#token=${coord.tokens.join}
+  Web IDE:           ${coord.url}/ide#token=${coord.tokens.submit}${webRoots.length > 2 ? `
   Scoring demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}` : ''}
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
   Run a job:         ${port === 8787 ? '' : `COLONY_URL=${coord.url} `}npx colony submit client/examples/hello.ts

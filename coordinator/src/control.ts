@@ -8,7 +8,7 @@ import { createHmac } from 'node:crypto'
 import {
   grantPayload, CancelledError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
-  type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
+  type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony/shared'
 import { PeerSession, type PeerSocket } from './peer-session.js'
 import { allFull, pickPeer } from './scheduler.js'
@@ -37,6 +37,9 @@ interface TaskRec {
   main: boolean
   res: Record<string, number>
   error?: SerializedError
+  /** When its last attempt started and when it ended (ms since the epoch), for timelines. */
+  startedAt?: number
+  endedAt?: number
 }
 
 type ObjState = 'pending' | 'ready' | 'error'
@@ -444,6 +447,7 @@ export class Control {
     counts[state]++
     const wasDone = TERMINAL.has(t.state), nowDone = TERMINAL.has(state)
     t.state = state
+    if (state === 'running') { t.startedAt = Date.now(); t.endedAt = undefined } else if (nowDone) t.endedAt = Date.now()
     // A task holds its arguments until it ends; a lineage re-run holds them again.
     if (wasDone !== nowDone) this.pinDeps(t, nowDone ? -1 : 1)
   }
@@ -1056,8 +1060,28 @@ export class Control {
       if (t.spec.parent) info.parent = t.spec.parent
       if (t.spec.actor) info.actor = t.spec.actor
       if (t.error) info.error = t.error
+      if (t.startedAt) info.startedAt = t.startedAt
+      if (t.endedAt) info.endedAt = t.endedAt
       return info
     })
+  }
+
+  /** A job's objects that are still alive, with where their bytes are (at most `limit`). */
+  jobObjects(jobId: string, limit = 1000): ObjectSummary[] | undefined {
+    if (!this.jobs.has(jobId)) return undefined
+    const out: ObjectSummary[] = []
+    for (const o of this.objects.values()) {
+      if (o.job !== jobId || o.freed) continue
+      out.push({ id: o.id, state: o.state, size: o.size, inline: !!o.inline, holders: [...o.locations] })
+      if (out.length >= limit) break
+    }
+    return out
+  }
+
+  jobActors(jobId: string): ActorSummary[] | undefined {
+    if (!this.jobs.has(jobId)) return undefined
+    return [...this.actors.values()].filter((a) => a.job === jobId)
+      .map((a) => ({ id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size }))
   }
 
   jobLogs(jobId: string): { lines: string[]; dropped: number } | undefined {

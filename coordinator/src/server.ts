@@ -114,21 +114,34 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     return c.json([...control.sessions.values()].map((s) => s.info((id) => control.objects.get(id)?.size ?? 0)))
   })
 
-  app.post('/api/jobs', async (c) => {
+  /** A driver's JSON body that carries a bundle: the size is checked before it is read. */
+  const bundleBody = async (c: Context, shape: string): Promise<{ bundle?: unknown; name?: unknown; args?: unknown }> => {
     needRole(c, ['driver'])
     const length = Number(c.req.header('content-length') ?? 0)
     if (length > maxBundleBytes * 1.5 + 65536) throw new LimitError('maxBundleBytes', `the request is ${length} bytes; bundles are limited to ${maxBundleBytes} bytes`)
-    let body: unknown
-    try { body = await c.req.json() } catch { throw new ProtocolError('the body must be JSON: { "bundle": "<ES module source>", "name"?: string, "args"?: [] }') }
-    const { bundle, name, args } = (body ?? {}) as { bundle?: unknown; name?: unknown; args?: unknown }
+    try { return (await c.req.json() ?? {}) as { bundle?: unknown } } catch { throw new ProtocolError(`the body must be JSON: ${shape}`) }
+  }
+  /** Keeps a job's ES module, by the hash peers fetch it with. */
+  const storeBundle = (bundle: unknown): string => {
     if (typeof bundle !== 'string' || bundle.length === 0) throw new ProtocolError('"bundle" must be the job\'s ES module source as a string')
     const code = Buffer.from(bundle, 'utf8')
     if (code.byteLength > maxBundleBytes) throw new LimitError('maxBundleBytes', `the bundle is ${code.byteLength} bytes; the limit is ${maxBundleBytes}`)
-    if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
     const hash = createHash('sha256').update(code).digest('hex').slice(0, 32)
     store.putBundle(hash, code)
+    return hash
+  }
+
+  app.post('/api/jobs', async (c) => {
+    const { bundle, name, args } = await bundleBody(c, '{ "bundle": "<ES module source>", "name"?: string, "args"?: [] }')
+    if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
+    const hash = storeBundle(bundle)
     const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []))
     return c.json(jsonSafe(control.jobInfo(job.id)) as object, 201)
+  })
+  // A bundle whose exports a driver (the web IDE) calls as remote functions: peers import it by hash.
+  app.post('/api/bundles', async (c) => {
+    const { bundle } = await bundleBody(c, '{ "bundle": "<ES module source>" }')
+    return c.json({ hash: storeBundle(bundle) }, 201)
   })
 
   const jobOr404 = (c: Context) => {
@@ -144,6 +157,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   app.get('/api/jobs/:id', (c) => c.json(jsonSafe(jobOr404(c)) as object))
   app.delete('/api/jobs/:id', (c) => { jobOr404(c); return c.json(jsonSafe(control.cancelJob(c.req.param('id'))) as object) })
   app.get('/api/jobs/:id/tasks', (c) => { jobOr404(c); return c.json(control.jobTasks(c.req.param('id'))) })
+  app.get('/api/jobs/:id/objects', (c) => { jobOr404(c); return c.json(control.jobObjects(c.req.param('id'))) })
+  app.get('/api/jobs/:id/actors', (c) => { jobOr404(c); return c.json(control.jobActors(c.req.param('id'))) })
   app.get('/api/jobs/:id/logs', (c) => { jobOr404(c); return c.json(control.jobLogs(c.req.param('id'))) })
   app.get('/api/jobs/:id/events', (c) => {
     const first = jobOr404(c)

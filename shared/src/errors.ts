@@ -24,7 +24,8 @@ export class ColonyError extends Error {
   objectId?: string
   constructor(message: string, fields: Partial<SerializedError> = {}) {
     super(message)
-    this.name = new.target.name
+    // By table, not new.target.name: minified page bundles rename classes, and names travel in SerializedError.type.
+    this.name = ERROR_NAMES.get(new.target) ?? new.target.name
     if (fields.taskId) this.taskId = fields.taskId
     if (fields.taskName) this.taskName = fields.taskName
     if (fields.peerId) this.peerId = fields.peerId
@@ -68,6 +69,7 @@ export class ProtocolError extends ColonyError { override readonly code = 'PROTO
 const classes: Record<string, new (m: string, f?: Partial<SerializedError>) => ColonyError> = {
   ColonyError, TaskError, PeerDiedError, ObjectLostError, TimeoutError, CancelledError, AuthError, ProtocolError,
 }
+const ERROR_NAMES = new Map<unknown, string>([...Object.entries(classes).map(([n, C]) => [C, n] as const), [LimitError, 'LimitError']])
 
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof ColonyError) {

@@ -218,4 +218,10 @@ export interface TaskInfo {
   parent?: TaskId
   actor?: ActorId
   error?: SerializedError
+  /** When its last attempt started, and when it ended (ms since the epoch). */
+  startedAt?: number
+  endedAt?: number
 }
+
+export interface ObjectSummary { id: ObjectId; state: 'pending' | 'ready' | 'error'; size: number; inline: boolean; holders: PeerId[] }
+export interface ActorSummary { id: ActorId; name: string; state: string; peer?: PeerId; restarts: number; queued: number }

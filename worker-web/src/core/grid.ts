@@ -83,6 +83,7 @@ export interface GridOptions {
 export class Grid {
   private readonly ids = new IdMinter()
   private readonly defined = new Set<string>()
+  private readonly bundleExports = new Map<unknown, { bundle: string; export: string }>()
   private readonly registry?: FinalizationRegistry<string>
   /** Ids of refs that went into a task or a value: never freed by garbage collection. */
   private readonly escaped = new Set<string>()
@@ -123,7 +124,7 @@ export class Grid {
 
   private define(f: AnyFn | AnyClass): FnDef {
     const name = f.name || 'anonymous'
-    const exp = this.backend.bundleExport?.(f)
+    const exp = this.bundleExports.get(f) ?? this.backend.bundleExport?.(f)
     const def: FnDef = exp
       ? { id: `${exp.bundle}#${exp.export}`, kind: 'bundle', name, bundle: exp.bundle, export: exp.export }
       : (() => { const src = standaloneSource(f); return { id: `f${hashString(src)}`, kind: 'inline' as const, name, src } })()
@@ -150,6 +151,14 @@ export class Grid {
       },
       options: (more: TaskOptions) => this.actorClass(def, methods, { ...opts, ...more }),
     } as ActorClass<AnyClass>
+  }
+
+  /**
+   * Declares a module's exports as those of a bundle peers can import (one uploaded with
+   * `POST /api/bundles`): they then ship by name, not as source, so they keep their imports.
+   */
+  useBundle(hash: string, exports: Record<string, unknown>): void {
+    for (const [name, v] of Object.entries(exports)) if (typeof v === 'function') this.bundleExports.set(v, { bundle: hash, export: name })
   }
 
   /** @internal Submits a task; returns its return refs. */

@@ -1,0 +1,61 @@
+/**
+ * Bundles the editor's file in the browser with esbuild-wasm. `@colony/client` resolves to
+ * the page's client API (the driver runs here) or, on a peer, to what a task can use
+ * there: `current()` and `ml` (the peer's `colony.ml`). Other files of the IDE resolve
+ * by relative path; packages do not (there is no node_modules here).
+ */
+import * as esbuild from 'esbuild-wasm'
+import wasmURL from 'esbuild-wasm/esbuild.wasm?url'
+
+let started: Promise<void> | undefined
+
+export class BundleError extends Error {
+  constructor(message: string, readonly file?: string, readonly line?: number, readonly column?: number) { super(message) }
+}
+
+/** The module '@colony/client' becomes: the page's API, or task-side stand-ins on peers. */
+function clientShim(apiNames: string[]): string {
+  const lines = [
+    'const page = globalThis.__colonyClient',
+    'const onPeer = (name) => () => { throw new Error(name + "() works in main (the driver, in the page), not inside a task") }',
+    'export function current() { if (page) return page.current(); const c = globalThis.colony; if (!c) throw new Error("current() works inside a task"); return c.grid }',
+    'export const ml = new Proxy({}, { get(_, k) { const m = globalThis.colony?.ml; if (!m) throw new Error("ml works inside a task (it is the peer\'s colony.ml)"); const v = m[k]; return typeof v === "function" ? v.bind(m) : v } })',
+  ]
+  for (const name of apiNames) if (name !== 'current' && name !== 'ml' && /^[A-Za-z_$][\w$]*$/.test(name)) lines.push(`export const ${name} = page ? page.${name} : onPeer(${JSON.stringify(name)})`)
+  return lines.join('\n')
+}
+
+export async function bundle(file: string, files: Record<string, string>, apiNames: string[]): Promise<string> {
+  started ??= esbuild.initialize({ wasmURL, worker: true })
+  await started
+  const plugin: esbuild.Plugin = {
+    name: 'colony-ide',
+    setup(b) {
+      b.onResolve({ filter: /^@colony\/client(\/browser)?$/ }, () => ({ path: 'client', namespace: 'colony-client' }))
+      b.onLoad({ filter: /.*/, namespace: 'colony-client' }, () => ({ contents: clientShim(apiNames), loader: 'js' }))
+      b.onResolve({ filter: /^\.{0,2}\// }, (a) => {
+        const name = a.path.replace(/^\.\//, '').replace(/\.js$/, '.ts')
+        const found = [name, `${name}.ts`].find((n) => n in files)
+        if (!found) return { errors: [{ text: `no file '${a.path}' in the IDE (files: ${Object.keys(files).join(', ')})` }] }
+        return { path: found, namespace: 'ide' }
+      })
+      b.onResolve({ filter: /^[^./]/ }, (a) => (a.kind === 'entry-point' ? { path: a.path, namespace: 'ide' } : {
+        errors: [{ text: `'${a.path}' cannot be imported here: jobs in the IDE bundle only their files and '@colony/client'. For tfjs and onnxruntime, use ml.tf() and ml.session() from '@colony/client' inside tasks.` }],
+      }))
+      b.onLoad({ filter: /.*/, namespace: 'ide' }, (a) => ({ contents: files[a.path], loader: 'ts' }))
+    },
+  }
+  try {
+    const out = await esbuild.build({
+      entryPoints: [file], bundle: true, write: false, format: 'esm', platform: 'neutral', target: 'es2022',
+      sourcemap: 'inline', sourcesContent: false, plugins: [plugin], logLevel: 'silent',
+    })
+    return out.outputFiles[0].text
+  } catch (e) {
+    const first = (e as esbuild.BuildFailure).errors?.[0]
+    if (!first) throw e
+    const at = first.location
+    const where = at?.file.replace(/^ide:/, '')
+    throw new BundleError(at ? `${where}:${at.line}:${at.column + 1}: ${first.text}` : first.text, where, at?.line, at ? at.column + 1 : undefined)
+  }
+}

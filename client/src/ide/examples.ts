@@ -1,0 +1,121 @@
+/** The IDE's runnable examples. Each is a job module: exported functions run on the grid, `main(grid)` runs in the page. */
+export interface Example { file: string; title: string; about: string; source: string }
+
+export const EXAMPLES: Example[] = [
+  {
+    file: 'hello.ts',
+    title: 'Hello tasks',
+    about: 'Ten remote calls that return futures, gathered with get.',
+    source: `import type { Grid } from '@colony/client'
+
+// An exported function runs on the grid's peers.
+export function greet(i: number): string {
+  console.log(\`hello from task \${i}\`)
+  return \`task \${i} says hi\`
+}
+
+// main runs here, in the page: it is the driver.
+export default async function main(grid: Grid) {
+  const refs = Array.from({ length: 10 }, (_, i) => grid.remote(greet).remote(i))
+  return grid.get(refs)
+}
+`,
+  },
+  {
+    file: 'dag.ts',
+    title: 'A DAG of refs',
+    about: 'Refs passed as arguments chain tasks; nothing comes back to the page until the end.',
+    source: `import type { Grid } from '@colony/client'
+
+export function square(x: number) { return x * x }
+export function add(a: number, b: number) { return a + b }
+
+export default async function main(grid: Grid) {
+  const sq = grid.remote(square), plus = grid.remote(add)
+  // Squares of 1..16, then summed pairwise in a tree: 15 adds that wait on refs.
+  let level = Array.from({ length: 16 }, (_, i) => sq.remote(i + 1))
+  while (level.length > 1) {
+    const next = []
+    for (let i = 0; i < level.length; i += 2) next.push(plus.remote(level[i], level[i + 1]))
+    level = next
+  }
+  return grid.get(level[0]) // 1² + 2² + … + 16² = 1496
+}
+`,
+  },
+  {
+    file: 'monte-carlo-pi.ts',
+    title: 'Nested Monte Carlo π',
+    about: 'A task that submits tasks of its own: 4 batches of 8 samplers each.',
+    source: `import { current, type Grid } from '@colony/client'
+
+/** Throws darts at the unit square; returns how many land in the quarter circle. */
+export function sample(n: number, seed: number) {
+  let s = seed >>> 0, inside = 0
+  const rand = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 }
+  for (let i = 0; i < n; i++) { const x = rand(), y = rand(); if (x * x + y * y <= 1) inside++ }
+  return inside
+}
+
+/** Runs on a peer, and fans out again from there: nesting. */
+export async function batch(samplers: number, n: number, seed: number) {
+  const grid = current()
+  const hits = await grid.get(Array.from({ length: samplers }, (_, i) => grid.remote(sample).remote(n, seed * 100 + i)))
+  return hits.reduce((a, b) => a + b, 0)
+}
+
+export default async function main(grid: Grid) {
+  const n = 200_000
+  const batches = Array.from({ length: 4 }, (_, b) => grid.remote(batch).remote(8, n, b + 1))
+  const inside = (await grid.get(batches)).reduce((a, b) => a + b, 0)
+  const pi = (4 * inside) / (4 * 8 * n)
+  console.log(\`π ≈ \${pi}\`)
+  return { pi, samples: 4 * 8 * n }
+}
+`,
+  },
+  {
+    file: 'counter.ts',
+    title: 'An actor counter',
+    about: 'A stateful actor: its calls run one at a time, in order.',
+    source: `import type { Grid } from '@colony/client'
+
+export class Counter {
+  count = 0
+  add(n: number) { this.count += n; return this.count }
+  value() { return this.count }
+}
+
+export default async function main(grid: Grid) {
+  const counter = grid.remote(Counter).remote()
+  const steps = await grid.get(Array.from({ length: 10 }, (_, i) => counter.add.remote(i + 1)))
+  return { steps, final: await grid.get(counter.value.remote()) } // final: 55
+}
+`,
+  },
+  {
+    file: 'mnist-scoring.ts',
+    title: 'MNIST scoring',
+    about: "The demo's convnet scores 2,000 digits across every peer, with scoreDataset.",
+    source: `import { scoreDataset, type Grid } from '@colony/client'
+
+export default async function main(grid: Grid) {
+  // The model and digits the coordinator serves for the /demo page.
+  const digits = new Uint8Array(await (await fetch('/demo-files/digits.bin')).arrayBuffer())
+  const count = 2000, labels = digits.subarray(4, 4 + count)
+  const total = new DataView(digits.buffer).getUint32(0, true)
+  const pixels = digits.subarray(4 + total, 4 + total + count * 784)
+  const result = await scoreDataset(grid, { data: pixels, shape: [count, 784] }, { onnx: '/demo-files/mnist.onnx' }, {
+    batchSize: 250, inputScale: 1 / 255,
+    onProgress: (p) => console.log(\`\${p.rowsDone} of \${p.rows} digits scored\`),
+  })
+  let right = 0
+  for (let i = 0; i < count; i++) {
+    const row = result.data.subarray(i * 10, i * 10 + 10)
+    if (row.indexOf(Math.max(...row)) === labels[i]) right++
+  }
+  return { accuracy: right / count, digitsPerSecond: Math.round(result.rowsPerSecond), peers: result.peers.map((p) => p.peer) }
+}
+`,
+  },
+]

@@ -1,0 +1,129 @@
+/**
+ * The web IDE at /ide, in real Chromium against a real coordinator and Node peers: every
+ * example runs, errors point at the right line, an endless task is cancelled and the grid
+ * goes on, limits give clear messages, and the timeline shows the tasks that ran.
+ */
+import { test, expect, type Page } from '@playwright/test'
+
+// Inside the test namespace Chromium offers its veth address, never loopback: Node peers must not bind to 127.0.0.1.
+process.env.COLONY_RTC_BIND_ADDRESS = ''
+const { startGrid } = await import('../dist/harness.js')
+type GridProcs = Awaited<ReturnType<typeof startGrid>>
+
+const BUNDLE_LIMIT = 200_000
+const USER_FILES = {
+  'boom.ts': [
+    "import type { Grid } from '@colony/client'",
+    '',
+    'export function explode(n: number) {',
+    '  if (n > 2) {',
+    "    throw new Error('too big: ' + n)",
+    '  }',
+    '  return n',
+    '}',
+    '',
+    'export default async function main(grid: Grid) {',
+    '  return grid.get(grid.remote(explode).remote(5))',
+    '}',
+    '',
+  ].join('\n'),
+  'spin.ts': [
+    "import type { Grid } from '@colony/client'",
+    'export function spin() { for (;;) {} }',
+    'export default async function main(grid: Grid) { return grid.get(grid.remote(spin).remote()) }',
+    '',
+  ].join('\n'),
+  'broken.ts': "export default async function main(grid) {\n  return grid.get(\n}\n",
+  'big.ts': `export const blob = '${'x'.repeat(BUNDLE_LIMIT + 10_000)}'\nexport default async function main() { return blob.length }\n`,
+}
+
+let g: GridProcs
+let page: Page
+
+async function runFile(file: string): Promise<void> {
+  await page.click(`li[data-file="${file}"]`)
+  await expect(page.locator('#file-name')).toHaveText(file)
+  await expect(page.locator('#run')).toBeEnabled()
+  await page.click('#run')
+  // The click starts the run at once (the output restarts); a quick failure may already have ended it.
+  await expect(page.locator('#output')).toContainText(`Bundling ${file}`)
+}
+const finished = () => expect(page.locator('#run')).toBeEnabled({ timeout: 90_000 })
+
+test.describe.serial('the web IDE', () => {
+  test.beforeAll(async ({ browser }) => {
+    g = await startGrid({ workers: 2, executors: 1, memory: true, env: { COLONY_MAX_BUNDLE_BYTES: String(BUNDLE_LIMIT) } })
+    page = await browser.newPage({ viewport: { width: 1440, height: 1100 } })
+    page.on('pageerror', (e) => console.error(`[ide] ${e.message}`))
+    await page.addInitScript((files) => {
+      if (!localStorage.getItem('colony.ide.files')) localStorage.setItem('colony.ide.files', JSON.stringify(files))
+    }, USER_FILES)
+    await page.goto(`${g.url}/ide#token=${g.submitToken}`)
+    await expect(page.locator('#examples li')).toHaveCount(5)
+  })
+  test.afterAll(async () => { await g?.stop() })
+
+  const examples: [string, RegExp, RegExp?][] = [
+    ['hello.ts', /"task 9 says hi"/, /\[greet @ p_\w+\] hello from task \d/],
+    ['dag.ts', /^1496$/],
+    ['monte-carlo-pi.ts', /pi: 3\.1[0-9]*/, /\[main\] π ≈ 3\.1/],
+    ['counter.ts', /final: 55/],
+    ['mnist-scoring.ts', /accuracy: 0\.9[7-9]/, /\[main\] 2000 of 2000 digits scored/],
+  ]
+  for (const [file, result, log] of examples) {
+    test(`runs the example ${file}`, async () => {
+      await runFile(file)
+      await finished()
+      await expect(page.locator('.out.result')).toHaveText(result)
+      if (log) await expect(page.locator('#output')).toContainText(log)
+      await expect(page.locator('.out.error')).toHaveCount(0)
+    })
+  }
+
+  test('the timeline shows a bar for each task that ran, and the panels list peers and jobs', async () => {
+    await runFile('dag.ts')
+    await finished()
+    await page.click('li[data-file="dag.ts"]')
+    await expect(page.locator('.timeline .tl-bar.finished')).toHaveCount(31, { timeout: 10_000 })
+    const lanes = await page.locator('.timeline .lane-name').allTextContents()
+    expect(lanes.length).toBeGreaterThanOrEqual(1)
+    for (const lane of lanes) expect(g.workerIds).toContain(lane)
+    await expect(page.locator('[data-part="peers"] tbody tr')).toHaveCount(2)
+    await expect(page.locator('[data-part="history"] tbody tr').first()).toContainText('ide: dag.ts')
+    await page.screenshot({ path: 'test-results/browser/ide-after-run.png', fullPage: true })
+  })
+
+  test('a thrown error shows the remote stack and marks the line in the editor', async () => {
+    await runFile('boom.ts')
+    await finished()
+    await expect(page.locator('.out.error').first()).toContainText('too big: 5')
+    await expect(page.locator('.out.error').first()).toContainText(/on peer p_\w+/)
+    const jump = page.locator('.out.error.jump').first()
+    await expect(jump).toContainText('boom.ts:5')
+    await expect(page.locator('.cm-error-line')).toHaveText("    throw new Error('too big: ' + n)")
+    await page.screenshot({ path: 'test-results/browser/ide-error.png' })
+  })
+
+  test('an endless task is cancelled, and the grid runs the next job', async () => {
+    await runFile('spin.ts')
+    await expect(page.locator('#progress')).toContainText('1 running', { timeout: 30_000 })
+    await expect(page.locator('.timeline .tl-bar.running')).toHaveCount(1)
+    await page.screenshot({ path: 'test-results/browser/ide-running.png' })
+    await page.click('#cancel')
+    await finished()
+    await expect(page.locator('.out.error')).toContainText('Cancelled')
+    await runFile('counter.ts')
+    await finished()
+    await expect(page.locator('.out.result')).toHaveText(/final: 55/)
+  })
+
+  test('a syntax error and an oversized bundle get clear messages', async () => {
+    await runFile('broken.ts')
+    await finished()
+    await expect(page.locator('.out.error')).toContainText(/Could not bundle: broken\.ts:3:\d+: /)
+    await expect(page.locator('.cm-error-line')).toHaveCount(1)
+    await runFile('big.ts')
+    await finished()
+    await expect(page.locator('.out.error')).toContainText(/refused the bundle \(HTTP 413\).*limit is 200000/)
+  })
+})
