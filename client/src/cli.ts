@@ -14,7 +14,7 @@ const HELP = `colony: a volunteer compute grid
 
   colony up       [--port 8787] [--peers N] [--data .colony]   coordinator + local Node peers (what npm start runs)
   colony start    [--port 8787] [--data .colony] [--memory]    the coordinator alone (SQLite store in --data)
-  colony worker   --url URL --token JOIN_TOKEN [--executors N] [--capabilities a,b] [--relay] [--ice-relay-only] [--rtc-bind ADDR] [--store-mb 2048]
+  colony worker   --url URL --token JOIN_TOKEN [--executors N] [--capabilities a,b] [--relay] [--ice-relay-only] [--rtc-bind ADDR] [--store-mb 2048] [--native-ml]
   colony submit   job.ts [--url URL] [--token SUBMIT_TOKEN] [--args '[1,2]'] [--name NAME]
   colony status   [job-id] [--url URL] [--token SUBMIT_TOKEN]
 
@@ -98,7 +98,7 @@ async function cmdWorker(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: {
     url: { type: 'string' }, token: { type: 'string' }, executors: { type: 'string' }, 'memory-mb': { type: 'string' },
     capabilities: { type: 'string' }, relay: { type: 'boolean' }, 'ice-relay-only': { type: 'boolean' }, 'rtc-bind': { type: 'string' },
-    'store-mb': { type: 'string' },
+    'store-mb': { type: 'string' }, 'native-ml': { type: 'boolean' },
   } })
   if (values.executors !== undefined && !num(values.executors, 'executors')) fail('--executors must be at least 1')
   const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
@@ -113,7 +113,7 @@ async function cmdWorker(args: string[]): Promise<void> {
     p2p: !(values.relay || env.COLONY_P2P === '0'),
     iceRelayOnly: values['ice-relay-only'] || env.COLONY_ICE_RELAY_ONLY === '1',
     rtcBindAddress: values['rtc-bind'] ?? (env.COLONY_RTC_BIND_ADDRESS || undefined),
-    storeMb: num(values['store-mb'], 'store-mb'),
+    storeMb: num(values['store-mb'], 'store-mb'), nativeMl: values['native-ml'],
     rtcConnectTimeoutMs: num(env.COLONY_RTC_CONNECT_TIMEOUT_MS, 'COLONY_RTC_CONNECT_TIMEOUT_MS'),
   }).catch((e: Error) => fail(`could not join ${url}: ${e.message}`))
   clearTimeout(waiting)

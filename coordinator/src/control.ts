@@ -866,8 +866,8 @@ export class Control {
    */
   private host(a: ActorRec, s: PeerSession): void {
     a.peer = s.id
-    s.actors.add(a.id)
-    s.take(this.actorResources(a))
+    // A repeated claim (a hello listing the actor twice) must not take its resources twice.
+    if (!s.actors.has(a.id)) { s.actors.add(a.id); s.take(this.actorResources(a)) }
     s.addJob(a.job)
     this.opts.store.putActor(this.actorRow(a))
     this.pumpLater.add(a)

@@ -33,7 +33,7 @@ async function headless(): Promise<void> {
   const coord = await startCoordinator({ port: 0, store: 'memory', dataDir, log: () => {} })
   const workers = []
   try {
-    for (let i = 0; i < peers; i++) workers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.join, executors: 1, rtcBindAddress: '127.0.0.1', log: () => {} }))
+    for (let i = 0; i < peers; i++) workers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.join, executors: 1, rtcBindAddress: '127.0.0.1', nativeMl: values.backend === 'native', log: () => {} }))
     const grid = await connect(coord.url, { token: coord.tokens.submit, onLog: false, log: () => {} })
     const digits = loadDigits()
     const model: ModelSource = format === 'onnx'

@@ -33,6 +33,16 @@ const USER_FILES = {
     'export default async function main(grid: Grid) { return grid.get(grid.remote(spin).remote()) }',
     '',
   ].join('\n'),
+  'tensors.ts': [
+    "import * as tf from '@tensorflow/tfjs'",
+    "import type { Grid } from '@colony/client'",
+    'export function matsum(n: number) {',
+    '  const ones = tf.ones([n, n])',
+    '  return tf.sum(tf.matMul(ones, ones)).dataSync()[0]',
+    '}',
+    'export default async function main(grid: Grid) { return grid.get(grid.remote(matsum).remote(4)) }',
+    '',
+  ].join('\n'),
   'broken.ts': "export default async function main(grid) {\n  return grid.get(\n}\n",
   'big.ts': `export const blob = '${'x'.repeat(BUNDLE_LIMIT + 10_000)}'\nexport default async function main() { return blob.length }\n`,
 }
@@ -79,6 +89,12 @@ test.describe.serial('the web IDE', () => {
       await expect(page.locator('.out.error')).toHaveCount(0)
     })
   }
+
+  test('a task imports @tensorflow/tfjs, and gets its peer\'s ready copy', async () => {
+    await runFile('tensors.ts')
+    await finished()
+    await expect(page.locator('.out.result')).toHaveText('64')
+  })
 
   test('the timeline shows a bar for each task that ran, and the panels list peers and jobs', async () => {
     await runFile('dag.ts')

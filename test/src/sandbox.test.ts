@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { connect, TaskError, type Grid } from '@colony/client'
-import { startGrid, type GridProcs } from './harness.js'
+import { ROOT, startGrid, type GridProcs } from './harness.js'
 
 let g: GridProcs
 let grid: Grid
@@ -31,6 +31,19 @@ describe('the Node sandbox', () => {
       return cp.execSync('id').toString()
     })
     await assert.rejects(grid.get(run.remote()), (e: unknown) => e instanceof TaskError && /ERR_ACCESS_DENIED|denied/i.test(e.message + e.remoteStack))
+  })
+
+  it('cannot load a native addon (which the permission model would not confine)', async () => {
+    const addon = join(ROOT, 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node')
+    const load = grid.remote((path: string) => { process.dlopen({ exports: {} } as NodeJS.Module, path); return 'loaded' })
+    await assert.rejects(grid.get(load.remote(addon)), (e: unknown) => e instanceof TaskError && /ERR_DLOPEN_DISABLED|ERR_ACCESS_DENIED|not allowed|denied/i.test(e.message + e.remoteStack))
+  })
+
+  it('reads the ML runtimes it needs, and nothing else of the machine, through colony.ml', async () => {
+    const backends = grid.remote(async () => (globalThis as unknown as { colony: { ml: { backends(): unknown; tf(): Promise<{ getBackend(): string }> } } }).colony.ml.tf().then((tf) => tf.getBackend()))
+    assert.equal(await grid.get(backends.remote()), 'wasm')
+    const native = grid.remote(async () => (globalThis as unknown as { colony: { ml: { session(m: string, o: object): Promise<unknown> } } }).colony.ml.session('/etc/hostname', { backend: 'native' }))
+    await assert.rejects(grid.get(native.remote()), /native backend takes the model's bytes, not a path/)
   })
 
   it('sees none of the peer\'s environment, so no token', async () => {

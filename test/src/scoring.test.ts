@@ -6,7 +6,7 @@ import { before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { scoreDataset, TaskError, type ScoringProgress } from '@colony/client'
+import { CancelledError, ColonyScoringActor, createScoringPool, scoreDataset, TaskError, type ScoringProgress } from '@colony/client'
 import { HELD_OUT_FROM, MODEL_DIR, argmaxRows, loadDigits, onnxInProcess, type Digits } from '@colony/demo'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
@@ -105,6 +105,34 @@ describe('scoreDataset', () => {
       await added
       assert.equal(result.peers.length, 2, 'the peer that joined mid-run took shards')
     })
+  })
+
+  it('a pool goes on after a run that failed or was cancelled, queued or mid-way', async () => {
+    await withGrid({ workers: 2, executors: 1 }, async (_g, grid) => {
+      const pool = await createScoringPool(grid, { onnx }, { batchSize: BATCH, backend: 'wasm', inputScale: 1 / 255 })
+      await pool.ready(2)
+      const part = dataset(digits, 2000)
+      await assert.rejects(pool.score(part, { onProgress: () => { throw new Error('my callback broke') } }), /onProgress threw: my callback broke/)
+      const midway = pool.score(part, { onProgress: (p) => { if (p.shardsDone === 1) midway.cancel() } })
+      await assert.rejects(midway, CancelledError)
+      const next = pool.score(part)
+      const queued = pool.score(part)
+      queued.cancel()
+      await assert.rejects(queued, CancelledError)
+      const r = await next
+      assert.ok(Buffer.from(r.data.buffer).equals(Buffer.from(reference.buffer, 0, 2000 * 10 * 4)))
+      pool.close()
+      await assert.rejects(pool.ready(1), CancelledError)
+    })
+  })
+
+  it('ships its actor as source that stands alone, whatever the target it was compiled for', async () => {
+    const { transform } = await import('esbuild')
+    for (const target of ['es2022', 'es2019']) {
+      const { code } = await transform(`(${String(ColonyScoringActor)})`, { target, loader: 'js' })
+      const Cls = new Function(`return ${code.trim().replace(/;$/, '')}`)() as new (m: unknown, o: unknown) => { backend(): string }
+      assert.equal(new Cls({ format: 'onnx' }, { backend: 'wasm' }).backend(), 'wasm', target)
+    }
   })
 
   it('reports bad models and bad data clearly, and the grid keeps serving', async () => {

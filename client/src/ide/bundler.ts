@@ -1,11 +1,13 @@
 /**
  * Bundles the editor's file in the browser with esbuild-wasm. `@colony/client` resolves to
  * the page's client API (the driver runs here) or, on a peer, to what a task can use
- * there: `current()` and `ml` (the peer's `colony.ml`). Other files of the IDE resolve
- * by relative path; packages do not (there is no node_modules here).
+ * there: `current()` and `ml` (the peer's `colony.ml`). '@tensorflow/tfjs' and
+ * 'onnxruntime-web' resolve to the peer's copies. Other files of the IDE resolve by
+ * relative path; other packages do not (there is no node_modules here).
  */
 import * as esbuild from 'esbuild-wasm'
 import wasmURL from 'esbuild-wasm/esbuild.wasm?url'
+import ML_EXPORTS from 'virtual:ml-exports'
 
 let started: Promise<void> | undefined
 
@@ -25,6 +27,20 @@ function clientShim(apiNames: string[]): string {
   return lines.join('\n')
 }
 
+/**
+ * '@tensorflow/tfjs' and 'onnxruntime-web' become the peer's own, ready copies (`colony.ml`),
+ * loaded when the bundle is imported on a peer. In the page (main) they are not there.
+ */
+function mlShim(lib: 'tf' | 'ort', names: string[]): string {
+  const lines = [
+    'const ml = globalThis.colony?.ml',
+    `const lib = ml ? await ml.${lib}() : new Proxy({}, { get(_, k) { throw new Error(${JSON.stringify(`${lib === 'tf' ? '@tensorflow/tfjs' : 'onnxruntime-web'} works inside tasks (each peer's colony.ml), not in main, which runs in the page`)}) } })`,
+    'export default lib',
+  ]
+  for (const n of names) if (n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n)) lines.push(`export const ${n} = ml ? lib.${n} : undefined`)
+  return lines.join('\n')
+}
+
 export async function bundle(file: string, files: Record<string, string>, apiNames: string[]): Promise<string> {
   started ??= esbuild.initialize({ wasmURL, worker: true })
   await started
@@ -39,8 +55,10 @@ export async function bundle(file: string, files: Record<string, string>, apiNam
         if (!found) return { errors: [{ text: `no file '${a.path}' in the IDE (files: ${Object.keys(files).join(', ')})` }] }
         return { path: found, namespace: 'ide' }
       })
+      b.onResolve({ filter: /^(@tensorflow\/tfjs|onnxruntime-web)$/ }, (a) => ({ path: a.path, namespace: 'colony-ml' }))
+      b.onLoad({ filter: /.*/, namespace: 'colony-ml' }, (a) => ({ contents: mlShim(a.path === 'onnxruntime-web' ? 'ort' : 'tf', ML_EXPORTS[a.path === 'onnxruntime-web' ? 'ort' : 'tfjs']), loader: 'js' }))
       b.onResolve({ filter: /^[^./]/ }, (a) => (a.kind === 'entry-point' ? { path: a.path, namespace: 'ide' } : {
-        errors: [{ text: `'${a.path}' cannot be imported here: jobs in the IDE bundle only their files and '@colony/client'. For tfjs and onnxruntime, use ml.tf() and ml.session() from '@colony/client' inside tasks.` }],
+        errors: [{ text: `'${a.path}' cannot be imported here: jobs in the IDE bundle their own files, '@colony/client', '@tensorflow/tfjs' and 'onnxruntime-web' (the last two inside tasks).` }],
       }))
       b.onLoad({ filter: /.*/, namespace: 'ide' }, (a) => ({ contents: files[a.path], loader: 'ts' }))
     },

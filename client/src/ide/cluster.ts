@@ -16,6 +16,14 @@ function table(head: string[], rows: (string | number)[][]): HTMLTableElement {
 
 const bytes = (n: number) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1048576).toFixed(1)} MB`)
 
+/** A tab advertises its fastest backends as `tfjs-<name>` and `ort-<name>`; a Node peer runs wasm, or native where it opted in. */
+function backendOf(p: PeerInfo): string {
+  const tfjs = p.capabilities.find((c) => c.startsWith('tfjs-'))?.slice(5)
+  const ort = p.capabilities.find((c) => c.startsWith('ort-'))?.slice(4)
+  if (p.kind === 'node') return p.capabilities.includes('ort-native') ? 'tfjs wasm, ort native' : 'wasm'
+  return [tfjs && `tfjs ${tfjs}`, ort && `ort ${ort}`].filter(Boolean).join(', ') || '—'
+}
+
 export class ClusterPanel {
   private jobId?: string
 
@@ -31,8 +39,8 @@ export class ClusterPanel {
       ? await Promise.all([this.api<TaskInfo[]>(`/api/jobs/${id}/tasks`), this.api<ObjectSummary[]>(`/api/jobs/${id}/objects`), this.api<ActorSummary[]>(`/api/jobs/${id}/actors`)])
       : [undefined, undefined, undefined]
     const workers = (peers ?? []).filter((p) => p.role === 'worker')
-    this.section('peers', table(['Peer', 'Kind', 'Capabilities', 'Load', 'Running', 'Tasks done'],
-      workers.map((p) => [p.id, p.kind, p.capabilities.join(', '), `${Math.round(p.load * 100)}%`, p.running, p.tasksDone])))
+    this.section('peers', table(['Peer', 'Kind', 'Backend', 'Capabilities', 'Load', 'Running', 'Tasks done'],
+      workers.map((p) => [p.id, p.kind, backendOf(p), p.capabilities.join(', '), `${Math.round(p.load * 100)}%`, p.running, p.tasksDone])))
     this.section('timeline', this.timeline(tasks ?? [], workers.map((p) => p.id)))
     const live = objects ?? []
     this.section('objects', el('div', {},

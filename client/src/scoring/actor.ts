@@ -2,7 +2,8 @@
  * The actor each scoring peer runs: it loads the model once (an onnxruntime session or a
  * tfjs LayersModel, through `colony.ml`) and keeps it warm for every shard it is sent.
  *
- * It ships to peers as source, so it stands alone: no imports, only the `colony` global.
+ * It ships to peers as source, so it stands alone: no imports, only the `colony` global
+ * (test/src/scoring.test.ts compiles its source on its own, as a peer does).
  */
 import type { ColonyMl } from '@colony/worker-web'
 import type { ModelPayload, Shard, ShardScore, ScoringActorOptions } from './types.js'
@@ -12,9 +13,17 @@ declare const colony: { ml: ColonyMl; peerId: string }
 type RunBatch = (x: Float32Array, shape: number[]) => Promise<{ data: Float32Array; width: number }>
 
 export class ColonyScoringActor {
-  private loaded?: Promise<RunBatch>
+  // `declare`d, and set in the constructor: class field syntax would compile, for older targets,
+  // to calls of a bundler helper that the peer (compiling this class's source alone) lacks.
+  declare private loaded: Promise<RunBatch> | undefined
+  declare private readonly model: ModelPayload
+  declare private readonly options: ScoringActorOptions
 
-  constructor(private readonly model: ModelPayload, private readonly options: ScoringActorOptions) {}
+  constructor(model: ModelPayload, options: ScoringActorOptions) {
+    this.model = model
+    this.options = options
+    this.loaded = undefined
+  }
 
   backend(): string {
     const b = this.options.backend ?? 'auto'

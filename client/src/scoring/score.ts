@@ -8,7 +8,7 @@
  * re-runs the shards of a peer that vanishes. Each shard's result is counted once, and
  * results come back in dataset order.
  */
-import { CancelledError, ObjectLostError, PeerDiedError, TimeoutError, type ObjectRef } from '@colony/shared'
+import { CancelledError, PeerDiedError, TimeoutError, type ObjectRef } from '@colony/shared'
 import type { ActorHandle, Grid } from '@colony/worker-web'
 import { ColonyScoringActor } from './actor.js'
 import { shardRefs } from './dataset.js'
@@ -25,9 +25,9 @@ export type ScoringRun = Promise<ScoringResult> & AsyncIterable<ShardScore> & {
   cancel(): void
 }
 
-/** Errors that mean "the peer went away", not "the model failed": the shard runs again elsewhere. */
+/** Errors that mean "the actor's peer went away", not "the model failed": the shard runs again elsewhere. */
 function peerVanished(e: unknown): boolean {
-  return e instanceof PeerDiedError || e instanceof ObjectLostError || (e instanceof CancelledError && /actor .* ended/.test(e.message))
+  return e instanceof PeerDiedError || (e instanceof CancelledError && /actor .* ended/.test(e.message))
 }
 
 /** One pass over a dataset, on the pool's actors. */
@@ -71,13 +71,17 @@ class PoolRun {
     this.rowsDone += s.rows
     const c = this.contribution(a)
     c.rows += s.rows; c.shards++; c.busyMs += s.ms; c.activeMs = performance.now() - c.firstSent
-    this.onShard(s)
-    this.opts.onProgress?.({
-      rowsDone: this.rowsDone, rows: this.knownRows ?? Math.round((this.rowsDone / this.done) * this.refs.length),
-      shardsDone: this.done, shards: this.refs.length, elapsedMs: performance.now() - this.started, actors: liveActors,
-      peers: this.summary(), last: { index: s.index, rows: s.rows, peer: s.peer },
-    })
     if (this.done === this.refs.length) this.settle()
+    this.onShard(s)
+    try {
+      this.opts.onProgress?.({
+        rowsDone: this.rowsDone, rows: this.knownRows ?? Math.round((this.rowsDone / this.done) * this.refs.length),
+        shardsDone: this.done, shards: this.refs.length, elapsedMs: performance.now() - this.started, actors: liveActors,
+        peers: this.summary(), last: { index: s.index, rows: s.rows, peer: s.peer },
+      })
+    } catch (e) {
+      this.fail(Object.assign(new Error(`onProgress threw: ${(e as Error)?.message ?? e}`), { cause: e }))
+    }
   }
 
   result(): ScoringResult {
@@ -99,6 +103,7 @@ export class ScoringPool {
   private readonly actorOptions
   private current?: PoolRun
   private queue: Promise<unknown> = Promise.resolve()
+  /** Actors started this run to replace ones whose peer went away. */
   private replacements = 0
   private closed = false
   private broken?: Error
@@ -141,12 +146,15 @@ export class ScoringPool {
     let wake: (() => void) | undefined
     let finished = false
     let run: PoolRun | undefined
+    let cancelled = false
     const result = this.queue.then(async () => {
+      if (cancelled) throw new CancelledError('the scoring run was cancelled')
       if (this.closed) throw new Error('this scoring pool is closed')
       if (this.broken) throw this.broken
       const { refs, rows, ours } = shardRefs(this.grid, dataset, opts.batchSize ?? this.opts.batchSize ?? 256)
       run = new PoolRun(refs, rows?.reduce((a, b) => a + b, 0), opts, (s) => { stream.push(s); wake?.() })
       this.current = run
+      this.replacements = 0
       try {
         for (const a of this.actors) this.feed(a)
         await run.finished
@@ -158,16 +166,18 @@ export class ScoringPool {
       }
     }).finally(() => { finished = true; wake?.() })
     this.queue = result.catch(() => undefined)
-    return Object.assign(result, {
-      cancel: () => run?.fail(new CancelledError('the scoring run was cancelled')),
-      async *[Symbol.asyncIterator]() {
-        let i = 0
+    const cancel = () => { cancelled = true; run?.fail(new CancelledError('the scoring run was cancelled')) }
+    return withStream(result, cancel, async function* () {
+      let i = 0
+      try {
         for (;;) {
           while (i < stream.length) yield stream[i++]
           if (finished) { await result; if (i >= stream.length) return; continue }
           await new Promise<void>((r) => { wake = r })
         }
-      },
+      } finally {
+        if (!finished) cancel() // the loop was left early: the rest is not wanted
+      }
     })
   }
 
@@ -178,6 +188,8 @@ export class ScoringPool {
     for (const a of this.actors) if (!a.dead) { a.dead = true; this.grid.kill(a.handle) }
     this.current?.fail(new CancelledError('the scoring pool was closed'))
     this.grid.free(this.modelRef)
+    this.broken ??= new CancelledError('the scoring pool was closed')
+    for (const w of [...this.sizeWaiters]) w()
   }
 
   private start(): void {
@@ -192,6 +204,8 @@ export class ScoringPool {
       if (a.dead || this.closed) return
       if (peerVanished(e)) { this.retire(a); return }
       // The model does not load: every actor would fail the same way.
+      a.dead = true
+      this.grid.kill(a.handle)
       this.broken = Object.assign(new Error(`a scoring actor could not load the model: ${(e as Error)?.message ?? e}`), { cause: e })
       this.current?.fail(this.broken)
       for (const w of [...this.sizeWaiters]) w()
@@ -224,16 +238,20 @@ export class ScoringPool {
       run.contribution(a)
       this.grid.get(a.handle.score.remote(run.refs[index], index)).then((s) => {
         a.inFlight--
-        if (run.over) return
-        run.record(a, s, this.size)
-        this.feed(a)
+        if (!run.over) run.record(a, s, this.size)
+        this.feed(a) // the current run's, which may be a later one than this call's
       }, (e: unknown) => {
         a.inFlight--
-        if (run.over) return
-        run.retries++
-        if (peerVanished(e)) { run.attempts[index]--; run.todo.unshift(index); this.retire(a); return }
-        if (run.attempts[index] >= maxAttempts) { run.fail(e as Error); return }
-        run.todo.push(index)
+        if (peerVanished(e)) {
+          if (!run.over) { run.retries++; run.attempts[index]--; run.todo.unshift(index) }
+          this.retire(a)
+          return
+        }
+        if (!run.over) {
+          // A shard that cannot be read (lost, freed) or a model that throws on it: counted as an attempt.
+          if (run.attempts[index] >= maxAttempts) run.fail(e as Error)
+          else { run.retries++; run.todo.push(index) }
+        }
         for (const other of this.actors) this.feed(other)
       })
     }
@@ -256,8 +274,15 @@ export function scoreDataset(grid: Grid, dataset: Dataset, model: ModelSource, o
     return { run: pool.score(dataset, opts) }
   })()
   const result = started.then(({ run }) => run).finally(() => pool?.close())
-  return Object.assign(result, {
-    cancel: () => { cancelled = true; void started.then(({ run }) => run.cancel(), () => undefined) },
-    async *[Symbol.asyncIterator]() { yield* (await started).run },
-  })
+  const cancel = () => { cancelled = true; void started.then(({ run }) => run.cancel(), () => undefined) }
+  return withStream(result, cancel, async function* () { yield* (await started).run })
+}
+
+/**
+ * A run as a promise that can also be iterated. Its rejection is marked handled, so a caller
+ * who only iterates (and gets the error from the loop) does not also get an unhandled rejection.
+ */
+function withStream(result: Promise<ScoringResult>, cancel: () => void, stream: () => AsyncGenerator<ShardScore>): ScoringRun {
+  result.catch(() => undefined)
+  return Object.assign(result, { cancel, [Symbol.asyncIterator]: stream })
 }

@@ -51,6 +51,8 @@ export function colonyMl(platform: MlPlatform): ColonyMl {
       const backend = ortBackend(opts)
       const provider = PROVIDER[backend]
       if (!provider) throw new TypeError(`unknown onnxruntime backend '${backend}' (use wasm, webgpu or native)`)
+      // onnxruntime-node would open a path itself, outside the executor's sandbox.
+      if (backend === 'native' && typeof model === 'string') throw new TypeError('the native backend takes the model\'s bytes, not a path or URL')
       const key = `${typeof model === 'string' ? `url:${model}` : `sha256:${await platform.sha256Hex(model)}`}|${backend}`
       let s = sessions.get(key)
       if (!s) {

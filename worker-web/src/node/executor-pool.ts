@@ -18,6 +18,12 @@ export interface NodeExecutorOptions {
   executors: number
   /** Heap cap of each executor, in MB. */
   memoryMb?: number
+  /**
+   * Let executors use onnxruntime-node where it is installed. It is a native addon, and
+   * executors that may load addons are not sandboxed from native code: only for peers that
+   * run trusted jobs.
+   */
+  nativeMl?: boolean
   log?: (line: string) => void
 }
 
@@ -64,13 +70,14 @@ export class NodeExecutorPool extends ExecutorPoolBase {
 
   protected spawn(cb: SpawnCallbacks): ExecutorHandle {
     const ml = this.ml!
-    const readable = [this.sandbox, ml.dir, ...ml.ortNodeReadable]
+    const native = this.opts.nativeMl && ml.ortNodeDir ? ml : undefined
+    const readable = [this.sandbox, ml.dir, ...(native?.ortNodeReadable ?? [])]
     // Arguments: where `colony.ml` finds its runtimes (see executor-main.ts).
-    const child = fork(this.script!, [ml.dir, ml.ortNodeDir ?? ''], {
+    const child = fork(this.script!, [ml.dir, native?.ortNodeDir ?? ''], {
       execArgv: [
         '--experimental-permission', ...readable.map((dir) => `--allow-fs-read=${dir}`),
-        // onnxruntime-node is a native addon; it is the only one an executor can read.
-        ...(ml.ortNodeDir ? ['--allow-addons'] : []),
+        // Only with --native-ml: addons run native code, which the permission model does not confine.
+        ...(native ? ['--allow-addons'] : []),
         `--max-old-space-size=${this.opts.memoryMb ?? 1024}`, '--enable-source-maps', '--no-warnings',
       ],
       serialization: 'advanced',

@@ -1,10 +1,11 @@
 /**
  * The files a Node peer's sandboxed executors read for `colony.ml`: the runtimes bundled
- * into one module, and their wasm. Built once per machine and version into a private
+ * into one module, and their wasm. Built once per user, machine and version into a private
  * temp folder, which executors may read (and nothing else outside their sandbox).
- * onnxruntime-node is used where it is installed; it is not a dependency (it is ~300 MB).
+ * onnxruntime-node is used where it is installed and the peer opts in (`--native-ml`);
+ * it is not a dependency (it is ~300 MB).
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir, userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -54,18 +55,40 @@ async function build(dir: string): Promise<void> {
 
 export function hasOrtNode(): boolean { return !!findOrtNode().ortNodeDir }
 
+/**
+ * This user's private cache folder (0700): built files that every executor loads must not be
+ * writable, or replaceable through a symlink, by anyone else on the machine.
+ */
+function privateCache(): string {
+  const base = join(tmpdir(), `colony-ml-${userInfo().uid}`)
+  try { mkdirSync(base, { mode: 0o700 }) } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e }
+  const st = lstatSync(base)
+  const uid = process.getuid?.()
+  if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
+    // Someone else made it, or opened it up: build in a fresh private folder instead.
+    return mkdtempSync(join(tmpdir(), 'colony-ml-'))
+  }
+  return base
+}
+
+const STAMP = '.complete'
 let ready: Promise<MlFiles> | undefined
 
+/** The ML folder, built on first use: one per user, machine and version of the runtimes and of Colony. */
 export function mlFiles(): Promise<MlFiles> {
   return ready ??= (async () => {
-    const dir = join(tmpdir(), `colony-ml-${userInfo().uid}-tfjs${version('@tensorflow/tfjs')}-ort${version('onnxruntime-web')}`)
-    if (!existsSync(join(dir, 'ml.mjs'))) {
+    const cache = privateCache()
+    const dir = join(cache, `tfjs${version('@tensorflow/tfjs')}-ort${version('onnxruntime-web')}-colony${version('@colony/worker-web')}`)
+    if (!existsSync(join(dir, STAMP))) {
       // Built aside and renamed into place, so peers starting together never see half a folder.
       const part = mkdtempSync(`${dir}.part-`)
       await build(part)
-      mkdirSync(dirname(dir), { recursive: true })
-      try { renameSync(part, dir) } catch { rmSync(part, { recursive: true, force: true }) /* another peer won */ }
+      writeFileSync(join(part, STAMP), '')
+      try { renameSync(part, dir) } catch {
+        if (existsSync(join(dir, STAMP))) rmSync(part, { recursive: true, force: true }) // another peer won
+        else { rmSync(dir, { recursive: true, force: true }); renameSync(part, dir) } // a half-deleted leftover
+      }
     }
-    return { dir, ...findOrtNode() }
+    return { dir: realpathSync(dir), ...findOrtNode() }
   })()
 }

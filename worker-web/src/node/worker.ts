@@ -25,6 +25,8 @@ export interface NodeWorkerOptions {
   iceRelayOnly?: boolean
   /** The cap on object bytes this peer holds; default 2048 MB. */
   storeMb?: number
+  /** Executors may use onnxruntime-node (a native addon: weaker sandbox, for trusted jobs only). */
+  nativeMl?: boolean
   /** How long a data channel may take to connect before the relay is used; default 5000. */
   rtcConnectTimeoutMs?: number
   log?: (line: string) => void
@@ -32,7 +34,7 @@ export interface NodeWorkerOptions {
 
 export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
   const executors = opts.executors ?? Math.max(1, availableParallelism() - 1)
-  const pool = new NodeExecutorPool({ executors, memoryMb: opts.memoryMb, log: opts.log })
+  const pool = new NodeExecutorPool({ executors, memoryMb: opts.memoryMb, nativeMl: opts.nativeMl, log: opts.log })
   const downloads = new Map<string, Promise<string>>()
   const bundleUrl = (hash: string): Promise<string> => {
     let p = downloads.get(hash)
@@ -57,7 +59,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
   const peer = new Peer({
     url: opts.url, token: opts.token, role: 'worker', kind: 'node', webSocket: nodeWebSocket,
     // 'ort-native': onnxruntime-node is installed here, so tasks may ask for `colony.ml.session(m, { backend: 'native' })`.
-    capabilities: ['node', 'wasm', ...(hasOrtNode() ? ['ort-native'] : []), ...(opts.capabilities ?? [])],
+    capabilities: ['node', 'wasm', ...(opts.nativeMl && hasOrtNode() ? ['ort-native'] : []), ...(opts.capabilities ?? [])],
     resources: { cpu: executors },
     executors: pool, bundleUrl, log: opts.log, storeBytes: (opts.storeMb ?? 2048) * 1024 * 1024,
     dataPlane: opts.p2p === false ? undefined : {
