@@ -6,11 +6,12 @@
  */
 import { createHmac } from 'node:crypto'
 import {
-  grantPayload, CancelledError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, decodeValue, newJobId, returnId, serializeError,
+  grantPayload, CancelledError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
   type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony/shared'
 import { PeerSession, type PeerSocket } from './peer-session.js'
+import { Reputations, largestAgreement, type Vote } from './quorum.js'
 import { allFull, pickPeer } from './scheduler.js'
 import type { ActorRow, ControlStore, JobRow } from './store/types.js'
 
@@ -40,6 +41,10 @@ interface TaskRec {
   /** When its last attempt started and when it ended (ms since the epoch), for timelines. */
   startedAt?: number
   endedAt?: number
+  /** A task with `replicas`: it never runs itself; its replicas do, and their results are judged (quorum.ts). */
+  quorum?: { replicas: string[]; need: number; max: number }
+  /** A replica: the task it runs for. */
+  replicaOf?: string
 }
 
 type ObjState = 'pending' | 'ready' | 'error'
@@ -101,6 +106,9 @@ export interface Counters {
   tasksFinished: number
   tasksRetried: number
   badMessages: number
+  /** Replica results that disagreed with an accepted quorum. */
+  quorumDisagreements: number
+  peersQuarantined: number
 }
 
 function emptyCounts(): Record<TaskState, number> {
@@ -113,7 +121,9 @@ export class Control {
   readonly objects = new Map<string, ObjRec>()
   readonly actors = new Map<string, ActorRec>()
   readonly jobs = new Map<string, JobRec>()
-  readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0 }
+  readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0, quorumDisagreements: 0, peersQuarantined: 0 }
+  readonly reputations = new Reputations()
+  private readonly judgeLater = new Set<TaskRec>()
   private ready: string[] = []
   private readyHead = 0
   private relays = new Map<number, Relay>()
@@ -158,6 +168,8 @@ export class Control {
     if (stale) { stale.socket.close(4000, 'replaced by a newer connection'); this.peerLost(stale, 'reconnected') }
     const s = new PeerSession(id, socket)
     s.kind = m.kind
+    s.reputation = this.reputations.score(id)
+    s.quarantined = this.reputations.quarantined(id)
     s.role = m.role
     s.capabilities = new Set(m.capabilities)
     s.p2p = !!m.p2p
@@ -413,8 +425,113 @@ export class Control {
     const runningOn = this.sessions.get(this.orphanRunning.get(t.id) ?? '')
     this.orphanRunning.delete(t.id)
     if (runningOn) { this.setState(t, 'ready'); this.claimRunning(runningOn, t.id, false); return t }
+    const k = spec.opts.replicas ?? 1
+    if (k > 1 && !spec.actor && !spec.createsActor && !main) {
+      t.quorum = { replicas: [], need: Math.min(k, spec.opts.quorum ?? Math.floor(k / 2) + 1), max: k + 2 }
+      for (let i = 0; i < k; i++) this.addReplica(t)
+    }
     this.enqueue(t)
     return t
+  }
+
+  // ------------------------------------------------------------------ quorum (replicas)
+
+  /** One more run of a replicated task, on a peer none of its other replicas used. */
+  private addReplica(main: TaskRec): void {
+    const q = main.quorum!
+    const { replicas: _k, quorum: _q, compare: _c, ...opts } = main.spec.opts
+    const r = this.addTask(this.jobs.get(main.job)!, { ...main.spec, id: `${main.id}~${q.replicas.length}`, name: `${main.spec.name}~${q.replicas.length}`, opts }, false)
+    r.replicaOf = main.id
+    q.replicas.push(r.id)
+  }
+
+  /** Is there a worker none of the task's replicas used, to break a tie? (Else it would wait for one forever.) */
+  private anotherPeerFor(main: TaskRec): boolean {
+    const used = new Set<string>()
+    for (const id of main.quorum!.replicas) { const r = this.tasks.get(id); const at = r?.peer ?? r?.ranOn; if (at) used.add(at) }
+    for (const s of this.sessions.values()) if (s.role === 'worker' && !s.closed && !s.quarantined && !used.has(s.id)) return true
+    return false
+  }
+
+  /** Where a replica's siblings run or ran. */
+  private siblingPeers(r: TaskRec): Set<string> {
+    const out = new Set<string>()
+    for (const id of this.tasks.get(r.replicaOf!)?.quorum?.replicas ?? []) {
+      const sib = this.tasks.get(id)
+      const at = sib && id !== r.id ? sib.peer ?? sib.ranOn : undefined
+      if (at) out.add(at)
+    }
+    return out
+  }
+
+  private resultsOf(t: TaskRec): ResultOut[] {
+    return Array.from({ length: t.spec.opts.numReturns ?? 1 }, (_, i) => {
+      const o = this.objects.get(returnId(t.id, i))!
+      return { size: o.size, inline: o.inline, hash: o.hash }
+    })
+  }
+
+  /** After a replica ends: accept a result a quorum agrees on, run another replica, or give up. */
+  private judge(main: TaskRec): void {
+    const q = main.quorum!
+    const replicas = q.replicas.map((id) => this.tasks.get(id)!)
+    if (TERMINAL.has(main.state)) {
+      for (const r of replicas) if (!TERMINAL.has(r.state)) this.cancelTask(r, 'its task is decided')
+      return
+    }
+    // A replica's vote: its results, or the error its own code threw. A vanished peer does not vote.
+    const votes: Vote[] = []
+    for (const r of replicas) {
+      if (r.state === 'finished') votes.push({ replica: r.id, peer: r.ranOn ?? '', results: this.resultsOf(r) })
+      else if (r.state === 'failed' && r.error?.type === 'TaskError' && r.ranOn) votes.push({ replica: r.id, peer: r.ranOn, error: r.error })
+    }
+    const agreeing = largestAgreement(votes, main.spec.opts.compare ?? {})
+    if (agreeing.length >= q.need) { this.accept(main, agreeing, votes); return }
+    const pending = replicas.filter((r) => !TERMINAL.has(r.state)).length
+    if (agreeing.length + pending >= q.need) return
+    if (q.replicas.length < q.max && this.anotherPeerFor(main)) { this.addReplica(main); return }
+    this.fail(main, serializeError(new TaskError(
+      `no quorum for task ${main.spec.name} (${main.id}): ${q.replicas.length} replicas, on peers ${[...new Set(votes.map((v) => v.peer))].join(', ')}, ` +
+      `gave results of which at most ${agreeing.length} agree; ${q.need} must${q.replicas.length < q.max ? ', and no other peer is there to ask' : ''}. If the results are floats from different backends, compare them with { tolerance }.`,
+      { taskId: main.id, taskName: main.spec.name })))
+  }
+
+  private accept(main: TaskRec, agreeing: Vote[], votes: Vote[]): void {
+    for (const v of votes) {
+      if (!v.peer) continue // ran before a coordinator restart: who ran it is not kept
+      if (agreeing.includes(v)) { this.reputations.agreed(v.peer); continue }
+      this.counters.quorumDisagreements++
+      const held = this.reputations.disagreed(v.peer)
+      this.opts.log(`peer ${v.peer} disagreed with the quorum on ${main.spec.name} (${main.id}); reputation ${this.reputations.score(v.peer).toFixed(2)}${held ? ': quarantined' : ''}`)
+      if (held) this.counters.peersQuarantined++
+    }
+    for (const v of votes) this.syncReputation(v.peer)
+    const winner = agreeing[0]
+    if (winner.error) this.fail(main, { ...winner.error, taskId: main.id, taskName: main.spec.name })
+    else if (winner.results!.some((r) => !r.inline)) {
+      this.fail(main, serializeError(new TaskError(
+        `task ${main.spec.name} (${main.id}) has replicas, so its results must be small enough to keep in the coordinator (at most ${this.opts.limits.inlineMaxBytes} bytes each): return a summary or a digest, and keep big data in objects`,
+        { taskId: main.id, taskName: main.spec.name })))
+    } else this.finish(main, winner.results!)
+    for (const id of main.quorum!.replicas) {
+      const r = this.tasks.get(id)!
+      if (!TERMINAL.has(r.state)) this.cancelTask(r, 'its task is decided')
+      for (let i = 0; i < (r.spec.opts.numReturns ?? 1); i++) this.freeObject(returnId(r.id, i))
+    }
+  }
+
+  private syncReputation(peer: string): void {
+    const s = this.sessions.get(peer)
+    if (s) { s.reputation = this.reputations.score(peer); s.quarantined = this.reputations.quarantined(peer) }
+  }
+
+  /** An operator lets a quarantined peer work again. */
+  releasePeer(peer: string): boolean {
+    const was = this.reputations.quarantined(peer)
+    this.reputations.release(peer)
+    this.syncReputation(peer)
+    if (was) { this.opts.log(`peer ${peer} released from quarantine`); this.requestTick() }
+    return was
   }
 
   /** Counts unresolved dependencies, and queues the task when there are none. */
@@ -434,6 +551,7 @@ export class Control {
   }
 
   private makeReady(t: TaskRec): void {
+    if (t.quorum) { this.setState(t, 'running'); return } // its replicas run, not it
     this.setState(t, 'ready')
     if (t.spec.actor) { this.pumpLater.add(this.actors.get(t.spec.actor)!); this.requestTick(); return }
     this.ready.push(t.id)
@@ -448,6 +566,7 @@ export class Control {
     const wasDone = TERMINAL.has(t.state), nowDone = TERMINAL.has(state)
     t.state = state
     if (state === 'running') { t.startedAt = Date.now(); t.endedAt = undefined } else if (nowDone) t.endedAt = Date.now()
+    if (nowDone && t.replicaOf) { const main = this.tasks.get(t.replicaOf); if (main) { this.judgeLater.add(main); this.requestTick() } }
     // A task holds its arguments until it ends; a lineage re-run holds them again.
     if (wasDone !== nowDone) this.pinDeps(t, nowDone ? -1 : 1)
   }
@@ -463,12 +582,14 @@ export class Control {
 
   /** Objects their owner let go: disposed of now, or once the last task that needs them ends. */
   private free(s: PeerSession, ids: string[]): void {
-    for (const id of ids) {
-      const o = this.objects.get(id)
-      if (!o || o.freed || !s.canRead(o.job)) continue
-      o.freed = true
-      if (o.pins === 0) this.dispose(o)
-    }
+    for (const id of ids) if (s.canRead(this.objects.get(id)?.job ?? '')) this.freeObject(id)
+  }
+
+  private freeObject(id: string): void {
+    const o = this.objects.get(id)
+    if (!o || o.freed) return
+    o.freed = true
+    if (o.pins === 0) this.dispose(o)
   }
 
   /** Forgets an object's bytes everywhere; a later read gets a clear ObjectLostError. */
@@ -562,8 +683,14 @@ export class Control {
       this.unassign(t)
       other?.send({ t: 'cancelTask', task: t.id, reason: 'a result was already recorded' })
     }
+    this.finish(t, results, s)
+  }
+
+  /** Records a task's results: from the peer `s` that ran it, or (no `s`) a quorum's inline ones. */
+  private finish(t: TaskRec, results: ResultOut[], s?: PeerSession): void {
+    const n = t.spec.opts.numReturns ?? 1
     this.setState(t, 'finished')
-    s.tasksDone++
+    if (s) s.tasksDone++
     this.counters.tasksFinished++
     if (n === 1 && results[0].inline) this.opts.store.finishTask(t.id, t.attempts, { size: results[0].size, inline: results[0].inline })
     else this.opts.store.setTaskState(t.id, 'finished', t.attempts)
@@ -573,7 +700,7 @@ export class Control {
       o.size = r.size
       o.error = undefined
       if (r.inline) o.inline = r.inline
-      else { this.addLocation(o, s); o.hash = r.hash }
+      else { this.addLocation(o, s!); o.hash = r.hash }
       if (n > 1 || !r.inline) this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline, hash: o.hash })
       this.objectReady(o, 'ready')
       if (o.freed && o.pins === 0) this.dispose(o)
@@ -581,7 +708,7 @@ export class Control {
     if (t.spec.createsActor) {
       const a = this.actors.get(t.id)!
       a.state = 'alive'
-      this.host(a, s)
+      this.host(a, s!)
     }
     if (t.spec.actor) { const a = this.actors.get(t.spec.actor)!; a.inflight.delete(t.id); this.pumpLater.add(a) }
     if (t.main) this.endBundleJob(this.jobs.get(t.job)!, 'finished')
@@ -937,6 +1064,7 @@ export class Control {
 
   cancelTask(t: TaskRec, reason: string): void {
     if (TERMINAL.has(t.state)) return
+    for (const id of t.quorum?.replicas ?? []) { const r = this.tasks.get(id); if (r) this.cancelTask(r, reason) }
     if (t.state === 'running' && t.peer) this.sessions.get(t.peer)?.send({ t: 'cancelTask', task: t.id, reason })
     if (t.spec.createsActor) {
       const a = this.actors.get(t.id)
@@ -1116,6 +1244,7 @@ export class Control {
     if (this.closed) return
     // Actors are pumped here, never mid-frame: a reconnecting peer's replayed results must land first.
     if (!this.reconcileUntil) {
+      for (const m of this.judgeLater) { this.judgeLater.delete(m); this.judge(m) }
       for (const a of this.pumpLater) this.pumpActor(a)
       this.pumpLater.clear()
       this.schedule()
@@ -1150,7 +1279,8 @@ export class Control {
       if (t.spec.deps.some((d) => this.objects.get(d)?.state !== 'ready')) { this.enqueue(t); continue }
       const held = this.heldBytes(t)
       // An actor keeps its resources for life, so it is placed only where they are free now (no pipelining).
-      const peer = pickPeer({ resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held }, workers(), t.spec.createsActor ? NO_PIPELINE : depth)
+      const avoid = t.replicaOf ? this.siblingPeers(t) : undefined
+      const peer = pickPeer({ resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held, avoid }, workers(), t.spec.createsActor ? NO_PIPELINE : depth)
       if (!peer) { skipped.push(t.id); continue }
       this.assign(t, peer, true)
     }
@@ -1214,6 +1344,17 @@ export class Control {
       if (t.spec.actor) this.actors.get(t.spec.actor)?.queue.push(t.id)
       this.pinDeps(t, 1)
       unfinished.push(t)
+    }
+    // Replicas are tasks `<task>~<n>`: give them back to their task, which judges them again.
+    for (const t of this.tasks.values()) {
+      const cut = t.id.lastIndexOf('~')
+      const main = cut > 0 ? this.tasks.get(t.id.slice(0, cut)) : undefined
+      if (!main || (main.spec.opts.replicas ?? 1) <= 1) continue
+      const k = main.spec.opts.replicas!
+      main.quorum ??= { replicas: [], need: Math.min(k, main.spec.opts.quorum ?? Math.floor(k / 2) + 1), max: k + 2 }
+      main.quorum.replicas[Number(t.id.slice(cut + 1))] = t.id
+      t.replicaOf = main.id
+      if (!TERMINAL.has(main.state)) this.judgeLater.add(main)
     }
     for (const t of unfinished) { t.restored = true; this.setState(t, 'waiting'); this.enqueue(t) }
     // Drivers too: they hold the bytes of their large put objects.

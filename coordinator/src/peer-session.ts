@@ -15,6 +15,9 @@ export class PeerSession {
   kind: PeerKind = 'node'
   /** Takes no new tasks (a hidden tab). */
   paused = false
+  /** Its results disagreed with quorums too often (quorum.ts): it gets no work. */
+  quarantined = false
+  reputation = 1
   /** It can open WebRTC data channels. */
   p2p = false
   /** This session's secret: grants to read objects held here are signed with it. */
@@ -90,7 +93,7 @@ export class PeerSession {
     return {
       objects: this.holds.size, bytesHeld,
       id: this.id, kind: this.kind, role: this.role, capabilities: [...this.capabilities], resources: this.resources,
-      load: Math.round(this.load() * 100) / 100, running: this.tasks.size, paused: this.paused, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
+      load: Math.round(this.load() * 100) / 100, running: this.tasks.size, paused: this.paused, reputation: Math.round(this.reputation * 100) / 100, quarantined: this.quarantined, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
     }
   }
 }

@@ -5,6 +5,8 @@ export interface Placement {
   capabilities: string[]
   /** Bytes of this task's non-inline arguments held by each peer. */
   heldBytes?: Map<string, number>
+  /** Peers it must not go to (where its other replicas run or ran). */
+  avoid?: ReadonlySet<string>
 }
 
 /** How many tasks per unit of `cpu` a peer may hold (running plus queued there). */
@@ -21,8 +23,8 @@ export function pickPeer(p: Placement, peers: Iterable<PeerSession>, depth: Dept
   let bestHeld = -1
   let bestLoad = Infinity
   for (const peer of peers) {
-    if (peer.role !== 'worker' || peer.closed || peer.paused) continue
-    if (!fits(p, peer, depth(peer))) continue
+    if (peer.role !== 'worker' || peer.closed || peer.paused || peer.quarantined) continue
+    if (p.avoid?.has(peer.id) || !fits(p, peer, depth(peer))) continue
     const held = p.heldBytes?.get(peer.id) ?? 0
     const load = peer.load()
     if (held > bestHeld || (held === bestHeld && load < bestLoad)) { best = peer; bestHeld = held; bestLoad = load }
@@ -45,7 +47,7 @@ function fits(p: Placement, peer: PeerSession, depth: number): boolean {
 /** True when no worker has any cpu left: the scheduler can stop scanning its queue. */
 export function allFull(peers: Iterable<PeerSession>, depth: DepthOf): boolean {
   for (const peer of peers) {
-    if (peer.role === 'worker' && !peer.closed && !peer.paused && (peer.used.cpu ?? 0) < (peer.resources.cpu ?? 0) * depth(peer)) return false
+    if (peer.role === 'worker' && !peer.closed && !peer.paused && !peer.quarantined && (peer.used.cpu ?? 0) < (peer.resources.cpu ?? 0) * depth(peer)) return false
   }
   return true
 }

@@ -131,6 +131,14 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     return hash
   }
 
+  // An operator lets a quarantined peer work again.
+  app.post('/api/peers/:id/release', (c) => {
+    needRole(c, ['driver'])
+    const id = c.req.param('id')
+    if (!control.sessions.has(id) && !control.reputations.quarantined(id)) throw new HttpNotFound(`no peer ${id}`)
+    return c.json({ peer: id, released: control.releasePeer(id) })
+  })
+
   app.post('/api/jobs', async (c) => {
     const { bundle, name, args } = await bundleBody(c, '{ "bundle": "<ES module source>", "name"?: string, "args"?: [] }')
     if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
@@ -201,6 +209,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       `colony_duplicate_results_total ${k.duplicateResults}`,
       `colony_relayed_bytes_total ${k.relayedBytes}`,
       `colony_bad_messages_total ${k.badMessages}`,
+      `colony_quorum_disagreements_total ${k.quorumDisagreements}`,
+      `colony_peers_quarantined_total ${k.peersQuarantined}`,
     ]
     return c.text(lines.join('\n') + '\n')
   })

@@ -28,6 +28,16 @@ export interface TaskOptions {
   /** The peer ends the task (and its executor) past this. */
   timeoutMs?: number
   numReturns?: number
+  /**
+   * Run the task on this many distinct peers and accept a result only when `quorum` of them
+   * agree (volunteers may answer wrong). Peers that disagree with an accepted result lose
+   * reputation. Not for actors. Default 1.
+   */
+  replicas?: number
+  /** How many replicas must agree; default: a majority of `replicas`. */
+  quorum?: number
+  /** How replicas' results are compared: equal bytes by default, or numbers within `tolerance`. */
+  compare?: { tolerance?: number }
 }
 
 /** A function a job can call: an inline source, or an export of the job's bundle. */
@@ -191,6 +201,10 @@ export interface PeerInfo {
   load: number
   running: number
   paused: boolean
+  /** 1 to start; it drops when the peer's results disagree with a quorum of other peers'. */
+  reputation: number
+  /** Below the reputation threshold: no more work until an operator releases it. */
+  quarantined: boolean
   tasksDone: number
   connectedAt: number
   /** Objects whose bytes this peer holds (not counting small ones, which live in the coordinator). */

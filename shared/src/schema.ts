@@ -23,6 +23,9 @@ const taskOptions = z.object({
   maxRestarts: count.max(1000).optional(),
   timeoutMs: z.number().positive().finite().optional(),
   numReturns: z.number().int().min(1).max(1000).optional(),
+  replicas: z.number().int().min(1).max(9).optional(),
+  quorum: z.number().int().min(1).max(9).optional(),
+  compare: z.object({ tolerance: z.number().nonnegative().finite().optional() }).optional(),
 })
 
 const taskSpec = z.object({

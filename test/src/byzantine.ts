@@ -1,0 +1,36 @@
+/**
+ * A hostile peer for tests and the chaos run: it joins with the join token and speaks the
+ * real protocol, but answers every task it is given with a wrong value.
+ */
+import WebSocket from 'ws'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeValue } from '@colony/shared'
+
+export interface ByzantinePeer { id: string; tasksAnswered: number; close(): void }
+
+export async function byzantinePeer(g: { url: string; joinToken: string }, wrong: unknown = 666): Promise<ByzantinePeer> {
+  const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
+  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
+  let ping: ReturnType<typeof setInterval> | undefined
+  const peer = { id: '', tasksAnswered: 0, close: () => { clearInterval(ping); ws.close() } }
+  const welcomed = new Promise<void>((resolve) => {
+    ws.on('message', (data: Buffer) => {
+      const out: unknown[] = []
+      for (const m of decodeFrame(data) as Record<string, unknown>[]) {
+        if (m.t === 'welcome') {
+          peer.id = m.peerId as string
+          ping = setInterval(() => ws.send(encodeFrame([{ t: 'ping' }])), m.pingMs as number)
+          resolve()
+        } else if (m.t === 'run') {
+          const spec = m.spec as { id: string }
+          const inline = encodeValue(wrong)
+          peer.tasksAnswered++
+          out.push({ t: 'done', task: spec.id, attempt: m.attempt, results: [{ size: inline.length, inline }], ms: 1 })
+        }
+      }
+      if (out.length) ws.send(encodeFrame(out))
+    })
+  })
+  ws.send(encodeFrame([{ t: 'hello', v: PROTOCOL_VERSION, token: g.joinToken, kind: 'node', role: 'worker', capabilities: ['node', 'wasm'], resources: { cpu: 2 } }]))
+  await welcomed
+  return peer
+}
