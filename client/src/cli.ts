@@ -17,6 +17,7 @@ const HELP = `colony: a volunteer compute grid
   colony worker   --url URL --token JOIN_TOKEN [--executors N] [--capabilities a,b] [--relay] [--ice-relay-only] [--rtc-bind ADDR] [--store-mb 2048] [--native-ml]
   colony submit   job.ts [--url URL] [--token SUBMIT_TOKEN] [--args '[1,2]'] [--name NAME]
   colony status   [job-id] [--url URL] [--token SUBMIT_TOKEN]
+  colony token    create --role submit|join [--label L] | list | revoke ID    (with the operator's submit token)
 
 URL and tokens default to $COLONY_URL (else http://127.0.0.1:8787) and $COLONY_TOKEN /
 $COLONY_JOIN_TOKEN, else to ./.colony/tokens.json, which 'colony start' writes.`
@@ -60,9 +61,16 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   }
   const heartbeatTimeoutMs = num(process.env.COLONY_HEARTBEAT_TIMEOUT_MS, 'COLONY_HEARTBEAT_TIMEOUT_MS')
   const maxBundleBytes = num(process.env.COLONY_MAX_BUNDLE_BYTES, 'COLONY_MAX_BUNDLE_BYTES')
+  const maxMessagesPerSecond = num(process.env.COLONY_MAX_MSGS_PER_S, 'COLONY_MAX_MSGS_PER_S')
+  const quotas = Object.fromEntries(Object.entries({
+    maxPeersPerToken: num(process.env.COLONY_MAX_PEERS_PER_TOKEN, 'COLONY_MAX_PEERS_PER_TOKEN'),
+    maxTasksPerJob: num(process.env.COLONY_MAX_TASKS_PER_JOB, 'COLONY_MAX_TASKS_PER_JOB'),
+    maxObjectsPerJob: num(process.env.COLONY_MAX_OBJECTS_PER_JOB, 'COLONY_MAX_OBJECTS_PER_JOB'),
+    maxArgBytes: num(process.env.COLONY_MAX_ARG_BYTES, 'COLONY_MAX_ARG_BYTES'),
+  }).filter(([, v]) => v !== undefined))
   const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes,
+    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, quotas,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
@@ -213,9 +221,29 @@ async function cmdStatus(args: string[]): Promise<void> {
   }
 }
 
+/** `colony token create --role submit|join [--label L]`, `colony token list`, `colony token revoke ID` (the operator's token). */
+async function cmdToken(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
+    url: { type: 'string' }, token: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' },
+  } })
+  const { url, token } = target(values)
+  const [action, id] = positionals
+  if (action === 'create') {
+    if (values.role !== 'submit' && values.role !== 'join') fail('colony token create needs --role submit or --role join')
+    const made = await api(url, token, '/api/tokens', { method: 'POST', body: JSON.stringify({ role: values.role, label: values.label ?? '' }) }) as { token: string; id: string }
+    console.log(`${made.token}\n(id ${made.id}; revoke it with: colony token revoke ${made.id})`)
+  } else if (action === 'list') {
+    const list = await api(url, token, '/api/tokens') as { id: string; role: string; label: string; revoked: boolean; operator: boolean }[]
+    for (const t of list) console.log(`  ${t.id}  ${t.role.padEnd(6)} ${t.operator ? 'operator ' : ''}${t.revoked ? 'REVOKED ' : ''}${t.label}`)
+  } else if (action === 'revoke' && id) {
+    const r = await api(url, token, `/api/tokens/${id}`, { method: 'DELETE' }) as { peersDropped: number }
+    console.log(`revoked ${id}; ${r.peersDropped} connected peer(s) dropped`)
+  } else fail('usage: colony token create --role submit|join [--label L] | colony token list | colony token revoke ID')
+}
+
 const [cmd, ...rest] = process.argv.slice(2)
 const commands: Record<string, (a: string[]) => Promise<void>> = {
-  up: (a) => cmdStart(a, true), start: (a) => cmdStart(a, false), worker: cmdWorker, submit: cmdSubmit, status: cmdStatus,
+  up: (a) => cmdStart(a, true), start: (a) => cmdStart(a, false), worker: cmdWorker, submit: cmdSubmit, status: cmdStatus, token: cmdToken,
 }
 if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || rest.includes('--help')) { console.log(HELP); process.exit(cmd ? 0 : 2) }
 const run = commands[cmd]

@@ -6,7 +6,7 @@
  */
 import { createHmac } from 'node:crypto'
 import {
-  grantPayload, CancelledError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
+  grantPayload, CancelledError, LimitError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
   type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony/shared'
@@ -14,6 +14,7 @@ import { PeerSession, type PeerSocket } from './peer-session.js'
 import { Reputations, largestAgreement, type Vote } from './quorum.js'
 import { allFull, pickPeer } from './scheduler.js'
 import type { ActorRow, ControlStore, JobRow } from './store/types.js'
+import type { TokenGrant } from './tokens.js'
 
 const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
 const NO_RESOURCES: Record<string, number> = {}
@@ -74,6 +75,8 @@ interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; infl
 export type JobEvent = { type: 'log'; line: string } | { type: 'state'; job: JobInfo }
 
 interface JobRec extends JobRow {
+  /** Objects it has put (for maxObjectsPerJob). */
+  puts: number
   fns: Map<string, FnDef>
   tasks: string[]
   counts: Record<TaskState, number>
@@ -97,8 +100,22 @@ export interface ControlOptions {
   heartbeatTimeoutMs: number
   /** STUN/TURN servers handed to peers for the data plane. */
   iceServers: { urls: string | string[]; username?: string; credential?: string }[]
+  quotas: Quotas
   log: (line: string) => void
 }
+
+/** Counts and sizes at the boundary; past one, the sender gets a LimitError naming it, and nothing else is disturbed. */
+export interface Quotas {
+  /** Peers connected at once with one token. */
+  maxPeersPerToken: number
+  maxTasksPerJob: number
+  /** Objects a job puts. */
+  maxObjectsPerJob: number
+  /** A task's encoded arguments (large values travel as objects, so this bounds a misbehaving peer). */
+  maxArgBytes: number
+}
+
+export const DEFAULT_QUOTAS: Quotas = { maxPeersPerToken: 1000, maxTasksPerJob: 1_000_000, maxObjectsPerJob: 1_000_000, maxArgBytes: 4 * 1024 * 1024 }
 
 export interface Counters {
   relayedBytes: number
@@ -109,6 +126,8 @@ export interface Counters {
   /** Replica results that disagreed with an accepted quorum. */
   quorumDisagreements: number
   peersQuarantined: number
+  /** Messages dropped for coming faster than maxMessagesPerSecond. */
+  rateLimited: number
 }
 
 function emptyCounts(): Record<TaskState, number> {
@@ -121,7 +140,7 @@ export class Control {
   readonly objects = new Map<string, ObjRec>()
   readonly actors = new Map<string, ActorRec>()
   readonly jobs = new Map<string, JobRec>()
-  readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0, quorumDisagreements: 0, peersQuarantined: 0 }
+  readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0, quorumDisagreements: 0, peersQuarantined: 0, rateLimited: 0 }
   readonly reputations = new Reputations()
   private readonly judgeLater = new Set<TaskRec>()
   private ready: string[] = []
@@ -157,16 +176,22 @@ export class Control {
   // ------------------------------------------------------------------ peers
 
   /** Admits a peer after its hello. `tokenRole` is what its token allows. Throws AuthError. */
-  hello(socket: PeerSocket, m: HelloMsg, tokenRole: 'worker' | 'driver', newId: () => string): PeerSession {
-    if (m.role !== tokenRole) {
+  hello(socket: PeerSocket, m: HelloMsg, grant: TokenGrant, newId: () => string): PeerSession {
+    if (m.role !== grant.role) {
       throw new AuthError(m.role === 'driver'
         ? 'a join token cannot submit jobs: connect drivers with the submit token'
         : 'workers join with the join token, not the submit token')
     }
     let id = m.peerId && /^p_[0-9a-f]{4,32}$/.test(m.peerId) ? m.peerId : newId()
     const stale = this.sessions.get(id)
+    let sameToken = 0
+    for (const x of this.sessions.values()) if (x.tokenId === grant.id && x !== stale) sameToken++
+    if (sameToken >= this.opts.quotas.maxPeersPerToken) {
+      throw new LimitError('maxPeersPerToken', `${sameToken} peers are already connected with this token; the maxPeersPerToken limit is ${this.opts.quotas.maxPeersPerToken}`)
+    }
     if (stale) { stale.socket.close(4000, 'replaced by a newer connection'); this.peerLost(stale, 'reconnected') }
     const s = new PeerSession(id, socket)
+    s.tokenId = grant.id
     s.kind = m.kind
     s.reputation = this.reputations.score(id)
     s.quarantined = this.reputations.quarantined(id)
@@ -180,7 +205,7 @@ export class Control {
 
     if (m.role === 'driver') {
       const resumed = m.jobId ? this.jobs.get(m.jobId) : undefined
-      const job = resumed && resumed.state === 'running' ? resumed : this.createJob(m.name ?? 'driver')
+      const job = resumed && resumed.state === 'running' && resumed.owner === grant.id ? resumed : this.createJob(m.name ?? 'driver', grant.id)
       job.driverPeer = id
       s.jobId = job.id
     }
@@ -373,6 +398,18 @@ export class Control {
       if (existing.job === job.id) return // a replay after reconnect
       throw new ProtocolError(`task id ${spec.id} is taken`)
     }
+    // Past a quota the task is recorded as failed with a LimitError naming it, so its `get` says why.
+    const q = this.opts.quotas
+    const over = job.tasks.length >= q.maxTasksPerJob
+      ? new LimitError('maxTasksPerJob', `job ${job.id} has ${job.tasks.length} tasks; the maxTasksPerJob limit is ${q.maxTasksPerJob}. Task ${spec.name} (${spec.id}) was refused`)
+      : spec.args.length > q.maxArgBytes
+        ? new LimitError('maxArgBytes', `task ${spec.name} (${spec.id}) has ${spec.args.length} bytes of arguments; the maxArgBytes limit is ${q.maxArgBytes} (large values go as objects: grid.put)`)
+        : undefined
+    if (over) {
+      const t = this.addTask(job, { ...spec, args: new Uint8Array(0), deps: [], opts: { numReturns: spec.opts.numReturns } }, false)
+      this.fail(t, serializeError(over))
+      return
+    }
     if (spec.actor) {
       const a = this.actors.get(spec.actor)
       if (!a || a.job !== job.id) throw new ProtocolError(`unknown actor ${spec.actor} in job ${job.id}`)
@@ -523,6 +560,24 @@ export class Control {
   private syncReputation(peer: string): void {
     const s = this.sessions.get(peer)
     if (s) { s.reputation = this.reputations.score(peer); s.quarantined = this.reputations.quarantined(peer) }
+  }
+
+  /** A revoked token: its peers leave now. */
+  dropToken(tokenId: string): number {
+    let n = 0
+    for (const s of [...this.sessions.values()]) {
+      if (s.tokenId !== tokenId) continue
+      n++
+      s.socket.close(4401, 'token revoked')
+      this.peerLost(s, 'its token was revoked')
+    }
+    return n
+  }
+
+  /** Who may see a job over the HTTP API: the token that started it, and the operator's. */
+  jobVisible(jobId: string, grant: TokenGrant): boolean {
+    const job = this.jobs.get(jobId)
+    return !!job && (grant.operator || job.owner === grant.id)
   }
 
   /** An operator lets a quarantined peer work again. */
@@ -860,6 +915,7 @@ export class Control {
       if (existing.job === job.id) return // a replay
       throw new ProtocolError(`object id ${id} is taken`)
     }
+    if (++job.puts > this.opts.quotas.maxObjectsPerJob) throw new LimitError('maxObjectsPerJob', `job ${job.id} has put ${job.puts - 1} objects; the maxObjectsPerJob limit is ${this.opts.quotas.maxObjectsPerJob}. Object ${id} was refused`)
     if (!id.startsWith('o.')) throw new ProtocolError(`put ids start with 'o.' (got ${id})`)
     const o: ObjRec = { id, job: job.id, size, state: 'pending', locations: new Set(), pins: 0 }
     this.objects.set(id, o)
@@ -1101,10 +1157,10 @@ export class Control {
 
   // ------------------------------------------------------------------ jobs
 
-  private createJob(name: string, bundle?: string): JobRec {
+  private createJob(name: string, owner: string, bundle?: string): JobRec {
     const job: JobRec = {
-      id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle,
-      fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set(),
+      id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle, owner,
+      fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set(), puts: 0,
     }
     this.jobs.set(job.id, job)
     this.opts.store.putJob(this.jobRow(job))
@@ -1112,8 +1168,8 @@ export class Control {
   }
 
   /** A job from an uploaded bundle: its default export runs as the job's main task. */
-  createBundleJob(bundleHash: string, name: string, args: Uint8Array, opts: { resources?: Record<string, number>; capabilities?: string[] } = {}): JobRec {
-    const job = this.createJob(name, bundleHash)
+  createBundleJob(bundleHash: string, name: string, args: Uint8Array, owner: string, opts: { resources?: Record<string, number>; capabilities?: string[] } = {}): JobRec {
+    const job = this.createJob(name, owner, bundleHash)
     const def: FnDef = { id: `${bundleHash}#default`, kind: 'bundle', name: 'main', bundle: bundleHash, export: 'default' }
     job.fns.set(def.id, def)
     this.opts.store.putFn(job.id, def)
@@ -1126,7 +1182,7 @@ export class Control {
   }
 
   private jobRow(j: JobRec): JobRow {
-    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error }
+    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner }
   }
 
   private finishJob(job: JobRec, state: 'finished' | 'failed' | 'cancelled', err?: SerializedError): void {
@@ -1310,7 +1366,7 @@ export class Control {
   private loadFromStore(): void {
     const snap = this.opts.store.load()
     for (const row of snap.jobs) {
-      this.jobs.set(row.id, { ...row, fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set() })
+      this.jobs.set(row.id, { ...row, fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set(), puts: 0 })
     }
     for (const { job, def } of snap.fns) this.jobs.get(job)?.fns.set(def.id, def)
     for (const row of snap.objects) {

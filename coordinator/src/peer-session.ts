@@ -17,6 +17,8 @@ export class PeerSession {
   paused = false
   /** Its results disagreed with quorums too often (quorum.ts): it gets no work. */
   quarantined = false
+  /** The id of the token it joined with (for limits, and to drop it when the token is revoked). */
+  tokenId = ''
   reputation = 1
   /** It can open WebRTC data channels. */
   p2p = false

@@ -13,12 +13,12 @@ import {
   AuthError, ColonyError, DEFAULT_LIMITS, LimitError, ProtocolError, decodeFrame, encodeFrame, encodeValue, newPeerId,
   parsePeerMessage, type ErrorMsg, type HelloMsg, type Limits,
 } from '@colony/shared'
-import { Control } from './control.js'
+import { Control, DEFAULT_QUOTAS, type Quotas } from './control.js'
 import type { PeerSession, PeerSocket } from './peer-session.js'
 import { MemoryStore } from './store/memory.js'
 import { SqliteStore } from './store/sqlite.js'
 import type { ControlStore } from './store/types.js'
-import { resolveTokens, roleOf, type Tokens } from './tokens.js'
+import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
 import { jsonSafe } from './json-safe.js'
 import { servePages } from './pages.js'
 
@@ -45,6 +45,9 @@ export interface CoordinatorOptions {
   webRoots?: string[]
   /** Bad messages tolerated on one connection before it is closed. */
   maxBadMessages?: number
+  /** Messages one connection may send per second (bursts of twice that); past it, they are dropped with a LimitError. */
+  maxMessagesPerSecond?: number
+  quotas?: Partial<Quotas>
   log?: (line: string) => void
 }
 
@@ -72,7 +75,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const dataDir = opts.dataDir ?? join(process.cwd(), '.colony')
   const store: ControlStore = typeof opts.store === 'object' ? opts.store
     : opts.store === 'memory' ? new MemoryStore() : new SqliteStore(join(dataDir, 'colony.db'))
-  const tokens = resolveTokens(store.kind === 'sqlite' ? dataDir : undefined, opts.tokens)
+  const registry = new TokenRegistry(store.kind === 'sqlite' ? dataDir : undefined, opts.tokens)
+  const tokens = registry.main
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits }
   const maxBundleBytes = opts.maxBundleBytes ?? 8 * 1024 * 1024
   const maxBad = opts.maxBadMessages ?? 20
@@ -84,7 +88,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     reconcileMs: opts.reconcileMs ?? 5000,
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
     iceServers: opts.iceServers ?? [],
+    quotas: { ...DEFAULT_QUOTAS, ...opts.quotas },
   })
+  const maxRate = opts.maxMessagesPerSecond ?? 200_000
 
   const app = new Hono()
   const { injectWebSocket, upgradeWebSocket, wss } = createNodeWebSocket({ app })
@@ -101,11 +107,33 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}` } }, 404))
 
-  const needRole = (c: Context, allowed: ('driver' | 'worker')[]): void => {
-    const role = roleOf(tokens, bearer(c))
-    if (!role) throw new AuthError('missing or wrong token: send "Authorization: Bearer <token>" (colony start prints the tokens)')
-    if (!allowed.includes(role)) throw new AuthError(`this needs the ${allowed.includes('driver') ? 'submit' : 'join'} token`)
+  const needRole = (c: Context, allowed: ('driver' | 'worker')[]): TokenGrant => {
+    const grant = registry.check(bearer(c))
+    if (!grant) throw new AuthError('missing, wrong or revoked token: send "Authorization: Bearer <token>" (colony start prints the tokens)')
+    if (!allowed.includes(grant.role)) throw new AuthError(`this needs the ${allowed.includes('driver') ? 'submit' : 'join'} token`)
+    return grant
   }
+  const needOperator = (c: Context): TokenGrant => {
+    const grant = needRole(c, ['driver'])
+    if (!grant.operator) throw new AuthError('this needs the operator\'s submit token (the one colony start prints)')
+    return grant
+  }
+
+  // Tokens: the operator makes one per user or machine, and revokes them.
+  app.get('/api/tokens', (c) => { needOperator(c); return c.json(registry.list()) })
+  app.post('/api/tokens', async (c) => {
+    needOperator(c)
+    const body = await c.req.json().catch(() => ({})) as { role?: unknown; label?: unknown }
+    if (body.role !== 'submit' && body.role !== 'join') throw new ProtocolError('the body must be { "role": "submit" | "join", "label"?: string }')
+    const made = registry.create(body.role, typeof body.label === 'string' ? body.label : '')
+    return c.json({ token: made.token, ...made.info }, 201)
+  })
+  app.delete('/api/tokens/:id', (c) => {
+    needOperator(c)
+    const info = registry.revoke(c.req.param('id'))
+    if (!info) throw new HttpNotFound(`no token ${c.req.param('id')} that can be revoked`)
+    return c.json({ ...info, peersDropped: control.dropToken(info.id) })
+  })
 
   app.get('/healthz', (c) => c.json({ ok: true, peers: control.sessions.size, store: store.kind, queued: control.queuedTasks() }))
 
@@ -140,10 +168,11 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
 
   app.post('/api/jobs', async (c) => {
+    const grant = needRole(c, ['driver'])
     const { bundle, name, args } = await bundleBody(c, '{ "bundle": "<ES module source>", "name"?: string, "args"?: [] }')
     if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
     const hash = storeBundle(bundle)
-    const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []))
+    const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []), grant.id)
     return c.json(jsonSafe(control.jobInfo(job.id)) as object, 201)
   })
   // A bundle whose exports a driver (the web IDE) calls as remote functions: peers import it by hash.
@@ -152,15 +181,17 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     return c.json({ hash: storeBundle(bundle) }, 201)
   })
 
+  // A job is seen only with the token that started it, or the operator's: another token gets 404, as if it did not exist.
   const jobOr404 = (c: Context) => {
-    needRole(c, ['driver'])
-    const info = control.jobInfo(c.req.param('id') ?? '')
-    if (!info) throw new HttpNotFound(`no job ${c.req.param('id')}`)
+    const grant = needRole(c, ['driver'])
+    const id = c.req.param('id') ?? ''
+    const info = control.jobVisible(id, grant) ? control.jobInfo(id) : undefined
+    if (!info) throw new HttpNotFound(`no job ${id}`)
     return info
   }
   app.get('/api/jobs', (c) => {
-    needRole(c, ['driver'])
-    return c.json([...control.jobs.keys()].map((id) => jsonSafe(control.jobInfo(id))))
+    const grant = needRole(c, ['driver'])
+    return c.json([...control.jobs.keys()].filter((id) => control.jobVisible(id, grant)).map((id) => jsonSafe(control.jobInfo(id))))
   })
   app.get('/api/jobs/:id', (c) => c.json(jsonSafe(jobOr404(c)) as object))
   app.delete('/api/jobs/:id', (c) => { jobOr404(c); return c.json(jsonSafe(control.cancelJob(c.req.param('id'))) as object) })
@@ -211,6 +242,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       `colony_bad_messages_total ${k.badMessages}`,
       `colony_quorum_disagreements_total ${k.quorumDisagreements}`,
       `colony_peers_quarantined_total ${k.peersQuarantined}`,
+      `colony_messages_rate_limited_total ${k.rateLimited}`,
     ]
     return c.text(lines.join('\n') + '\n')
   })
@@ -218,6 +250,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   app.get('/ws', upgradeWebSocket(() => {
     let session: PeerSession | undefined
     let bad = 0
+    // A token bucket per connection: maxRate messages a second, bursts of twice that.
+    let allowance = maxRate * 2, refilled = performance.now(), warnedAt = -Infinity
     let socket: PeerSocket
     const sendError = (err: ColonyError | Error, fatal: boolean) => {
       const m: ErrorMsg = { t: 'error', code: (err as ColonyError).code ?? 'INTERNAL', message: err.message, fatal }
@@ -245,6 +279,16 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
         try { raws = decodeFrame(bytes) } catch (e) {
           return reject(new ProtocolError(`malformed frame: ${(e as Error).message}`), 1007)
         }
+        const now = performance.now()
+        allowance = Math.min(maxRate * 2, allowance + ((now - refilled) / 1000) * maxRate)
+        refilled = now
+        if (allowance < raws.length) {
+          control.counters.rateLimited += raws.length
+          // Dropped whole, with one error a second: durable messages come back when the peer replays what was not acknowledged.
+          if (now - warnedAt > 1000) { warnedAt = now; sendError(new LimitError('maxMessageRate', `more than ${maxRate} messages a second from this connection: ${raws.length} were dropped`), false) }
+          return
+        }
+        allowance -= raws.length
         for (const raw of raws) {
           const parsed = parsePeerMessage(raw)
           if (!parsed.ok) {
@@ -257,10 +301,10 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
           const m = parsed.msg
           if (!session) {
             if (m.t !== 'hello') return reject(new ProtocolError('the first message must be hello'), 4400)
-            const role = roleOf(tokens, m.token)
-            if (!role) return reject(new AuthError('bad token: workers need the join token, drivers the submit token'), 4401)
-            try { session = control.hello(socket, m as HelloMsg, role, newPeerId) } catch (e) {
-              return reject(e instanceof ColonyError ? e : new ProtocolError(String(e)), 4401)
+            const grant = registry.check(m.token)
+            if (!grant) return reject(new AuthError('bad or revoked token: workers need a join token, drivers a submit token'), 4401)
+            try { session = control.hello(socket, m as HelloMsg, grant, newPeerId) } catch (e) {
+              return reject(e instanceof ColonyError ? e : new ProtocolError(String(e)), e instanceof LimitError ? 4413 : 4401)
             }
             continue
           }

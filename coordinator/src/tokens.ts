@@ -1,38 +1,86 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { newToken } from '@colony/shared'
 
+/** The two tokens `colony start` prints: the operator's submit token, and the join token. */
 export interface Tokens { submit: string; join: string }
 
-/**
- * Submit tokens (drivers) and join tokens (workers) are separate. They come from
- * the environment, or from `<dataDir>/tokens.json`, or are made once and saved
- * there, so a restarted coordinator accepts the peers that were already joined.
- */
-export function resolveTokens(dataDir: string | undefined, given: Partial<Tokens> = {}): Tokens {
-  const env = { submit: given.submit ?? process.env.COLONY_SUBMIT_TOKEN, join: given.join ?? process.env.COLONY_JOIN_TOKEN }
-  let saved: Partial<Tokens> = {}
-  const file = dataDir ? join(dataDir, 'tokens.json') : undefined
-  if (file && existsSync(file)) saved = JSON.parse(readFileSync(file, 'utf8')) as Partial<Tokens>
-  const tokens = { submit: env.submit || saved.submit || newToken(), join: env.join || saved.join || newToken() }
-  if (tokens.submit === tokens.join) throw new Error('the submit token and the join token must differ')
-  if (file && (saved.submit !== tokens.submit || saved.join !== tokens.join)) {
-    mkdirSync(dataDir!, { recursive: true })
-    writeFileSync(file, JSON.stringify(tokens, null, 2) + '\n', { mode: 0o600 })
-  }
-  return tokens
-}
+export type TokenRole = 'submit' | 'join'
+
+/** A token as the API shows it: never the secret, only its id. */
+export interface TokenInfo { id: string; role: TokenRole; label: string; createdAt: number; revoked: boolean; operator: boolean }
+
+/** What a good token lets its holder be. `operator`: the first submit token, which may see every job and manage tokens. */
+export interface TokenGrant { id: string; role: 'driver' | 'worker'; operator: boolean }
+
+interface Saved extends Partial<Tokens> { more?: (TokenInfo & { token: string })[] }
+
+const idOf = (token: string) => `k_${createHash('sha256').update(token).digest('hex').slice(0, 12)}`
 
 function same(a: string, b: string): boolean {
   const x = Buffer.from(a), y = Buffer.from(b)
   return x.length === y.length && timingSafeEqual(x, y)
 }
 
-/** What a token lets its holder do, or undefined for a bad token. */
-export function roleOf(tokens: Tokens, token: string | undefined): 'driver' | 'worker' | undefined {
-  if (!token) return undefined
-  if (same(token, tokens.submit)) return 'driver'
-  if (same(token, tokens.join)) return 'worker'
-  return undefined
+/**
+ * Submit tokens (drivers) and join tokens (workers) are separate. The first two come from
+ * the environment, or from `<dataDir>/tokens.json`, or are made once and saved there, so a
+ * restarted coordinator accepts the peers that were already joined. The operator can make
+ * more (one per user, say: each sees only its own jobs) and revoke them.
+ */
+export class TokenRegistry {
+  readonly main: Tokens
+  private readonly all: (TokenInfo & { token: string })[]
+
+  constructor(private readonly dataDir: string | undefined, given: Partial<Tokens> = {}) {
+    const env = { submit: given.submit ?? process.env.COLONY_SUBMIT_TOKEN, join: given.join ?? process.env.COLONY_JOIN_TOKEN }
+    const file = this.file()
+    const saved: Saved = file && existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) as Saved : {}
+    this.main = { submit: env.submit || saved.submit || newToken(), join: env.join || saved.join || newToken() }
+    if (this.main.submit === this.main.join) throw new Error('the submit token and the join token must differ')
+    const first = (token: string, role: TokenRole, operator: boolean) => ({ token, id: idOf(token), role, label: operator ? 'operator' : 'join', createdAt: 0, revoked: false, operator })
+    this.all = [first(this.main.submit, 'submit', true), first(this.main.join, 'join', false), ...(saved.more ?? []).map((t) => ({ ...t, operator: false }))]
+    if (saved.submit !== this.main.submit || saved.join !== this.main.join) this.save()
+  }
+
+  private file(): string | undefined { return this.dataDir ? join(this.dataDir, 'tokens.json') : undefined }
+
+  private save(): void {
+    const file = this.file()
+    if (!file) return
+    mkdirSync(this.dataDir!, { recursive: true })
+    const saved: Saved = { ...this.main, more: this.all.slice(2).map(({ operator: _, ...t }) => ({ ...t, operator: false })) }
+    writeFileSync(file, JSON.stringify(saved, null, 2) + '\n', { mode: 0o600 })
+  }
+
+  /** What `token` lets its holder do, or undefined for a bad or revoked one. */
+  check(token: string | undefined): TokenGrant | undefined {
+    if (!token) return undefined
+    for (const t of this.all) {
+      if (!t.revoked && same(token, t.token)) return { id: t.id, role: t.role === 'submit' ? 'driver' : 'worker', operator: t.operator }
+    }
+    return undefined
+  }
+
+  create(role: TokenRole, label: string): { token: string; info: TokenInfo } {
+    const token = newToken()
+    const t = { token, id: idOf(token), role, label: label.slice(0, 200), createdAt: Date.now(), revoked: false, operator: false }
+    this.all.push(t)
+    this.save()
+    return { token, info: this.info(t) }
+  }
+
+  /** Revokes a token (not the operator's): its holder is refused from now on. */
+  revoke(id: string): TokenInfo | undefined {
+    const t = this.all.find((x) => x.id === id)
+    if (!t || t.operator) return undefined
+    t.revoked = true
+    this.save()
+    return this.info(t)
+  }
+
+  list(): TokenInfo[] { return this.all.map((t) => this.info(t)) }
+
+  private info({ token: _, ...t }: TokenInfo & { token: string }): TokenInfo { return t }
 }

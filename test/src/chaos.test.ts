@@ -1,7 +1,7 @@
 /** Small, fast versions of each `npm run chaos` scenario (test/src/chaos/scenarios.ts), with their targets asserted. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { byzantine, coordinatorRestart, fuzz, peerChurn } from './chaos/scenarios.js'
+import { authViolations, byzantine, coordinatorRestart, fuzz, peerChurn } from './chaos/scenarios.js'
 
 describe('chaos, small', () => {
   it('peer churn: peers killed and replaced mid-job lose no result, duplicate none, and change no byte of the output', async () => {
@@ -16,6 +16,11 @@ describe('chaos, small', () => {
 
   it('a hostile peer: no wrong answer accepted with replicas: 2, and it is quarantined', async () => {
     assert.deepEqual(await byzantine(30), { wrongAccepted: 0, quarantined: true, lost: 0 })
+  })
+
+  it('auth: every violation attempt is refused', async () => {
+    const r = await authViolations()
+    assert.deepEqual(r, { attempts: 7, allowed: 0 })
   })
 
   it('fuzzed frames and requests: the coordinator does not crash, and still runs jobs', async () => {

@@ -13,6 +13,8 @@ export interface JobRow {
   createdAt: number
   finishedAt?: number
   rootTask?: string
+  /** The id of the submit token that started it: only that token (and the operator's) sees it. */
+  owner?: string
   bundle?: string
   error?: SerializedError
 }

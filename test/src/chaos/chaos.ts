@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { byzantine, coordinatorRestart, fuzz, peerChurn } from './scenarios.js'
+import { authViolations, byzantine, coordinatorRestart, fuzz, peerChurn } from './scenarios.js'
 
 const { values: cli } = parseArgs({ options: { json: { type: 'string' }, quick: { type: 'boolean' } } })
 const q = !!cli.quick
@@ -32,6 +32,10 @@ async function main(): Promise<void> {
   const byz = await byzantine(b)
   record('byzantine_wrong_accepted', byz.wrongAccepted + byz.lost, '0', `${b} tasks, replicas: 2; one of 3 peers always answers wrong`)
   record('byzantine_quarantined', byz.quarantined ? 1 : 0, '1', 'the same peer')
+
+  console.error('auth: a join token as a driver, job B reading job A\'s objects, forged and misused grants')
+  const auth = await authViolations()
+  record('auth_violations_allowed', auth.allowed, '0', `${auth.attempts} attempts: a join token as a driver (WebSocket, HTTP); job B reading job A's objects (small, large); a grant for another object, a forged one, an expired one, at the holder`)
 
   const frames = q ? 50_000 : 1_000_000
   console.error(`fuzz: ${frames.toLocaleString('en-US')} mutated and random frames at the WebSocket, then mutated HTTP requests`)

@@ -4,8 +4,9 @@
  * test/src/chaos.test.ts runs small versions of each.
  */
 import WebSocket from 'ws'
-import { connect, type Grid, type ObjectRef } from '@colony/client'
-import { PROTOCOL_VERSION, encodeFrame } from '@colony/shared'
+import { connect, ObjectRef, type Grid } from '@colony/client'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame, type Grant, type PullPlanMsg } from '@colony/shared'
+import type { Peer } from '@colony/worker-web'
 import { byzantinePeer } from '../byzantine.js'
 import { api, metric, startGrid, type GridProcs } from '../harness.js'
 
@@ -183,5 +184,57 @@ export async function fuzz(frames: number, http: number, seed = 7): Promise<Fuzz
     const healthy = await withDriver(g, async (grid) => (await grid.get(grid.remote((x: number) => x + 1).remote(41))) === 42)
     const crashed = g.coordinator.child.exitCode !== null || /uncaught|unhandled/i.test(g.coordinator.output())
     return { frames: sent, httpRequests: httpSent, reconnects, crashes: crashed ? 1 : 0, healthy }
+  } finally { await g.stop() }
+}
+
+/**
+ * Attempts that must all be refused: a join token acting as a driver (WebSocket and HTTP),
+ * job B reading job A's objects (small and large), and forged or misused grants presented
+ * to the peer holding an object. Returns how many were allowed, of how many.
+ */
+export async function authViolations(): Promise<{ attempts: number; allowed: number }> {
+  const g = await startGrid({ workers: 0, memory: true })
+  let attempts = 0, allowed = 0
+  const attempt = async (f: () => Promise<boolean>) => { attempts++; if (await f().catch(() => false)) allowed++ }
+  try {
+    await g.addWorker(1, ['--capabilities', 'a'])
+    // A join token used as a driver.
+    await attempt(async () => {
+      const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
+      await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
+      const reply = new Promise<Record<string, unknown>[]>((r) => ws.once('message', (d: Buffer) => r(decodeFrame(d) as Record<string, unknown>[])))
+      ws.send(encodeFrame([{ t: 'hello', v: PROTOCOL_VERSION, token: g.joinToken, kind: 'node', role: 'driver', capabilities: [], resources: {} }]))
+      const welcomed = (await reply).some((m) => m.t === 'welcome')
+      ws.close()
+      return welcomed
+    })
+    await attempt(async () => (await api(g, '/api/jobs', { method: 'POST', token: g.joinToken, body: JSON.stringify({ bundle: 'export default () => 1' }) })).status < 300)
+    const alice = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
+    const bob = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
+    try {
+      const make = alice.remote(function make(n: number, v: number) { return new Uint8Array(n).fill(v) }, { capabilities: ['a'] })
+      const small = alice.remote(() => 'alice\'s').remote()
+      const mine = make.remote(200_000, 1), other = make.remote(200_000, 2)
+      await alice.get([small, other])
+      // Job B reads job A's objects.
+      for (const id of [small.id, mine.id]) await attempt(async () => { await bob.get(new ObjectRef(id), { timeoutMs: 2000 }); return true })
+      // Grants: capture the genuine one alice gets for `mine`, then misuse it.
+      const peer = (alice as unknown as { peer: Peer }).peer
+      const plans: PullPlanMsg[] = []
+      const objects = peer.objects as unknown as { onPullPlan(m: PullPlanMsg): void }
+      const original = objects.onPullPlan.bind(objects)
+      objects.onPullPlan = (m) => { plans.push(m); original(m) }
+      await alice.get(mine)
+      const plan = plans.find((p) => p.id === mine.id)!
+      const genuine: Grant = plan.holders[0].grant
+      const data = peer.data!
+      const fetches = [
+        { ...plan, id: other.id }, // a grant for one object, to read another
+        { ...plan, id: other.id, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, obj: other.id } }] }, // forged: the object changed
+        { ...plan, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, exp: Date.now() - 1 } }] }, // forged: expired
+      ]
+      for (const f of fetches) await attempt(async () => { await data.fetch(f); return true })
+    } finally { await alice.close(); await bob.close() }
+    return { attempts, allowed }
   } finally { await g.stop() }
 }
