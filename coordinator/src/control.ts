@@ -19,6 +19,7 @@ import type { TokenGrant } from './tokens.js'
 const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
 const NO_RESOURCES: Record<string, number> = {}
 const NO_PIPELINE = () => 1
+const MAX_CHECKPOINT_BYTES = 1024 * 1024
 const MAX_JOB_LOG_LINES = 10_000
 
 interface TaskRec {
@@ -66,6 +67,8 @@ interface ObjRec {
   pins: number
   /** Peers that were sent it (a plan or a relay): only they may report holding a copy. */
   sentTo?: Set<string>
+  /** Peers asked to keep a copy of this put object (`replicate`): they may read it though they run none of its job. */
+  replicateTo?: Set<string>
   /** Its owner let it go; it is disposed of when no task needs it. */
   freed?: boolean
 }
@@ -329,10 +332,10 @@ export class Control {
     switch (m.t) {
       case 'fn': try { this.defineFn(s, m.def, m.job) } finally { s.durableSeen++ } break
       case 'submit': try { this.submit(s, m.spec) } finally { s.durableSeen++ } break
-      case 'put': try { this.put(s, m.id, m.size, m.inline, m.parent, m.hash) } finally { s.durableSeen++ } break
+      case 'put': try { this.put(s, m.id, m.size, m.inline, m.parent, m.hash, m.replicate) } finally { s.durableSeen++ } break
       case 'done':
         if (m.ms !== undefined) s.observeRuntime(m.ms)
-        try { this.done(s, m.task, m.results, m.error, m.lost) } finally { s.durableSeen++ }
+        try { this.done(s, m.task, m.results, m.error, m.lost, m.checkpoint) } finally { s.durableSeen++ }
         break
       case 'actorLost': if (s.actors.has(m.actor)) { this.unhost(m.actor, s); this.opts.log(`actor ${m.actor} lost on ${s.id}: ${m.reason}`); this.actorLost(m.actor, s.id) } break
       case 'sub': for (const id of m.ids) this.subscribe(s, id); break
@@ -683,7 +686,8 @@ export class Control {
       if (!s.knownFns.has(key)) { s.knownFns.add(key); fns = [job.fns.get(t.spec.fn)!] }
     }
     const deps: ObjectInfo[] = t.spec.deps.map((d) => this.objectInfo(this.objects.get(d)!))
-    s.send({ t: 'run', spec: t.spec, job: t.job, attempt: t.attempts, fns, deps })
+    const restore = t.spec.createsActor ? this.actors.get(t.id)?.checkpoint : undefined
+    s.send({ t: 'run', spec: t.spec, job: t.job, attempt: t.attempts, fns, deps, ...(restore ? { restore } : {}) })
   }
 
   private unassign(t: TaskRec): void {
@@ -696,7 +700,7 @@ export class Control {
     t.blocked = false
   }
 
-  private done(s: PeerSession, taskId: string, results?: ResultOut[], error?: SerializedError, lost?: boolean): void {
+  private done(s: PeerSession, taskId: string, results?: ResultOut[], error?: SerializedError, lost?: boolean, checkpoint?: Uint8Array): void {
     const t = this.tasks.get(taskId)
     if (!t) {
       if (Date.now() < this.orphansUntil && !lost && this.orphanDone.size < 100_000) { this.orphanDone.set(taskId, { peer: s.id, results, error }); return }
@@ -737,6 +741,16 @@ export class Control {
       const other = this.sessions.get(t.peer)
       this.unassign(t)
       other?.send({ t: 'cancelTask', task: t.id, reason: 'a result was already recorded' })
+    }
+    if (checkpoint && t.spec.actor) {
+      const a = this.actors.get(t.spec.actor)!
+      if (checkpoint.length > MAX_CHECKPOINT_BYTES) {
+        this.fail(t, serializeError(new LimitError('maxCheckpointBytes', `actor ${a.name} (${a.id}): its checkpoint after ${t.spec.name} is ${checkpoint.length} bytes; the maxCheckpointBytes limit is ${MAX_CHECKPOINT_BYTES} (keep big state in objects, and refs to them in the checkpoint)`)))
+        return
+      }
+      // Recorded in the same commit as the call's result: a restart resumes exactly after the last recorded call.
+      a.checkpoint = checkpoint
+      this.opts.store.putActor(this.actorRow(a))
     }
     this.finish(t, results, s)
   }
@@ -908,7 +922,7 @@ export class Control {
     s.subscriptions.add(id)
   }
 
-  private put(s: PeerSession, id: string, size: number, inline: Uint8Array | undefined, parent?: string, hash?: string): void {
+  private put(s: PeerSession, id: string, size: number, inline: Uint8Array | undefined, parent?: string, hash?: string, replicate?: number): void {
     const job = this.jobFor(s, parent)
     const existing = this.objects.get(id)
     if (existing) {
@@ -923,13 +937,26 @@ export class Control {
     else { this.addLocation(o, s); o.hash = hash }
     this.opts.store.putObject({ id, job: job.id, size, inline, hash })
     this.objectReady(o, 'ready')
+    if (!inline && replicate && replicate > 1) this.replicate(o, replicate - 1)
+  }
+
+  /** Asks `copies` other workers, the least loaded, to fetch and keep the object. */
+  private replicate(o: ObjRec, copies: number): void {
+    const targets = [...this.sessions.values()]
+      .filter((p) => p.role === 'worker' && !p.closed && !p.quarantined && !o.locations.has(p.id))
+      .sort((a, b) => a.load() - b.load()).slice(0, copies)
+    if (targets.length < copies) this.opts.log(`object ${o.id} asked for ${copies} more copies; ${targets.length} other worker(s) can keep one`)
+    for (const p of targets) {
+      (o.replicateTo ??= new Set()).add(p.id)
+      p.send({ t: 'replicate', infos: [this.objectInfo(o)] })
+    }
   }
 
   // ------------------------------------------------------------------ relay
 
   private pull(s: PeerSession, req: number, id: string, relay?: boolean): void {
     const o = this.objects.get(id)
-    if (!o || !s.canRead(o.job)) {
+    if (!o || !(s.canRead(o.job) || o.replicateTo?.has(s.id))) {
       s.send({ t: 'pullFail', req, id, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id}`, { objectId: id })) })
       return
     }
@@ -1007,7 +1034,7 @@ export class Control {
   // ------------------------------------------------------------------ actors
 
   private actorRow(a: ActorRec): ActorRow {
-    return { id: a.id, job: a.job, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts }
+    return { id: a.id, job: a.job, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, checkpoint: a.checkpoint }
   }
 
   /** Dispatches an actor's ready calls in submission order; stops at the first that still waits. */

@@ -104,12 +104,15 @@ export interface HelloMsg {
 }
 export interface FnMsg { t: 'fn'; job?: JobId; def: FnDef }
 export interface SubmitMsg { t: 'submit'; spec: TaskSpec }
-export interface PutMsg { t: 'put'; id: ObjectId; size: number; inline?: Uint8Array; hash?: string; parent?: TaskId }
+/** `replicate`: keep this many copies on distinct peers, so the object outlives the peer that put it. */
+export interface PutMsg { t: 'put'; id: ObjectId; size: number; inline?: Uint8Array; hash?: string; parent?: TaskId; replicate?: number }
 /** `lost`: the executor died under the task (not the task's fault); the coordinator re-queues it. */
 export interface DoneMsg {
   t: 'done'; task: TaskId; attempt: number; results?: ResultOut[]; error?: SerializedError; lost?: boolean
   /** How long the task's code ran, in ms: the scheduler sizes each peer's pipeline by it. */
   ms?: number
+  /** An actor call's result comes with the actor's checkpoint after it (when its class has one), recorded together. */
+  checkpoint?: Uint8Array
 }
 /** The executor hosting an actor died; the coordinator restarts the actor or ends it. */
 export interface ActorLostMsg { t: 'actorLost'; actor: ActorId; reason: string }
@@ -168,6 +171,8 @@ export interface RunMsg {
   fns?: FnDef[]
   /** What is known of the task's dependencies: inline values, or just sizes to pull. */
   deps: ObjectInfo[]
+  /** Re-creating an actor: its last checkpoint, for its `restore`. */
+  restore?: Uint8Array
 }
 export interface ObjMsg { t: 'obj'; info: ObjectInfo }
 /** Who holds an object, each with a grant that lets this peer read it from that holder directly. */
@@ -175,6 +180,8 @@ export interface PullPlanMsg { t: 'pullPlan'; req: number; id: ObjectId; size: n
 export interface SignalFromMsg { t: 'signal'; from: PeerId; link: string; data: unknown }
 /** These objects were freed: drop their bytes. */
 export interface DropMsg { t: 'drop'; ids: ObjectId[] }
+/** Fetch these objects and keep them (not evictable): another copy, for a put that asked for `replicate`. */
+export interface ReplicateMsg { t: 'replicate'; infos: ObjectInfo[] }
 /** A peer left: drop data channels to it now, rather than wait for WebRTC to notice. */
 export interface PeerLeftMsg { t: 'peerLeft'; peer: PeerId }
 export interface CancelTaskMsg { t: 'cancelTask'; task: TaskId; reason: string }
@@ -186,7 +193,7 @@ export interface PongMsg { t: 'pong' }
 
 export type CoordinatorToPeer =
   | WelcomeMsg | AckMsg | RunMsg | ObjMsg | CancelTaskMsg | ServeMsg | ChunkMsg | PullFailMsg
-  | TaskLogMsg | ErrorMsg | PongMsg | PullPlanMsg | SignalFromMsg | PeerLeftMsg | DropMsg
+  | TaskLogMsg | ErrorMsg | PongMsg | PullPlanMsg | SignalFromMsg | PeerLeftMsg | DropMsg | ReplicateMsg
 
 // ---- HTTP API shapes ----
 export type TaskState = 'waiting' | 'ready' | 'running' | 'finished' | 'failed' | 'cancelled'

@@ -19,7 +19,7 @@ describe('an actor whose peer dies', () => {
       const fragileHost = tasks.find((t) => t.name === 'Fragile')!.peer!
       // Kill both hosts (they may be one peer); a third peer is left for the restart.
       for (const id of new Set([host, fragileHost])) await g.workers[g.workerIds.indexOf(id)].kill('SIGKILL')
-      // Restarted without its state (checkpoints come later): counting starts again. The call may be
+      // Restarted without its state (its class has no checkpoint()): counting starts again. The call may be
       // dispatched before the coordinator sees the peer go, so it carries maxRetries, as the error advises.
       assert.equal(await grid.get(kept.inc.options({ maxRetries: 1 }).remote(), { timeoutMs: 30_000 }), 1)
       const after = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
@@ -27,6 +27,26 @@ describe('an actor whose peer dies', () => {
       // Without maxRestarts, calls to a dead actor fail at once, naming it.
       await assert.rejects(grid.get(fragile.ping.remote(), { timeoutMs: 30_000 }), (e: unknown) =>
         e instanceof PeerDiedError && /Fragile .* no restarts left/.test(e.message))
+    })
+  })
+
+  it('takes up from its last checkpoint when re-created, with each call counted once', async () => {
+    await withGrid({ workers: 2, executors: 1, memory: true }, async (g, grid) => {
+      const Ledger = grid.remote(class Ledger {
+        entries: number[] = []
+        add(x: number) { this.entries.push(x); return this.entries.length }
+        all() { return this.entries }
+        checkpoint() { return { entries: this.entries } }
+        restore(state: { entries: number[] }) { this.entries = state.entries }
+      }, { maxRestarts: 1 })
+      const ledger = Ledger.remote()
+      assert.deepEqual(await grid.get([1, 2, 3].map((x) => ledger.add.remote(x))), [1, 2, 3])
+      const host = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'Ledger')!.peer!
+      await g.workers[g.workerIds.indexOf(host)].kill('SIGKILL')
+      assert.equal(await grid.get(ledger.add.options({ maxRetries: 1 }).remote(4), { timeoutMs: 30_000 }), 4, 'the state came back')
+      assert.deepEqual(await grid.get(ledger.all.remote()), [1, 2, 3, 4])
+      const after = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      assert.notEqual(after.find((t) => t.name === 'Ledger')!.peer, host)
     })
   })
 })
@@ -58,6 +78,26 @@ describe('a task with several large results, all on a peer that dies', () => {
       const maker = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'pair')!
       await g.workers[g.workerIds.indexOf(maker.peer!)].kill('SIGKILL')
       assert.deepEqual(await grid.get([sum.remote(a), sum.remote(b)], { timeoutMs: 30_000 }), [50_000, 100_000])
+    })
+  })
+})
+
+describe('a put object with replicate: 2', () => {
+  it('outlives the peer that put it: a second peer keeps a copy, and readers fetch it there', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'])
+      await g.addWorker(1, ['--capabilities', 'b'])
+      const make = grid.remote(function make(replicate: number) {
+        const here = (globalThis as unknown as { colony: { grid: { put(v: unknown, o: object): unknown } } }).colony.grid
+        return { ref: here.put(new Uint8Array(300_000).fill(9), { replicate }) }
+      }, { capabilities: ['a'] })
+      const { ref } = await grid.get(make.remote(2)) as unknown as { ref: ObjectRef<Uint8Array> }
+      const holders = async () => (await api<{ id: string; holders: string[] }[]>(g, `/api/jobs/${grid.jobId}/objects`)).body.find((o) => o.id === ref.id)?.holders ?? []
+      await until(async () => (await holders()).length === 2, 15_000, 'a second copy of the object')
+      assert.deepEqual(new Set(await holders()), new Set(g.workerIds))
+      await g.workers[0].kill('SIGKILL')
+      const size = grid.remote(function size(x: Uint8Array) { return x.length + x[299_999] }, { capabilities: ['b'] })
+      assert.equal(await grid.get(size.remote(ref), { timeoutMs: 30_000 }), 300_009)
     })
   })
 })

@@ -48,6 +48,8 @@ export interface ActorRow {
   state: ActorState
   peer?: string
   restarts: number
+  /** Its state after its last recorded call, from its class's `checkpoint()`; a restart hands it to `restore()`. */
+  checkpoint?: Uint8Array
 }
 
 export interface PeerRow { id: string; kind: PeerKind; role: PeerRole; lastSeen: number }

@@ -7,7 +7,8 @@ import type { FnDef, ObjectId, ObjectInfo, TaskId, TaskSpec } from '@colony/shar
 export interface GridBackend {
   defineFn(def: FnDef): void
   submit(spec: TaskSpec): void
-  put(id: ObjectId, bytes: Uint8Array): void
+  /** `replicate`: copies to keep on distinct peers (see Grid.put). */
+  put(id: ObjectId, bytes: Uint8Array, replicate?: number): void
   /** Resolves once the object is ready or failed; `info.error` says which. */
   ready(id: ObjectId): Promise<ObjectInfo>
   /** The value bytes of a ready object, from wherever they are. */

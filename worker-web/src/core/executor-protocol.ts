@@ -16,6 +16,8 @@ export interface ExecTask {
   bundleUrl?: string
   /** Dependency values, as bytes, for the top-level ObjectRefs in the arguments. */
   deps: [ObjectId, Uint8Array][]
+  /** Re-creating an actor: the checkpoint its `restore(state)` gets. */
+  restore?: Uint8Array
 }
 
 export interface ExecOutcome {
@@ -25,13 +27,15 @@ export interface ExecOutcome {
   lost?: boolean
   /** How long the task's code ran, in ms. */
   ms?: number
+  /** An actor call: the actor's `checkpoint()` right after it, encoded. */
+  checkpoint?: Uint8Array
 }
 
 /** What code inside a task asks of the grid, on behalf of that task. */
 export type GridOp =
   | { op: 'fn'; def: FnDef }
   | { op: 'submit'; spec: TaskSpec }
-  | { op: 'put'; id: ObjectId; bytes: Uint8Array }
+  | { op: 'put'; id: ObjectId; bytes: Uint8Array; replicate?: number }
   | { op: 'cancel'; ids: TaskId[]; force: boolean }
   | { op: 'blocked'; blocked: boolean }
   | { op: 'free'; ids: ObjectId[] }

@@ -112,7 +112,7 @@ export class ExecutorRuntime {
         op({ op: 'fn', def })
       },
       submit: (spec) => op({ op: 'submit', spec }),
-      put: (id, bytes) => op({ op: 'put', id, bytes }),
+      put: (id, bytes, replicate) => op({ op: 'put', id, bytes, replicate }),
       ready: (id: ObjectId) => this.request(task, { op: 'ready', id }) as Promise<ObjectInfo>,
       fetch: (info: ObjectInfo) => this.request(task, { op: 'fetch', info }) as Promise<Uint8Array>,
       cancel: (ids, force) => op({ op: 'cancel', ids, force }),
@@ -131,9 +131,12 @@ export class ExecutorRuntime {
     const ctx: TaskContext = { taskId: spec.id, job, peer: task.peer, spec, grid: new Grid(this.backendFor(spec.id, job), spec.id) }
     let error: SerializedError | undefined
     let results: Uint8Array[] | undefined
+    let checkpoint: Uint8Array | undefined
     const started = performance.now()
     try {
-      const value = spec.actor ? await this.callActor(task, ctx) : await this.env.runInTask(ctx, () => this.call(task, ctx))
+      let value: unknown
+      if (spec.actor) ({ value, checkpoint } = await this.callActor(task, ctx))
+      else value = await this.env.runInTask(ctx, () => this.call(task, ctx))
       const n = spec.opts.numReturns ?? 1
       if (n === 1) results = [encodeValue(value)]
       else if (Array.isArray(value) && value.length === n) results = value.map((v) => encodeValue(v))
@@ -142,7 +145,7 @@ export class ExecutorRuntime {
       error = serializeError(e)
     }
     const ms = performance.now() - started
-    this.post({ k: 'done', task: spec.id, outcome: error ? { error, ms } : { results, ms } })
+    this.post({ k: 'done', task: spec.id, outcome: error ? { error, ms } : { results, ms, checkpoint } })
   }
 
   private args(task: ExecTask): unknown[] {
@@ -151,18 +154,25 @@ export class ExecutorRuntime {
     return raw.map((a) => (a instanceof ObjectRef && depValues.has(a.id) ? decodeValue(depValues.get(a.id)!) : a))
   }
 
-  /** Calls to one actor run one at a time, in the order they arrive; each is the current task only while it runs. */
-  private callActor(task: ExecTask, ctx: TaskContext): Promise<unknown> {
+  /**
+   * Calls to one actor run one at a time, in the order they arrive; each is the current task only while it runs.
+   * An actor whose class has `checkpoint()` is checkpointed right after each call, before the next one starts.
+   */
+  private callActor(task: ExecTask, ctx: TaskContext): Promise<{ value: unknown; checkpoint?: Uint8Array }> {
     const { spec } = task
     const slot = this.actors.get(spec.actor!)
     if (!slot) return Promise.reject(new Error(`actor ${spec.actor} is not hosted by this executor (it may have been restarted elsewhere)`))
     const method = spec.method ?? ''
     const f = slot.instance[method]
     if (method === 'constructor' || typeof f !== 'function') return Promise.reject(new TypeError(`${spec.name}: the actor has no method '${method}'`))
-    const result = slot.chain.then(() => {
+    const checkpointed = typeof slot.instance.checkpoint === 'function' && method !== 'checkpoint' && method !== 'restore'
+    const result = slot.chain.then(async () => {
       if (this.cancelled.delete(spec.id)) throw new Error(`${spec.name} was cancelled before it started`)
       if (spec.opts.timeoutMs !== undefined) this.post({ k: 'begin', task: spec.id })
-      return this.env.runInTask(ctx, () => (f as Callable).apply(slot.instance, this.args(task)))
+      const value: unknown = await this.env.runInTask(ctx, () => (f as Callable).apply(slot.instance, this.args(task)))
+      if (!checkpointed) return { value }
+      const state: unknown = await this.env.runInTask(ctx, () => (slot.instance.checkpoint as Callable).call(slot.instance))
+      return { value, checkpoint: encodeValue(state) }
     })
     slot.chain = result.catch(() => undefined)
     return result
@@ -176,6 +186,8 @@ export class ExecutorRuntime {
     const f = await this.callable(job, def, task.bundleUrl)
     if (spec.createsActor) {
       const instance = new (f as unknown as new (...a: unknown[]) => Record<string, unknown>)(...args)
+      // Re-created after its peer died: it takes up from its last checkpoint.
+      if (task.restore && typeof instance.restore === 'function') await (instance.restore as Callable).call(instance, decodeValue(task.restore))
       this.actors.set(spec.id, { instance, job, chain: Promise.resolve() })
       return null
     }

@@ -180,9 +180,13 @@ export class Grid {
   }
 
   /** Stores a value in the grid and returns its ref. */
-  put<T>(value: T): ObjectRef<T> {
+  /**
+   * `replicate: n` keeps n copies on distinct peers (large objects; small ones live in the
+   * coordinator anyway), so the object outlives the peer that put it: Ray loses it.
+   */
+  put<T>(value: T, opts: { replicate?: number } = {}): ObjectRef<T> {
     const id = this.ids.put()
-    this.backend.put(id, this.encode(value))
+    this.backend.put(id, this.encode(value), opts.replicate)
     return this.track(new ObjectRef<T>(id))
   }
 

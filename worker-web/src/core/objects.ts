@@ -140,6 +140,15 @@ export class ObjectResolver {
     for (const pull of this.pulls.values()) if (pull.id === id) pull.done.resolve(bytes)
   }
 
+  /** Fetches a copy the coordinator asked this peer to keep for good (a put with `replicate`). */
+  async replicate(info: ObjectInfo): Promise<void> {
+    try {
+      const bytes = await this.fetch(info)
+      this.store.set(info.id, bytes, true) // not a cache entry: never evicted
+      this.conn.send({ t: 'held', ids: [info.id] })
+    } catch { /* the object went away meanwhile: nothing to keep */ }
+  }
+
   /** Keeps a fetched copy, and tells the coordinator: later readers may fetch it from here. */
   private keepCopy(id: ObjectId, bytes: Uint8Array): void {
     this.store.set(id, bytes, false)

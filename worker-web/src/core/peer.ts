@@ -137,6 +137,7 @@ export class Peer implements ExecutorHost {
       case 'signal': this.data?.onSignal(m.from, m.link, m.data); break
       case 'peerLeft': this.data?.dropPeer(m.peer); break
       case 'drop': for (const id of m.ids) this.objects.drop(id); break
+      case 'replicate': for (const info of m.infos) void this.objects.replicate(info); break
       case 'cancelTask':
         if (this.running.delete(m.task)) { this.blockedTasks.delete(m.task); this.opts.executors?.cancel(m.task) }
         else this.opts.executors?.dropActor(m.task)
@@ -172,7 +173,7 @@ export class Peer implements ExecutorHost {
       if (m.spec.fn && !fn) throw new Error(`function ${m.spec.fn} of job ${m.job} was never sent to this peer`)
       const bundleUrl = fn?.kind === 'bundle' && this.opts.bundleUrl ? await this.opts.bundleUrl(fn.bundle) : undefined
       if (!this.running.has(m.spec.id)) return // cancelled meanwhile
-      pool.run({ spec: m.spec, job: m.job, attempt: m.attempt, peer: this.peerId, fn, bundleUrl, deps })
+      pool.run({ spec: m.spec, job: m.job, attempt: m.attempt, peer: this.peerId, fn, bundleUrl, deps, restore: m.restore })
     } catch (err) {
       if (!this.running.delete(m.spec.id)) return
       this.say(`could not start task ${m.spec.name} (${m.spec.id}): ${(err as Error).message}`)
@@ -189,11 +190,11 @@ export class Peer implements ExecutorHost {
     this.blockedTasks.delete(task)
     if (outcome.lost) { this.conn.send({ t: 'done', task, attempt: r.attempt, lost: true }); return }
     if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error, ms: outcome.ms }); return }
-    void this.sendResults(task, r.attempt, outcome.results ?? [], outcome.ms)
+    void this.sendResults(task, r.attempt, outcome.results ?? [], outcome.ms, outcome.checkpoint)
   }
 
   /** Small results travel inline; large ones stay here, reported with their size and hash. */
-  private async sendResults(task: string, attempt: number, values: Uint8Array[], ms?: number): Promise<void> {
+  private async sendResults(task: string, attempt: number, values: Uint8Array[], ms?: number, checkpoint?: Uint8Array): Promise<void> {
     let results: ResultOut[]
     try {
       results = await Promise.all(values.map(async (bytes, i) => {
@@ -208,7 +209,7 @@ export class Peer implements ExecutorHost {
       return
     }
     this.tasksDone++
-    this.conn.send({ t: 'done', task, attempt, results, ms })
+    this.conn.send({ t: 'done', task, attempt, results, ms, ...(checkpoint ? { checkpoint } : {}) })
   }
 
   log(task: string, lines: string[]): void {
@@ -222,7 +223,7 @@ export class Peer implements ExecutorHost {
       case 'fn': this.conn.send({ t: 'fn', job: r.job, def: op.def }); break
       case 'submit': this.conn.send({ t: 'submit', spec: { ...op.spec, parent: task } }); break
       case 'put':
-        try { this.putBytes(op.id, op.bytes, task) } catch (err) {
+        try { this.putBytes(op.id, op.bytes, task, op.replicate) } catch (err) {
           // No room for it here: the task cannot go on correctly, so it fails with the reason.
           this.done(task, { error: serializeError(err) })
           this.opts.executors?.cancel(task)
@@ -246,7 +247,7 @@ export class Peer implements ExecutorHost {
 
   // ------------------------------------------------------------ driver side
 
-  private putBytes(id: string, bytes: Uint8Array, parent?: string): void {
+  private putBytes(id: string, bytes: Uint8Array, parent?: string, replicate?: number): void {
     const small = bytes.byteLength <= this.limits.inlineMaxBytes
     if (!small) this.objects.hold(id, bytes, true)
     const info: ObjectInfo = { id, size: bytes.byteLength }
@@ -256,7 +257,7 @@ export class Peer implements ExecutorHost {
     let hash: string | undefined
     const hasher = small ? undefined : this.opts.dataPlane?.sha256?.()
     if (hasher) { hasher.update(bytes); hash = hasher.digest() }
-    this.conn.send({ t: 'put', id, size: bytes.byteLength, inline: small ? bytes : undefined, hash, parent })
+    this.conn.send({ t: 'put', id, size: bytes.byteLength, inline: small ? bytes : undefined, hash, parent, ...(replicate && replicate > 1 && !small ? { replicate } : {}) })
   }
 
   /** The GridBackend of a driver: straight to the coordinator. */
@@ -264,7 +265,7 @@ export class Peer implements ExecutorHost {
     return {
       defineFn: (def) => this.conn.send({ t: 'fn', def }),
       submit: (spec) => this.conn.send({ t: 'submit', spec }),
-      put: (id, bytes) => this.putBytes(id, bytes),
+      put: (id, bytes, replicate) => this.putBytes(id, bytes, undefined, replicate),
       ready: (id) => this.fatal ? Promise.reject(this.fatal) : this.objects.ready(id),
       fetch: (info) => this.objects.fetch(info),
       cancel: (ids, force) => this.conn.send({ t: 'cancel', ids, force }),
