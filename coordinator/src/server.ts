@@ -302,7 +302,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
           if (!session) {
             if (m.t !== 'hello') return reject(new ProtocolError('the first message must be hello'), 4400)
             const grant = registry.check(m.token)
-            if (!grant) return reject(new AuthError('bad or revoked token: workers need a join token, drivers a submit token'), 4401)
+            if (!grant) return reject(new AuthError('bad token (or a revoked one): workers need a join token, drivers a submit token'), 4401)
             try { session = control.hello(socket, m as HelloMsg, grant, newPeerId) } catch (e) {
               return reject(e instanceof ColonyError ? e : new ProtocolError(String(e)), e instanceof LimitError ? 4413 : 4401)
             }

@@ -33,6 +33,20 @@ describe('the Node sandbox', () => {
     await assert.rejects(grid.get(run.remote()), (e: unknown) => e instanceof TaskError && /ERR_ACCESS_DENIED|denied/i.test(e.message + e.remoteStack))
   })
 
+  it('never shares an executor with another job: what one job leaves in memory, another cannot see', async () => {
+    const other = await connect(g.url, { token: g.submitToken, onLog: false })
+    try {
+      const leave = grid.remote(() => { (globalThis as Record<string, unknown>).leftBehind = 'job A\'s secret'; return process.pid })
+      const look = other.remote(() => [(globalThis as Record<string, unknown>).leftBehind ?? null, process.pid])
+      const pidA = await grid.get(leave.remote())
+      const [seen, pidB] = await other.get(look.remote())
+      assert.equal(seen, null)
+      assert.notEqual(pidB, pidA)
+      // And back: job A gets an executor of its own again, and the grid goes on.
+      assert.equal(await grid.get(grid.remote((x: number) => x + 1).remote(1)), 2)
+    } finally { await other.close() }
+  })
+
   it('cannot load a native addon (which the permission model would not confine)', async () => {
     const addon = join(ROOT, 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node')
     const load = grid.remote((path: string) => { process.dlopen({ exports: {} } as NodeJS.Module, path); return 'loaded' })

@@ -127,12 +127,14 @@ describe('scoreDataset', () => {
   })
 
   it('ships its actor as source that stands alone, whatever the target it was compiled for', async () => {
-    const { transform } = await import('esbuild')
-    for (const target of ['es2022', 'es2019']) {
-      const { code } = await transform(`(${String(ColonyScoringActor)})`, { target, loader: 'js' })
-      const Cls = new Function(`return ${code.trim().replace(/;$/, '')}`)() as new (m: unknown, o: unknown) => { backend(): string }
-      assert.equal(new Cls({ format: 'onnx' }, { backend: 'wasm' }).backend(), 'wasm', target)
-    }
+    const { transform, stop } = await import('esbuild')
+    try {
+      for (const target of ['es2022', 'es2019']) {
+        const { code } = await transform(`(${String(ColonyScoringActor)})`, { target, loader: 'js' })
+        const Cls = new Function(`return ${code.trim().replace(/;$/, '')}`)() as new (m: unknown, o: unknown) => { backend(): string }
+        assert.equal(new Cls({ format: 'onnx' }, { backend: 'wasm' }).backend(), 'wasm', target)
+      }
+    } finally { await stop() } // esbuild's service process would keep this test file from ending
   })
 
   it('reports bad models and bad data clearly, and the grid keeps serving', async () => {

@@ -7,6 +7,9 @@
  * cannot be interrupted); the executor is replaced, and the other tasks it had go
  * back to the coordinator as lost, to run again. Each actor gets an executor of its
  * own (as in Ray), so nothing done to ordinary tasks can take an actor down with it.
+ *
+ * An executor serves one job: job code shares its executor's memory, so another job's
+ * task gets a fresh executor (an idle one of another job is replaced first).
  */
 import { TimeoutError, serializeError } from '@colony/shared'
 import type { ExecTask, ExecutorHost, ExecutorPool, ToExecutor, ToHost } from './executor-protocol.js'
@@ -43,6 +46,8 @@ interface Executor {
   flushQueued: boolean
   dead: boolean
   started: Promise<void>
+  /** The job whose code it has run; undefined while fresh. */
+  job?: string
 }
 
 export abstract class ExecutorPoolBase implements ExecutorPool {
@@ -152,25 +157,32 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
       this.dispatch(e, task)
       return
     }
-    const e = this.pick()
+    const e = this.pick(task.job)
     if (e) this.dispatch(e, task)
     else this.waiting.push(task)
   }
 
-  /** The least busy executor with room, starting an extra one when allowed; undefined if all are full. */
-  private pick(): Executor | undefined {
-    const pool = [...this.executors, ...this.extras]
-    const free = pool.filter((x) => !x.dead && x.tasks.size < this.policy.tasksPerExecutor)
+  /**
+   * The least busy executor of this job (or a fresh one) with room, starting an extra one when
+   * allowed; undefined if none can take it now. An idle executor of another job is replaced by a
+   * fresh one, which takes waiting work once it has started.
+   */
+  private pick(job: string): Executor | undefined {
+    const pool = [...this.executors, ...this.extras].filter((x) => !x.dead)
+    const free = pool.filter((x) => (x.job === undefined || x.job === job) && x.tasks.size < this.policy.tasksPerExecutor)
     if (free.length) return free.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a))
     if (this.extras.size < this.policy.maxExtra) {
       const e = this.make(-2)
       this.extras.add(e)
       return e
     }
+    const idle = pool.find((x) => x.tasks.size === 0 && x.index >= 0)
+    if (idle) this.replace(idle, 'the next task is of another job', true)
     return undefined
   }
 
   private dispatch(e: Executor, task: ExecTask): void {
+    e.job = task.job
     e.tasks.set(task.spec.id, task)
     if (task.fn) {
       if (e.knownFns.has(`${task.job}/${task.fn.id}`)) task = { ...task, fn: undefined }
@@ -182,12 +194,18 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     this.send(e, { k: 'run', task })
   }
 
-  /** An executor has room again: give it a waiting task, or let an idle extra go. */
+  /** An executor has room again: give it waiting work of its job (any job's, if it is fresh), or let it go when idle. */
   private freed(e: Executor): void {
     if (e.dead || e.index === -1) return
-    const next = this.waiting.shift()
-    if (next) { this.dispatch(e, next); return }
-    if (e.index === -2 && e.tasks.size === 0) { this.extras.delete(e); e.dead = true; e.handle.kill() }
+    const i = this.waiting.findIndex((t) => e.job === undefined || t.job === e.job)
+    if (i >= 0) { this.dispatch(e, this.waiting.splice(i, 1)[0]); return }
+    if (e.tasks.size > 0) return
+    // Idle. An extra goes; a pool executor stays, unless another job's work waits: then a fresh one takes its place.
+    if (e.index === -2) {
+      this.extras.delete(e); e.dead = true; e.handle.kill()
+      const next = this.waiting.shift()
+      if (next) this.run(next)
+    } else if (this.waiting.length > 0) this.replace(e, 'the next task is of another job', true)
   }
 
   private timeout(taskId: string, ms: number): void {
@@ -240,8 +258,8 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     e.handle.kill()
   }
 
-  /** Kills an executor and starts a fresh one in its place; its other work is reported lost. */
-  private replace(e: Executor, reason: string): void {
+  /** Kills an executor and starts a fresh one in its place; its other work is reported lost. `quiet`: routine, not worth a log line. */
+  private replace(e: Executor, reason: string, quiet = false): void {
     if (e.dead) return
     e.dead = true
     e.handle.kill()
@@ -249,7 +267,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     for (const a of e.actors) { this.actorHosts.delete(a); this.host!.actorLost(a, reason) }
     this.extras.delete(e)
     if (this.closed || e.index < 0) return
-    this.say(`replacing executor ${e.index}: ${reason}`)
+    if (!quiet) this.say(`replacing executor ${e.index}: ${reason}`)
     const fresh = this.make(e.index)
     this.executors[e.index] = fresh
     void fresh.started.then(() => this.freed(fresh))
