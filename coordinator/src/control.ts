@@ -129,7 +129,7 @@ export interface Counters {
   /** Replica results that disagreed with an accepted quorum. */
   quorumDisagreements: number
   peersQuarantined: number
-  /** Messages dropped for coming faster than maxMessagesPerSecond. */
+  /** Messages that came faster than maxMessagesPerSecond (their connection was then slowed). */
   rateLimited: number
 }
 

@@ -18,6 +18,20 @@ const ISOLATION = {
   'cross-origin-resource-policy': 'same-origin',
 }
 
+/**
+ * The join page runs strangers' code in its Web Workers, which get this policy: they may
+ * fetch and open sockets only to this coordinator, not to other hosts. (Scripts: the page's own,
+ * job bundles as blob: URLs, inline remote functions through eval, and wasm.)
+ */
+function tabPolicy(host: string): string {
+  return [
+    "default-src 'self'", "script-src 'self' blob: 'unsafe-eval' 'wasm-unsafe-eval'", "worker-src 'self' blob:",
+    `connect-src 'self' blob: data: ws://${host} wss://${host}`, "img-src 'self' data: blob:", "style-src 'self' 'unsafe-inline'",
+  ].join('; ')
+}
+
+const hostOf = (header: string | undefined) => (header ?? '').replace(/[^\w.:[\]-]/g, '')
+
 export function servePages(app: Hono, roots: readonly string[]): void {
   const cache = new Map<string, Uint8Array>()
   const file = (path: string): Uint8Array | undefined => {
@@ -25,7 +39,7 @@ export function servePages(app: Hono, roots: readonly string[]): void {
     if (!data && existsSync(path)) { data = new Uint8Array(readFileSync(path)); cache.set(path, data) }
     return data
   }
-  const send = (rel: string, immutable: boolean) => {
+  const send = (rel: string, immutable: boolean, extra: Record<string, string> = {}) => {
     let path = '', data: Uint8Array | undefined
     for (const root of roots) if ((data = file(path = join(root, rel)))) break
     if (!data) return undefined
@@ -34,6 +48,7 @@ export function servePages(app: Hono, roots: readonly string[]): void {
         'content-type': TYPES[extname(path)] ?? 'application/octet-stream',
         'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
         ...ISOLATION,
+        ...extra,
       },
     })
   }
@@ -42,8 +57,13 @@ export function servePages(app: Hono, roots: readonly string[]): void {
     app.get(prefix, (c) => {
       const rel = normalize(c.req.path.slice(1))
       if (rel.startsWith('..') || rel.includes(`${sep}..`)) return c.notFound()
-      return send(rel, immutable) ?? c.notFound()
+      // A worker started from a script URL takes its policy from that script's response, not from its page.
+      const worker: Record<string, string> = prefix === '/assets/*' && rel.endsWith('.js') ? { 'content-security-policy': tabPolicy(hostOf(c.req.header('host'))) } : {}
+      return send(rel, immutable, worker) ?? c.notFound()
     })
   }
-  app.get('/:page{[a-z-]+}', (c) => send(`${c.req.param('page')}.html`, false) ?? c.notFound())
+  app.get('/:page{[a-z-]+}', (c) => {
+    const page = c.req.param('page')
+    return send(`${page}.html`, false, page === 'join' ? { 'content-security-policy': tabPolicy(hostOf(c.req.header('host'))) } : {}) ?? c.notFound()
+  })
 }

@@ -45,7 +45,7 @@ export interface CoordinatorOptions {
   webRoots?: string[]
   /** Bad messages tolerated on one connection before it is closed. */
   maxBadMessages?: number
-  /** Messages one connection may send per second (bursts of twice that); past it, they are dropped with a LimitError. */
+  /** Messages one connection may send per second (bursts of twice that); past it, the connection is read more slowly, with a LimitError to say so. */
   maxMessagesPerSecond?: number
   quotas?: Partial<Quotas>
   log?: (line: string) => void
@@ -251,7 +251,10 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     let session: PeerSession | undefined
     let bad = 0
     // A token bucket per connection: maxRate messages a second, bursts of twice that.
-    let allowance = maxRate * 2, refilled = performance.now(), warnedAt = -Infinity
+    let allowance = maxRate * 2, refilled = performance.now(), warnedAt = -Infinity, closed = false
+    let wsRaw: { pause(): void; resume(): void } | undefined
+    let drainTimer: ReturnType<typeof setTimeout> | undefined
+    const deferred: unknown[][] = []
     let socket: PeerSocket
     const sendError = (err: ColonyError | Error, fatal: boolean) => {
       const m: ErrorMsg = { t: 'error', code: (err as ColonyError).code ?? 'INTERNAL', message: err.message, fatal }
@@ -264,9 +267,62 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       sendError(err, true)
       socket.close(closeCode, err.message.slice(0, 120))
     }
+    /** Takes `n` messages from the rate allowance (a frame larger than the whole burst is let through once it is full). */
+    const admit = (n: number): boolean => {
+      const now = performance.now()
+      allowance = Math.min(maxRate * 2, allowance + ((now - refilled) / 1000) * maxRate)
+      refilled = now
+      if (allowance < Math.min(n, maxRate * 2)) return false
+      allowance -= n
+      return true
+    }
+    // Over the rate, nothing is dropped (a peer's durable messages must all land): frames wait, and
+    // the connection is not read meanwhile, so TCP slows the sender down to the rate.
+    const defer = (raws: unknown[]) => {
+      deferred.push(raws)
+      control.counters.rateLimited += raws.length
+      const now = performance.now()
+      if (now - warnedAt > 1000) { warnedAt = now; sendError(new LimitError('maxMessageRate', `more than ${maxRate} messages a second from this connection: it is slowed down`), false) }
+      if (drainTimer) return
+      wsRaw?.pause()
+      const drain = () => {
+        drainTimer = undefined
+        while (deferred.length > 0 && !closed && admit(deferred[0].length)) handle(deferred.shift()!)
+        if (deferred.length > 0 && !closed) drainTimer = setTimeout(drain, Math.max(1, Math.ceil(((Math.min(deferred[0].length, maxRate * 2) - allowance) / maxRate) * 1000)))
+        else wsRaw?.resume()
+      }
+      drainTimer = setTimeout(drain, Math.max(1, Math.ceil(((Math.min(raws.length, maxRate * 2) - allowance) / maxRate) * 1000)))
+    }
+    const handle = (raws: unknown[]): void => {
+      for (const raw of raws) {
+        const parsed = parsePeerMessage(raw)
+        if (!parsed.ok) {
+          control.counters.badMessages++
+          if (!session) return reject(new ProtocolError(`the first message must be a valid hello (${parsed.reason})`), 4400)
+          sendError(new ProtocolError(parsed.reason), false)
+          if (++bad > maxBad) return reject(new ProtocolError(`more than ${maxBad} bad messages; closing`), 4400)
+          continue
+        }
+        const m = parsed.msg
+        if (!session) {
+          if (m.t !== 'hello') return reject(new ProtocolError('the first message must be hello'), 4400)
+          const grant = registry.check(m.token)
+          if (!grant) return reject(new AuthError('bad token (or a revoked one): workers need a join token, drivers a submit token'), 4401)
+          try { session = control.hello(socket, m as HelloMsg, grant, newPeerId) } catch (e) {
+            return reject(e instanceof ColonyError ? e : new ProtocolError(String(e)), e instanceof LimitError ? 4413 : 4401)
+          }
+          continue
+        }
+        try { control.handle(session, m) } catch (e) {
+          if (e instanceof ColonyError) { control.counters.badMessages++; sendError(e, false) }
+          else { log(`error handling '${m.t}' from ${session.id}: ${(e as Error).stack ?? e}`); sendError(new Error(`internal error handling '${m.t}'`), false) }
+        }
+      }
+    }
     return {
       onOpen(_evt, ws) {
         socket = { send: (d) => ws.send(d as Uint8Array<ArrayBuffer>), close: (code, reason) => ws.close(code, reason) }
+        wsRaw = ws.raw as { pause(): void; resume(): void } | undefined
       },
       onMessage(evt) {
         const data = evt.data
@@ -279,42 +335,10 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
         try { raws = decodeFrame(bytes) } catch (e) {
           return reject(new ProtocolError(`malformed frame: ${(e as Error).message}`), 1007)
         }
-        const now = performance.now()
-        allowance = Math.min(maxRate * 2, allowance + ((now - refilled) / 1000) * maxRate)
-        refilled = now
-        if (allowance < raws.length) {
-          control.counters.rateLimited += raws.length
-          // Dropped whole, with one error a second: durable messages come back when the peer replays what was not acknowledged.
-          if (now - warnedAt > 1000) { warnedAt = now; sendError(new LimitError('maxMessageRate', `more than ${maxRate} messages a second from this connection: ${raws.length} were dropped`), false) }
-          return
-        }
-        allowance -= raws.length
-        for (const raw of raws) {
-          const parsed = parsePeerMessage(raw)
-          if (!parsed.ok) {
-            control.counters.badMessages++
-            if (!session) return reject(new ProtocolError(`the first message must be a valid hello (${parsed.reason})`), 4400)
-            sendError(new ProtocolError(parsed.reason), false)
-            if (++bad > maxBad) return reject(new ProtocolError(`more than ${maxBad} bad messages; closing`), 4400)
-            continue
-          }
-          const m = parsed.msg
-          if (!session) {
-            if (m.t !== 'hello') return reject(new ProtocolError('the first message must be hello'), 4400)
-            const grant = registry.check(m.token)
-            if (!grant) return reject(new AuthError('bad token (or a revoked one): workers need a join token, drivers a submit token'), 4401)
-            try { session = control.hello(socket, m as HelloMsg, grant, newPeerId) } catch (e) {
-              return reject(e instanceof ColonyError ? e : new ProtocolError(String(e)), e instanceof LimitError ? 4413 : 4401)
-            }
-            continue
-          }
-          try { control.handle(session, m) } catch (e) {
-            if (e instanceof ColonyError) { control.counters.badMessages++; sendError(e, false) }
-            else { log(`error handling '${m.t}' from ${session.id}: ${(e as Error).stack ?? e}`); sendError(new Error(`internal error handling '${m.t}'`), false) }
-          }
-        }
+        if (deferred.length > 0 || !admit(raws.length)) { defer(raws); return }
+        handle(raws)
       },
-      onClose() { if (session) control.peerLost(session, 'socket closed') },
+      onClose() { closed = true; clearTimeout(drainTimer); if (session) control.peerLost(session, 'socket closed') },
     }
   }))
 

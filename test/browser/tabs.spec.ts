@@ -85,6 +85,27 @@ test.describe.serial('tabs as workers', () => {
     expect(await grid.get(look.remote())).toMatchObject({ document: 'undefined' })
   })
 
+  test('job code in a tab may talk only to the coordinator: a request to another origin is refused', async () => {
+    const probe = grid.remote(async function probe(self: string, other: string) {
+      const same = (await fetch(`${self}/healthz`)).ok
+      let otherOrigin = 'reached'
+      try { await fetch(`${other}/healthz`, { mode: 'no-cors' }) } catch (e) { otherOrigin = `refused: ${(e as Error).message}` }
+      const socket = await new Promise<string>((resolve) => {
+        try {
+          const ws = new WebSocket(other.replace('http', 'ws') + '/ws')
+          ws.onopen = () => { ws.close(); resolve('opened') }
+          ws.onerror = () => resolve('refused: error event')
+        } catch (e) { resolve(`refused: ${(e as Error).name}`) }
+      })
+      return { same, otherOrigin, socket }
+    }, { capabilities: ['t3'] })
+    // The same coordinator under another name is another origin: without the policy, both would reach it.
+    const seen = await grid.get(probe.remote(g.url, g.url.replace('127.0.0.1', 'localhost')))
+    expect(seen.same).toBe(true)
+    expect(seen.otherOrigin).toMatch(/^refused/)
+    expect(seen.socket).toMatch(/^refused/)
+  })
+
   test('a tab reconnects after a network blip with the same id, still holding its objects', async () => {
     const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(9) }, { capabilities: ['t1'] })
     const sum = grid.remote(function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i += 1024) s += b[i]; return s }, { capabilities: ['t2'] })
