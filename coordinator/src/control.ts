@@ -204,7 +204,7 @@ export class Control {
     s.resources = m.role === 'worker' ? { ...m.resources } : {}
     this.sessions.set(id, s)
     this.expectedPeers.delete(id)
-    this.opts.store.putPeer({ id, kind: s.kind, role: s.role, lastSeen: Date.now() })
+    this.putPeer(s)
 
     if (m.role === 'driver') {
       const resumed = m.jobId ? this.jobs.get(m.jobId) : undefined
@@ -542,6 +542,8 @@ export class Control {
       if (agreeing.includes(v)) { this.reputations.agreed(v.peer); continue }
       this.counters.quorumDisagreements++
       const held = this.reputations.disagreed(v.peer)
+      const s = this.sessions.get(v.peer)
+      if (s) { this.syncReputation(v.peer); this.putPeer(s) }
       this.opts.log(`peer ${v.peer} disagreed with the quorum on ${main.spec.name} (${main.id}); reputation ${this.reputations.score(v.peer).toFixed(2)}${held ? ': quarantined' : ''}`)
       if (held) this.counters.peersQuarantined++
     }
@@ -558,6 +560,11 @@ export class Control {
       if (!TERMINAL.has(r.state)) this.cancelTask(r, 'its task is decided')
       for (let i = 0; i < (r.spec.opts.numReturns ?? 1); i++) this.freeObject(returnId(r.id, i))
     }
+  }
+
+  private putPeer(s: PeerSession): void {
+    const reputation = this.reputations.score(s.id), quarantined = this.reputations.quarantined(s.id)
+    this.opts.store.putPeer({ id: s.id, kind: s.kind, role: s.role, lastSeen: Date.now(), ...(reputation < 1 || quarantined ? { reputation, quarantined } : {}) })
   }
 
   private syncReputation(peer: string): void {
@@ -588,6 +595,8 @@ export class Control {
     const was = this.reputations.quarantined(peer)
     this.reputations.release(peer)
     this.syncReputation(peer)
+    const s = this.sessions.get(peer)
+    if (s) this.putPeer(s)
     if (was) { this.opts.log(`peer ${peer} released from quarantine`); this.requestTick() }
     return was
   }
@@ -1441,7 +1450,10 @@ export class Control {
     }
     for (const t of unfinished) { t.restored = true; this.setState(t, 'waiting'); this.enqueue(t) }
     // Drivers too: they hold the bytes of their large put objects.
-    for (const p of snap.peers) this.expectedPeers.add(p.id)
+    for (const p of snap.peers) {
+      this.expectedPeers.add(p.id)
+      if (p.reputation !== undefined) this.reputations.restore(p.id, p.reputation, !!p.quarantined)
+    }
     if (unfinished.length > 0 || this.unclaimedActors.size > 0 || this.expectedPeers.size > 0) {
       this.reconcileUntil = Date.now() + this.opts.reconcileMs
       this.orphansUntil = Date.now() + Math.max(60_000, this.opts.reconcileMs * 4)

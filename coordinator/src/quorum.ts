@@ -89,6 +89,12 @@ export class Reputations {
     return false
   }
 
+  /** As it was before a coordinator restart. */
+  restore(peer: string, score: number, quarantined: boolean): void {
+    this.scores.set(peer, score)
+    if (quarantined) this.held.add(peer)
+  }
+
   /** An operator lets the peer work again, with a fresh score. */
   release(peer: string): void { this.held.delete(peer); this.scores.delete(peer) }
 }

@@ -7,7 +7,8 @@ import { PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeValue } from '@colony
 
 export interface ByzantinePeer { id: string; tasksAnswered: number; close(): void }
 
-export async function byzantinePeer(g: { url: string; joinToken: string }, wrong: unknown = 666): Promise<ByzantinePeer> {
+/** `peerId`: rejoin as a peer the coordinator knew (after a restart, say). */
+export async function byzantinePeer(g: { url: string; joinToken: string }, wrong: unknown = 666, peerId?: string): Promise<ByzantinePeer> {
   const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
   await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
   let ping: ReturnType<typeof setInterval> | undefined
@@ -30,7 +31,7 @@ export async function byzantinePeer(g: { url: string; joinToken: string }, wrong
       if (out.length) ws.send(encodeFrame(out))
     })
   })
-  ws.send(encodeFrame([{ t: 'hello', v: PROTOCOL_VERSION, token: g.joinToken, kind: 'node', role: 'worker', capabilities: ['node', 'wasm'], resources: { cpu: 2 } }]))
+  ws.send(encodeFrame([{ t: 'hello', v: PROTOCOL_VERSION, token: g.joinToken, kind: 'node', role: 'worker', capabilities: ['node', 'wasm'], resources: { cpu: 2 }, ...(peerId ? { peerId } : {}) }]))
   await welcomed
   return peer
 }

@@ -11,7 +11,7 @@ declare const colony: { peerId: string }
 describe('replicas and quorum', () => {
   it('accepts only results a quorum agrees on, and quarantines a peer that always answers wrong', async () => {
     await withGrid({ workers: 2, executors: 1 }, async (g, grid) => {
-      const evil = await byzantinePeer(g)
+      let evil = await byzantinePeer(g)
       const double = grid.remote((x: number) => x * 2, { replicas: 2 })
       const values = await grid.get(Array.from({ length: 30 }, (_, i) => double.remote(i)), { timeoutMs: 60_000 })
       assert.deepEqual(values, Array.from({ length: 30 }, (_, i) => i * 2), 'no wrong answer was accepted')
@@ -25,6 +25,15 @@ describe('replicas and quorum', () => {
       const answered = evil.tasksAnswered
       assert.deepEqual(await grid.get(Array.from({ length: 10 }, (_, i) => double.remote(i))), Array.from({ length: 10 }, (_, i) => i * 2))
       assert.equal(evil.tasksAnswered, answered, 'a quarantined peer gets no work')
+
+      // A coordinator restart does not clear the quarantine: the peer rejoins as it was.
+      evil.close()
+      await g.coordinator.kill('SIGKILL')
+      await g.startCoordinator()
+      const back = await byzantinePeer(g, 666, evil.id)
+      assert.equal(back.id, evil.id)
+      assert.equal((await api<PeerRow[]>(g, '/api/peers')).body.find((p) => p.id === evil.id)!.quarantined, true)
+      evil = back
 
       const released = await api<{ released: boolean }>(g, `/api/peers/${evil.id}/release`, { method: 'POST' })
       assert.deepEqual([released.status, released.body.released], [200, true])

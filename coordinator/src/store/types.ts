@@ -52,7 +52,12 @@ export interface ActorRow {
   checkpoint?: Uint8Array
 }
 
-export interface PeerRow { id: string; kind: PeerKind; role: PeerRole; lastSeen: number }
+export interface PeerRow {
+  id: string; kind: PeerKind; role: PeerRole; lastSeen: number
+  /** Kept when it drops (quorum.ts), so a restart does not clear a quarantine. */
+  reputation?: number
+  quarantined?: boolean
+}
 
 export interface StoreSnapshot {
   jobs: JobRow[]
