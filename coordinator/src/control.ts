@@ -6,7 +6,7 @@
  */
 import { createHmac } from 'node:crypto'
 import {
-  grantPayload, CancelledError, LimitError, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
+  grantPayload, CancelledError, LimitError, MAX_CHECKPOINT_BYTES, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
   type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony/shared'
@@ -19,7 +19,6 @@ import type { TokenGrant } from './tokens.js'
 const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
 const NO_RESOURCES: Record<string, number> = {}
 const NO_PIPELINE = () => 1
-const MAX_CHECKPOINT_BYTES = 1024 * 1024
 const MAX_JOB_LOG_LINES = 10_000
 
 interface TaskRec {
@@ -186,6 +185,8 @@ export class Control {
         : 'workers join with the join token, not the submit token')
     }
     let id = m.peerId && /^p_[0-9a-f]{4,32}$/.test(m.peerId) ? m.peerId : newId()
+    // Only the same token may take over a connected peer's id (ids are public in /api/peers).
+    if (this.sessions.get(id) && this.sessions.get(id)!.tokenId !== grant.id) id = newId()
     const stale = this.sessions.get(id)
     let sameToken = 0
     for (const x of this.sessions.values()) if (x.tokenId === grant.id && x !== stale) sameToken++
@@ -273,6 +274,12 @@ export class Control {
     }
     if (TERMINAL.has(t.state)) { s.send({ t: 'cancelTask', task: tid, reason: 'already finished elsewhere' }); return }
     if (t.state === 'running') return
+    // A peer may claim only work it was given: a replicated task's own record never runs, and no
+    // peer may hold two replicas of one task (it would vote twice).
+    if (t.quorum || (t.ranOn !== s.id && !t.restored) || (t.replicaOf && this.siblingPeers(t).has(s.id))) {
+      s.send({ t: 'cancelTask', task: tid, reason: 'not this peer\'s to run' })
+      return
+    }
     if (t.spec.actor) {
       const a = this.actors.get(t.spec.actor)
       if (!a || (a.peer && a.peer !== s.id)) return
@@ -401,23 +408,26 @@ export class Control {
       if (existing.job === job.id) return // a replay after reconnect
       throw new ProtocolError(`task id ${spec.id} is taken`)
     }
-    // Past a quota the task is recorded as failed with a LimitError naming it, so its `get` says why.
+    if (spec.id.includes('~')) throw new ProtocolError(`task ids may not contain '~' (it marks the coordinator's replicas): ${spec.id}`)
+    if (spec.actor) {
+      const a = this.actors.get(spec.actor)
+      if (!a || a.job !== job.id) throw new ProtocolError(`unknown actor ${spec.actor} in job ${job.id}`)
+    } else if (!job.fns.has(spec.fn)) {
+      throw new ProtocolError(`task ${spec.name}: function ${spec.fn} was not defined in job ${job.id} (send 'fn' first)`)
+    }
+    // Past a quota the task is recorded as failed with a LimitError naming it, so its `get` says why
+    // (up to a point: past that, the submit is only answered with the error).
     const q = this.opts.quotas
     const over = job.tasks.length >= q.maxTasksPerJob
       ? new LimitError('maxTasksPerJob', `job ${job.id} has ${job.tasks.length} tasks; the maxTasksPerJob limit is ${q.maxTasksPerJob}. Task ${spec.name} (${spec.id}) was refused`)
       : spec.args.length > q.maxArgBytes
         ? new LimitError('maxArgBytes', `task ${spec.name} (${spec.id}) has ${spec.args.length} bytes of arguments; the maxArgBytes limit is ${q.maxArgBytes} (large values go as objects: grid.put)`)
         : undefined
+    if (over && job.tasks.length >= q.maxTasksPerJob + 10_000) throw over
     if (over) {
-      const t = this.addTask(job, { ...spec, args: new Uint8Array(0), deps: [], opts: { numReturns: spec.opts.numReturns } }, false)
+      const t = this.addTask(job, { ...spec, args: new Uint8Array(0), deps: [], actor: undefined, createsActor: undefined, opts: { numReturns: spec.opts.numReturns } }, false)
       this.fail(t, serializeError(over))
       return
-    }
-    if (spec.actor) {
-      const a = this.actors.get(spec.actor)
-      if (!a || a.job !== job.id) throw new ProtocolError(`unknown actor ${spec.actor} in job ${job.id}`)
-    } else if (!job.fns.has(spec.fn)) {
-      throw new ProtocolError(`task ${spec.name}: function ${spec.fn} was not defined in job ${job.id} (send 'fn' first)`)
     }
     this.addTask(job, spec, false)
   }
@@ -489,7 +499,10 @@ export class Control {
   private anotherPeerFor(main: TaskRec): boolean {
     const used = new Set<string>()
     for (const id of main.quorum!.replicas) { const r = this.tasks.get(id); const at = r?.peer ?? r?.ranOn; if (at) used.add(at) }
-    for (const s of this.sessions.values()) if (s.role === 'worker' && !s.closed && !s.quarantined && !used.has(s.id)) return true
+    const caps = main.spec.opts.capabilities ?? []
+    for (const s of this.sessions.values()) {
+      if (s.role === 'worker' && !s.closed && !s.quarantined && !s.paused && !used.has(s.id) && caps.every((c) => s.capabilities.has(c))) return true
+    }
     return false
   }
 
@@ -521,7 +534,11 @@ export class Control {
     }
     // A replica's vote: its results, or the error its own code threw. A vanished peer does not vote.
     const votes: Vote[] = []
+    const voted = new Set<string>()
     for (const r of replicas) {
+      // One vote per peer: a peer that somehow ran two replicas counts once.
+      if (r.ranOn && voted.has(r.ranOn)) continue
+      if (r.ranOn) voted.add(r.ranOn)
       if (r.state === 'finished') votes.push({ replica: r.id, peer: r.ranOn ?? '', results: this.resultsOf(r) })
       else if (r.state === 'failed' && r.error?.type === 'TaskError' && r.ranOn) votes.push({ replica: r.id, peer: r.ranOn, error: r.error })
     }
@@ -580,6 +597,7 @@ export class Control {
       n++
       s.socket.close(4401, 'token revoked')
       this.peerLost(s, 'its token was revoked')
+      if (s.role === 'driver' && s.jobId) this.finishDriverJob(s.jobId)
     }
     return n
   }
@@ -715,7 +733,14 @@ export class Control {
       if (Date.now() < this.orphansUntil && !lost && this.orphanDone.size < 100_000) { this.orphanDone.set(taskId, { peer: s.id, results, error }); return }
       throw new ProtocolError(`result for unknown task ${taskId}`)
     }
-    if (!s.tasks.has(taskId) && t.ranOn !== s.id && !t.restored) throw new AuthError(`peer ${s.id} was never given task ${taskId}`)
+    // After a restart, a result may come from whoever ran the task before it; only in the reconciliation window.
+    const restoredWindow = t.restored && Date.now() < this.orphansUntil && !t.quorum && !(t.replicaOf && this.siblingPeers(t).has(s.id))
+    if (!s.tasks.has(taskId) && t.ranOn !== s.id && !restoredWindow) throw new AuthError(`peer ${s.id} was never given task ${taskId}`)
+    if (t.spec.actor && !s.tasks.has(taskId)) {
+      // A late result from a host the actor has since left (it was restarted elsewhere) would undo its checkpoint.
+      const a = this.actors.get(t.spec.actor)
+      if (a?.peer && a.peer !== s.id) { this.counters.duplicateResults++; return }
+    }
     if (TERMINAL.has(t.state)) { this.counters.duplicateResults++; return }
     if (lost) {
       if (t.peer !== s.id) return
@@ -1441,7 +1466,7 @@ export class Control {
     for (const t of this.tasks.values()) {
       const cut = t.id.lastIndexOf('~')
       const main = cut > 0 ? this.tasks.get(t.id.slice(0, cut)) : undefined
-      if (!main || (main.spec.opts.replicas ?? 1) <= 1) continue
+      if (!main || main.job !== t.job || (main.spec.opts.replicas ?? 1) <= 1) continue
       const k = main.spec.opts.replicas!
       main.quorum ??= { replicas: [], need: Math.min(k, main.spec.opts.quorum ?? Math.floor(k / 2) + 1), max: k + 2 }
       main.quorum.replicas[Number(t.id.slice(cut + 1))] = t.id

@@ -161,7 +161,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
   // An operator lets a quarantined peer work again.
   app.post('/api/peers/:id/release', (c) => {
-    needRole(c, ['driver'])
+    needOperator(c)
     const id = c.req.param('id')
     if (!control.sessions.has(id) && !control.reputations.quarantined(id)) throw new HttpNotFound(`no peer ${id}`)
     return c.json({ peer: id, released: control.releasePeer(id) })

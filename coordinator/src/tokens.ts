@@ -14,7 +14,7 @@ export interface TokenInfo { id: string; role: TokenRole; label: string; created
 /** What a good token lets its holder be. `operator`: the first submit token, which may see every job and manage tokens. */
 export interface TokenGrant { id: string; role: 'driver' | 'worker'; operator: boolean }
 
-interface Saved extends Partial<Tokens> { more?: (TokenInfo & { token: string })[] }
+interface Saved extends Partial<Tokens> { more?: (TokenInfo & { token: string })[]; joinRevoked?: boolean }
 
 const idOf = (token: string) => `k_${createHash('sha256').update(token).digest('hex').slice(0, 12)}`
 
@@ -41,6 +41,8 @@ export class TokenRegistry {
     if (this.main.submit === this.main.join) throw new Error('the submit token and the join token must differ')
     const first = (token: string, role: TokenRole, operator: boolean) => ({ token, id: idOf(token), role, label: operator ? 'operator' : 'join', createdAt: 0, revoked: false, operator })
     this.all = [first(this.main.submit, 'submit', true), first(this.main.join, 'join', false), ...(saved.more ?? []).map((t) => ({ ...t, operator: false }))]
+    // The first join token can be revoked too (hand out per-machine ones instead); that must outlive a restart.
+    if (saved.joinRevoked && saved.join === this.main.join) this.all[1].revoked = true
     if (saved.submit !== this.main.submit || saved.join !== this.main.join) this.save()
   }
 
@@ -50,7 +52,7 @@ export class TokenRegistry {
     const file = this.file()
     if (!file) return
     mkdirSync(this.dataDir!, { recursive: true })
-    const saved: Saved = { ...this.main, more: this.all.slice(2).map(({ operator: _, ...t }) => ({ ...t, operator: false })) }
+    const saved: Saved = { ...this.main, joinRevoked: this.all[1].revoked, more: this.all.slice(2).map(({ operator: _, ...t }) => ({ ...t, operator: false })) }
     writeFileSync(file, JSON.stringify(saved, null, 2) + '\n', { mode: 0o600 })
   }
 

@@ -5,3 +5,6 @@ export const DEFAULT_LIMITS: Limits = {
   inlineMaxBytes: 64 * 1024,
   relayChunkBytes: 256 * 1024,
 }
+
+/** An actor's checkpoint, kept by the coordinator with the actor's record. */
+export const MAX_CHECKPOINT_BYTES = 1024 * 1024

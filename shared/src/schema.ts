@@ -48,7 +48,7 @@ export const peerMessage = z.discriminatedUnion('t', [
   }),
   z.object({ t: z.literal('fn'), job: id.optional(), def: fnDef }),
   z.object({ t: z.literal('submit'), spec: taskSpec }),
-  z.object({ t: z.literal('put'), id, size: count, inline: bytes.optional(), hash: z.string().max(128).optional(), parent: id.optional(), replicate: z.number().int().min(1).max(5).optional() }),
+  z.object({ t: z.literal('put'), id, size: count, inline: bytes.optional(), hash: z.string().max(128).optional(), parent: id.optional(), replicate: z.number().int().min(1).max(3).optional() }),
   z.object({
     t: z.literal('done'), task: id, attempt: count,
     results: z.array(z.object({ size: count, inline: bytes.optional(), hash: z.string().max(128).optional() })).max(1000).optional(),

@@ -157,9 +157,18 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
       this.dispatch(e, task)
       return
     }
-    const e = this.pick(task.job)
-    if (e) this.dispatch(e, task)
-    else this.waiting.push(task)
+    // First come, first served: new work queues behind what waits (a busy job cannot starve another).
+    this.waiting.push(task)
+    this.drain()
+  }
+
+  /** Gives waiting work, in order, to executors that can take it now. */
+  private drain(): void {
+    while (this.waiting.length > 0) {
+      const e = this.pick(this.waiting[0].job)
+      if (!e) return
+      this.dispatch(e, this.waiting.shift()!)
+    }
   }
 
   /**
@@ -194,18 +203,13 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     this.send(e, { k: 'run', task })
   }
 
-  /** An executor has room again: give it waiting work of its job (any job's, if it is fresh), or let it go when idle. */
+  /** An executor has room again: waiting work goes on (see pick); an idle extra that waiting work cannot use goes. */
   private freed(e: Executor): void {
     if (e.dead || e.index === -1) return
-    const i = this.waiting.findIndex((t) => e.job === undefined || t.job === e.job)
-    if (i >= 0) { this.dispatch(e, this.waiting.splice(i, 1)[0]); return }
-    if (e.tasks.size > 0) return
-    // Idle. An extra goes; a pool executor stays, unless another job's work waits: then a fresh one takes its place.
-    if (e.index === -2) {
+    if (e.index === -2 && e.tasks.size === 0 && (this.waiting.length === 0 || this.waiting[0].job !== e.job)) {
       this.extras.delete(e); e.dead = true; e.handle.kill()
-      const next = this.waiting.shift()
-      if (next) this.run(next)
-    } else if (this.waiting.length > 0) this.replace(e, 'the next task is of another job', true)
+    }
+    this.drain()
   }
 
   private timeout(taskId: string, ms: number): void {

@@ -4,7 +4,7 @@
  * a Grid whose every operation goes through the host peer.
  */
 import {
-  ObjectRef, decodeValue, encodeValue, serializeError, deserializeError,
+  LimitError, MAX_CHECKPOINT_BYTES, ObjectRef, decodeValue, encodeValue, serializeError, deserializeError,
   type FnDef, type ObjectId, type ObjectInfo, type SerializedError, type TaskId, type TaskSpec,
 } from '@colony/shared'
 import type { GridBackend } from './backend.js'
@@ -172,7 +172,11 @@ export class ExecutorRuntime {
       const value: unknown = await this.env.runInTask(ctx, () => (f as Callable).apply(slot.instance, this.args(task)))
       if (!checkpointed) return { value }
       const state: unknown = await this.env.runInTask(ctx, () => (slot.instance.checkpoint as Callable).call(slot.instance))
-      return { value, checkpoint: encodeValue(state) }
+      const checkpoint = encodeValue(state)
+      if (checkpoint.length > MAX_CHECKPOINT_BYTES) {
+        throw new LimitError('maxCheckpointBytes', `${spec.name}: the actor's checkpoint is ${checkpoint.length} bytes; the maxCheckpointBytes limit is ${MAX_CHECKPOINT_BYTES} (keep big state in objects, and refs to them in the checkpoint)`)
+      }
+      return { value, checkpoint }
     })
     slot.chain = result.catch(() => undefined)
     return result
