@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CancelledError, ColonyScoringActor, createScoringPool, scoreDataset, TaskError, type ScoringProgress } from '@colony/client'
 import { HELD_OUT_FROM, MODEL_DIR, argmaxRows, loadDigits, onnxInProcess, type Digits } from '@colony/demo'
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { promisify } from 'node:util'
 import { ROOT, withGrid } from './harness.js'
 
@@ -79,12 +79,15 @@ describe('scoreDataset', () => {
     await withGrid({ workers: 3, executors: 1 }, async (g, grid) => {
       const victim = g.workerIds[2]
       let killed = false
-      const result = await scoreDataset(grid, dataset(digits), { onnx }, {
-        batchSize: BATCH, backend: 'wasm', inputScale: 1 / 255,
+      // Every actor loaded first, so the victim is sure to be scoring when it dies.
+      const pool = await createScoringPool(grid, { onnx }, { batchSize: BATCH, backend: 'wasm', inputScale: 1 / 255 })
+      await pool.ready(3)
+      const result = await pool.score(dataset(digits), {
         onProgress: (p) => {
           if (!killed && p.last.peer === victim) { killed = true; void g.workers[2].kill('SIGKILL') }
         },
       })
+      pool.close()
       assert.ok(killed, 'the victim scored a shard before it was killed')
       assert.ok(Buffer.from(result.data.buffer).equals(Buffer.from(reference.buffer)))
       assert.ok(result.retries >= 1, 'the killed peer had shards in flight that ran again')
@@ -127,14 +130,14 @@ describe('scoreDataset', () => {
   })
 
   it('ships its actor as source that stands alone, whatever the target it was compiled for', async () => {
-    const { transform, stop } = await import('esbuild')
-    try {
-      for (const target of ['es2022', 'es2019']) {
-        const { code } = await transform(`(${String(ColonyScoringActor)})`, { target, loader: 'js' })
-        const Cls = new Function(`return ${code.trim().replace(/;$/, '')}`)() as new (m: unknown, o: unknown) => { backend(): string }
-        assert.equal(new Cls({ format: 'onnx' }, { backend: 'wasm' }).backend(), 'wasm', target)
-      }
-    } finally { await stop() } // esbuild's service process would keep this test file from ending
+    for (const target of ['es2022', 'es2019']) {
+      // In a process of its own: esbuild's service, once started here, can outlive this test file's end.
+      const code = execFileSync(process.execPath, ['--input-type=module', '-e',
+        `import { transform } from 'esbuild'; const r = await transform(process.argv[1], { target: '${target}', loader: 'js' }); process.stdout.write(r.code)`,
+        `(${String(ColonyScoringActor)})`], { cwd: join(ROOT, 'test'), encoding: 'utf8' })
+      const Cls = new Function(`return ${code.trim().replace(/;$/, '')}`)() as new (m: unknown, o: unknown) => { backend(): string }
+      assert.equal(new Cls({ format: 'onnx' }, { backend: 'wasm' }).backend(), 'wasm', target)
+    }
   })
 
   it('reports bad models and bad data clearly, and the grid keeps serving', async () => {
