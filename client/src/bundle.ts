@@ -2,16 +2,12 @@
  * Bundles a job file with esbuild into one ES module. Its exports are the job's
  * remote functions and classes; its default export is `main(grid, ...args)`.
  * Imports of '@colony/client' resolve to a small shim over the executor's `colony`
- * global, so job code can call `current()` without shipping the client.
+ * global (job-shim.ts), so job code can call `current()` without shipping the client.
  */
 import { build, type Plugin } from 'esbuild'
+import { TASK_CLIENT_SHIM } from './job-shim.js'
 
-const SHIM = `
-export function current() {
-  const c = globalThis.colony
-  if (!c) throw new Error('current() works inside a task')
-  return c.grid
-}
+const SHIM = `${TASK_CLIENT_SHIM}
 export function connect() { throw new Error('a job bundle runs on the grid: use the grid passed to main(grid)') }
 `
 

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs'
 import { toModelInput } from './digits-file.js'
 import { argmaxRows } from './report.js'
+import { onnxInProcess } from './inproc.js'
 
 export const MODEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'models', 'mnist')
 const require = createRequire(import.meta.url)
@@ -45,10 +46,6 @@ export async function evaluateTfjs(d: { pixels: Uint8Array; labels: Uint8Array }
 }
 
 export async function evaluateOnnx(modelBytes: Uint8Array, d: { pixels: Uint8Array; labels: Uint8Array }): Promise<Evaluation> {
-  const ort = await import('onnxruntime-web')
-  ort.env.wasm.numThreads = 1
-  const session = await ort.InferenceSession.create(modelBytes, { executionProviders: ['wasm'] })
-  const out = await session.run({ pixels: new ort.Tensor('float32', toModelInput(d.pixels), [d.labels.length, 784]) })
-  await session.release()
-  return evaluation(out.probs.data as Float32Array, d.labels)
+  const scorer = await onnxInProcess(modelBytes, 'wasm')
+  try { return evaluation(await scorer.score(d.pixels, d.labels.length), d.labels) } finally { await scorer.release() }
 }

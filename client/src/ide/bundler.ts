@@ -8,6 +8,7 @@
 import * as esbuild from 'esbuild-wasm'
 import wasmURL from 'esbuild-wasm/esbuild.wasm?url'
 import ML_EXPORTS from 'virtual:ml-exports'
+import { TASK_CLIENT_SHIM } from '../job-shim.js'
 
 let started: Promise<void> | undefined
 
@@ -17,11 +18,13 @@ export class BundleError extends Error {
 
 /** The module '@colony/client' becomes: the page's API, or task-side stand-ins on peers. */
 function clientShim(apiNames: string[]): string {
+  // In the page, the real client (main is the driver); on a peer, what a task can use (job-shim.ts).
   const lines = [
+    "import { current as taskCurrent, ml as taskMl } from 'colony-task'",
     'const page = globalThis.__colonyClient',
     'const onPeer = (name) => () => { throw new Error(name + "() works in main (the driver, in the page), not inside a task") }',
-    'export function current() { if (page) return page.current(); const c = globalThis.colony; if (!c) throw new Error("current() works inside a task"); return c.grid }',
-    'export const ml = new Proxy({}, { get(_, k) { const m = globalThis.colony?.ml; if (!m) throw new Error("ml works inside a task (it is the peer\'s colony.ml)"); const v = m[k]; return typeof v === "function" ? v.bind(m) : v } })',
+    'export function current() { return page ? page.current() : taskCurrent() }',
+    'export const ml = taskMl',
   ]
   for (const name of apiNames) if (name !== 'current' && name !== 'ml' && /^[A-Za-z_$][\w$]*$/.test(name)) lines.push(`export const ${name} = page ? page.${name} : onPeer(${JSON.stringify(name)})`)
   return lines.join('\n')
@@ -48,7 +51,8 @@ export async function bundle(file: string, files: Record<string, string>, apiNam
     name: 'colony-ide',
     setup(b) {
       b.onResolve({ filter: /^@colony\/client(\/browser)?$/ }, () => ({ path: 'client', namespace: 'colony-client' }))
-      b.onLoad({ filter: /.*/, namespace: 'colony-client' }, () => ({ contents: clientShim(apiNames), loader: 'js' }))
+      b.onResolve({ filter: /^colony-task$/ }, () => ({ path: 'task', namespace: 'colony-client' }))
+      b.onLoad({ filter: /.*/, namespace: 'colony-client' }, (a) => ({ contents: a.path === 'task' ? TASK_CLIENT_SHIM : clientShim(apiNames), loader: 'js' }))
       b.onResolve({ filter: /^\.{0,2}\// }, (a) => {
         const name = a.path.replace(/^\.\//, '').replace(/\.js$/, '.ts')
         const found = [name, `${name}.ts`].find((n) => n in files)

@@ -18,8 +18,6 @@ const runButton = $<HTMLButtonElement>('run')
 const chart = new ThroughputChart($('chart'))
 
 let grid: (Grid & { jobId: string }) | undefined
-/** Kept warm between runs with the same settings: each peer loads the model once. */
-let pool: { key: string; pool: ScoringPool } | undefined
 let workers: PeerInfo[] = []
 let digits: Promise<Digits> | undefined
 const backendOf = new Map<string, string>()
@@ -88,6 +86,7 @@ function showResults(r: DigitsReport, result: ScoringResult): void {
 }
 
 async function run(): Promise<void> {
+  let pool: ScoringPool | undefined
   const token = tokenInput.value.trim()
   if (!token) { status('Paste the submit token first (colony start prints it).', true); return }
   localStorage.setItem('colony.submitToken', token)
@@ -102,24 +101,23 @@ async function run(): Promise<void> {
     const format = $<HTMLSelectElement>('format').value
     const backend = $<HTMLSelectElement>('backend').value
     const batchSize = Number($<HTMLInputElement>('batch').value) || 250
-    const key = `${format}|${backend}|${batchSize}`
-    if (pool?.key !== key) {
-      pool?.pool.close()
-      const model = format === 'onnx' ? { onnx: await fetchBytes('/demo-files/mnist.onnx') } : { tfjs: new URL('/demo-files/model.json', location.href).href }
-      pool = { key, pool: await createScoringPool(grid, model, { batchSize, backend, inputScale: 1 / 255 }) }
-    }
+    const model = format === 'onnx' ? { onnx: await fetchBytes('/demo-files/mnist.onnx') } : { tfjs: new URL('/demo-files/model.json', location.href).href }
+    // A pool per run, closed after it: its actors hold a CPU slot of every peer, which other jobs need meanwhile.
+    pool = await createScoringPool(grid, model, { batchSize, backend, inputScale: 1 / 255 })
     // Every free slot loads the model before the clock starts, so the chart shows scoring, not loading.
     // Peers that join later still get an actor, and take shards mid-run.
     await refreshPeers()
     const slots = workers.filter((p) => !p.paused).reduce((n, p) => n + (p.resources.cpu ?? 0), 0)
     status(`Loading the model on ${slots} worker slot${slots === 1 ? '' : 's'}…`)
-    await pool.pool.ready(Math.max(1, slots), 30_000).catch(() => pool!.pool.ready(1, 60_000))
+    await pool.ready(Math.max(1, slots), 30_000).catch(() => pool!.ready(1, 60_000))
     rowsOf.clear()
     chart.start()
-    const ticker = setInterval(() => { chart.tick(); void refreshPeers() }, 250)
+    // The chart moves four times a second; the peer list (an HTTP request) once a second is enough.
+    let ticks = 0
+    const ticker = setInterval(() => { chart.tick(); if (++ticks % 4 === 0) void refreshPeers() }, 250)
     status(`Scoring ${fmt(d.count)} digits…`)
     try {
-      const result = await pool.pool.score({ data: d.pixels, shape: [d.count, 784] }, {
+      const result = await pool.score({ data: d.pixels, shape: [d.count, 784] }, {
         onProgress: (p) => {
           chart.add(p.last.peer, p.last.rows)
           for (const c of p.peers) { backendOf.set(c.peer, c.backend); rowsOf.set(c.peer, c.rows) }
@@ -135,11 +133,10 @@ async function run(): Promise<void> {
       void refreshPeers()
     }
   } catch (e) {
-    pool?.pool.close()
-    pool = undefined
     status(`The run failed: ${(e as Error)?.message ?? e}`, true)
     console.error(e)
   } finally {
+    pool?.close()
     runButton.disabled = false
   }
 }
