@@ -220,7 +220,7 @@ export class Control {
     for (const aid of m.actors ?? []) this.claimActor(s, aid)
     s.send({
       t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits, pingMs: Math.max(100, Math.floor(this.opts.heartbeatTimeoutMs / 4)),
-      grantKey: s.grantKey, iceServers: this.opts.iceServers,
+      grantKey: s.grantKey, iceServers: this.opts.iceServers, peerSecret: '', trusted: false, // TODO(B): peer identity and trust
     })
     if (this.reconcileUntil && [...this.expectedPeers].every((p) => this.sessions.has(p))) this.endReconcile()
     this.requestTick()

@@ -8,3 +8,24 @@ export const DEFAULT_LIMITS: Limits = {
 
 /** An actor's checkpoint, kept by the coordinator with the actor's record. */
 export const MAX_CHECKPOINT_BYTES = 1024 * 1024
+
+/**
+ * What job code controls and a peer sends on its behalf is cut to these sizes first, well under the
+ * schema's bounds (schema.ts), so a hostile or careless job can fail only its own task, never break
+ * the worker's connection. The coordinator cuts to the same sizes when it stores logs.
+ */
+export const JOB_TEXT_LIMITS = {
+  /** Characters of one log line. */
+  logLineChars: 10_000,
+  /** Characters of an error message. */
+  errorMessageChars: 20_000,
+  /** Characters of a stack trace. */
+  stackChars: 50_000,
+  /** Characters of a task, function or export name. */
+  nameChars: 500,
+} as const
+
+/** Cuts `s` to `max` characters, saying how many were left out. */
+export function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters cut)`
+}

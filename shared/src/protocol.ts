@@ -85,6 +85,8 @@ export interface HelloMsg {
   role: PeerRole
   /** Set when reconnecting, so the coordinator can reconcile. */
   peerId?: PeerId
+  /** With `peerId`: the secret the coordinator gave this peer at its first hello; without it the id is not kept. */
+  peerSecret?: string
   /** A driver resuming its job after a reconnect. */
   jobId?: JobId
   capabilities: string[]
@@ -116,12 +118,13 @@ export interface DoneMsg {
 }
 /** The executor hosting an actor died; the coordinator restarts the actor or ends it. */
 export interface ActorLostMsg { t: 'actorLost'; actor: ActorId; reason: string }
-export interface SubMsg { t: 'sub'; ids: ObjectId[] }
+/** `job`: a worker asks on behalf of a task of this job, and may read only that job's objects. */
+export interface SubMsg { t: 'sub'; ids: ObjectId[]; job?: JobId }
 export interface CancelMsg { t: 'cancel'; ids: TaskId[]; force?: boolean }
 export interface BlockedMsg { t: 'blocked'; task: TaskId; blocked: boolean }
 export interface LogMsg { t: 'log'; task: TaskId; lines: string[] }
 /** `relay`: skip peer-to-peer and have the coordinator relay the bytes (after P2P failed, or by policy). */
-export interface PullMsg { t: 'pull'; req: number; id: ObjectId; relay?: boolean }
+export interface PullMsg { t: 'pull'; req: number; id: ObjectId; relay?: boolean; job?: JobId }
 /** The sender no longer needs these objects (explicit `free`, or its refs were garbage-collected). */
 export interface FreeMsg { t: 'free'; ids: ObjectId[] }
 /** A tab hidden by its user (or shown again): take no new tasks meanwhile. */
@@ -158,6 +161,13 @@ export interface Limits {
 export interface WelcomeMsg {
   t: 'welcome'; peerId: PeerId; jobId?: JobId; limits: Limits; pingMs: number
   grantKey: Uint8Array
+  /**
+   * Proves this peer's id on a reconnect (hello.peerSecret), and authenticates its HTTP requests
+   * (`Authorization: Peer <peerId>:<peerSecret>`, e.g. for the bundles of jobs it runs).
+   */
+  peerSecret: string
+  /** The peer joined with a trusted join token: it may run what no quorum can check (a job's main). */
+  trusted: boolean
   /** STUN/TURN servers for the data plane (RTCIceServer shape). */
   iceServers: { urls: string | string[]; username?: string; credential?: string }[]
 }

@@ -42,7 +42,7 @@ const fnDef = z.discriminatedUnion('kind', [
 export const peerMessage = z.discriminatedUnion('t', [
   z.object({
     t: z.literal('hello'), v: z.number(), token: z.string().max(500), kind: z.enum(['node', 'browser']),
-    role: z.enum(['worker', 'driver']), peerId: id.optional(), jobId: id.optional(),
+    role: z.enum(['worker', 'driver']), peerId: id.optional(), peerSecret: z.string().max(200).optional(), jobId: id.optional(),
     capabilities: z.array(z.string().max(100)).max(64), resources: z.record(z.string().max(100), z.number().nonnegative().finite()),
     p2p: z.boolean().optional(), holds: z.array(id).max(1_000_000).optional(), actors: z.array(id).max(100_000).optional(), running: z.array(id).max(100_000).optional(), blocked: z.array(id).max(100_000).optional(), name: z.string().max(200).optional(),
   }),
@@ -56,11 +56,11 @@ export const peerMessage = z.discriminatedUnion('t', [
     checkpoint: bytes.optional(),
   }),
   z.object({ t: z.literal('actorLost'), actor: id, reason: z.string().max(10_000) }),
-  z.object({ t: z.literal('sub'), ids: z.array(id).max(100_000) }),
+  z.object({ t: z.literal('sub'), ids: z.array(id).max(100_000), job: id.optional() }),
   z.object({ t: z.literal('cancel'), ids: z.array(id).max(100_000), force: z.boolean().optional() }),
   z.object({ t: z.literal('blocked'), task: id, blocked: z.boolean() }),
   z.object({ t: z.literal('log'), task: id, lines: z.array(z.string().max(100_000)).max(10_000) }),
-  z.object({ t: z.literal('pull'), req: count, id, relay: z.boolean().optional() }),
+  z.object({ t: z.literal('pull'), req: count, id, relay: z.boolean().optional(), job: id.optional() }),
   z.object({ t: z.literal('signal'), to: id, link: z.string().max(64), data: z.unknown() }),
   z.object({ t: z.literal('chunk'), req: count, seq: count, data: bytes, last: z.boolean(), size: count.optional() }),
   z.object({ t: z.literal('serveFail'), req: count, reason: z.string().max(10_000) }),
