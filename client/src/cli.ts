@@ -15,6 +15,12 @@ const HELP = `colony: a volunteer compute grid
   colony up       [--port 8787] [--peers N] [--data .colony]   coordinator + local Node peers (what npm start runs)
   colony start    [--port 8787] [--data .colony] [--memory]    the coordinator alone (SQLite store in --data)
   colony worker   --url URL --token JOIN_TOKEN [--executors N] [--capabilities a,b] [--relay] [--ice-relay-only] [--rtc-bind ADDR] [--store-mb 2048] [--native-ml]
+                  [--memory-mb 1024] [--executor-uid 65534] [--trusted] [--unconfined]
+                  Job code runs in executors with namespaces of their own (Linux: no signals to
+                  other processes, no network, another uid when run as root) and a memory cap.
+                  Where that is impossible the worker does not start; --unconfined runs it anyway:
+                  job code could then signal this process and reach your network.
+                  --trusted: this is the operator's machine, joining with the trusted join token.
   colony submit   job.ts [--url URL] [--token SUBMIT_TOKEN] [--args '[1,2]'] [--name NAME]
   colony status   [job-id] [--url URL] [--token SUBMIT_TOKEN]
   colony token    create --role submit|join [--label L] | list | revoke ID    (with the operator's submit token)
@@ -62,6 +68,11 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const heartbeatTimeoutMs = num(process.env.COLONY_HEARTBEAT_TIMEOUT_MS, 'COLONY_HEARTBEAT_TIMEOUT_MS')
   const maxBundleBytes = num(process.env.COLONY_MAX_BUNDLE_BYTES, 'COLONY_MAX_BUNDLE_BYTES')
   const maxMessagesPerSecond = num(process.env.COLONY_MAX_MSGS_PER_S, 'COLONY_MAX_MSGS_PER_S')
+  const helloTimeoutMs = num(process.env.COLONY_HELLO_TIMEOUT_MS, 'COLONY_HELLO_TIMEOUT_MS')
+  // Node opens its inspector on SIGUSR1, and an inspector runs code as this process (which holds
+  // every token): any listener stops that. Under `colony up` this process is the local peers' too.
+  let usr1Said = false
+  process.on('SIGUSR1', () => { if (!usr1Said) { usr1Said = true; console.error('colony: ignoring SIGUSR1 (the coordinator never opens an inspector)') } })
   const quotas = Object.fromEntries(Object.entries({
     maxPeersPerToken: num(process.env.COLONY_MAX_PEERS_PER_TOKEN, 'COLONY_MAX_PEERS_PER_TOKEN'),
     maxTasksPerJob: num(process.env.COLONY_MAX_TASKS_PER_JOB, 'COLONY_MAX_TASKS_PER_JOB'),
@@ -70,7 +81,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   }).filter(([, v]) => v !== undefined))
   const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, quotas,
+    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, quotas,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
@@ -79,11 +90,13 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   if (withPeers) {
     const { startNodeWorker } = await import('@colony/worker-web/node')
     const n = num(values.peers, 'peers') ?? Math.max(1, availableParallelism() - 1)
-    for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.join, executors: 1 }))
+    // The operator's own peers: trusted, so they may run jobs' mains.
+    for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.trusted, executors: 1 }))
   }
   console.log(`Colony coordinator on ${coord.url} (${coord.store.kind} store${coord.store.kind === 'sqlite' ? ` in ${dataDir}` : ''})
   submit token: ${coord.tokens.submit}
   join token:   ${coord.tokens.join}
+  trusted join token: ${coord.tokens.trusted}   (for your own machines only: their workers run jobs' mains)
 ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   API:      ${coord.url}/api/peers   (Authorization: Bearer <token>)
   Metrics:  ${coord.url}/metrics
@@ -91,6 +104,7 @@ ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   Web IDE:           ${coord.url}/ide#token=${coord.tokens.submit}${webRoots.length > 2 ? `
   Scoring demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}` : ''}
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
+  Join your own:     npx colony worker --trusted --url ${coord.url} --token ${coord.tokens.trusted}
   Run a job:         ${port === 8787 ? '' : `COLONY_URL=${coord.url} `}npx colony submit client/examples/hello.ts
 Ctrl-C stops.`)
   const stop = async () => {
@@ -106,9 +120,11 @@ async function cmdWorker(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: {
     url: { type: 'string' }, token: { type: 'string' }, executors: { type: 'string' }, 'memory-mb': { type: 'string' },
     capabilities: { type: 'string' }, relay: { type: 'boolean' }, 'ice-relay-only': { type: 'boolean' }, 'rtc-bind': { type: 'string' },
-    'store-mb': { type: 'string' }, 'native-ml': { type: 'boolean' },
+    'store-mb': { type: 'string' }, 'native-ml': { type: 'boolean' }, unconfined: { type: 'boolean' }, 'executor-uid': { type: 'string' },
+    trusted: { type: 'boolean' },
   } })
   if (values.executors !== undefined && !num(values.executors, 'executors')) fail('--executors must be at least 1')
+  if (values['executor-uid'] !== undefined && !num(values['executor-uid'], 'executor-uid')) fail('--executor-uid must not be 0 (root)')
   const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
   const token = values.token ?? process.env.COLONY_JOIN_TOKEN ?? savedTokens().join
   if (!token) fail('worker needs --token JOIN_TOKEN (colony start prints it)')
@@ -123,9 +139,11 @@ async function cmdWorker(args: string[]): Promise<void> {
     rtcBindAddress: values['rtc-bind'] ?? (env.COLONY_RTC_BIND_ADDRESS || undefined),
     storeMb: num(values['store-mb'], 'store-mb'), nativeMl: values['native-ml'],
     rtcConnectTimeoutMs: num(env.COLONY_RTC_CONNECT_TIMEOUT_MS, 'COLONY_RTC_CONNECT_TIMEOUT_MS'),
-  }).catch((e: Error) => fail(`could not join ${url}: ${e.message}`))
+    confine: values.unconfined ? 'off' : 'auto', executorUid: num(values['executor-uid'], 'executor-uid'),
+  }).catch((e: Error) => fail(e.name === 'ConfinementError' ? e.message : `could not join ${url}: ${e.message}`))
   clearTimeout(waiting)
   console.log(`joined ${url} as ${peer.peerId}; Ctrl-C leaves`)
+  if (values.trusted && !peer.trusted) console.error('colony: --trusted, but the coordinator does not trust this token: jobs\' mains will not run here (use the trusted join token that colony start prints)')
   const leave = async () => { await peer.close(); process.exit(0) }
   process.once('SIGINT', leave)
   process.once('SIGTERM', leave)

@@ -14,6 +14,11 @@ export interface ConnectOptions {
   /** Where task logs go; by default they are printed as `[task @ peer] line`. Pass `false` to drop them. */
   onLog?: ((m: TaskLogMsg) => void) | false
   log?: (line: string) => void
+  /**
+   * The time limit of this job's tasks (and actor calls) that set no `timeoutMs` of their own: past it
+   * a task is stopped with a TimeoutError. Default: the coordinator's (15 minutes); 0: none.
+   */
+  taskTimeoutMs?: number
   /** How long to keep trying to reach the coordinator before rejecting; default 10 s. */
   timeoutMs?: number
   /** Fetch and serve large objects peer to peer (default in Node; $COLONY_P2P=0 turns it off). */
@@ -60,7 +65,7 @@ export async function connect(url?: string, opts: ConnectOptions = {}): Promise<
   const p2p = opts.p2p ?? !(isNode && process.env.COLONY_P2P === '0')
   const peer = new Peer({
     url, token, role: 'driver', kind: isNode ? 'node' : 'browser', ...await platform(p2p, opts.rtc),
-    name: opts.name, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
+    name: opts.name, taskTimeoutMs: opts.taskTimeoutMs, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start(opts.timeoutMs ?? 10_000)
   return Object.assign(new Grid(peer.backend(), undefined, { autoFree: true }), { peer, jobId: peer.jobId! })

@@ -11,15 +11,25 @@ import {
   type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony/shared'
 import { PeerSession, type PeerSocket } from './peer-session.js'
-import { Reputations, largestAgreement, type Vote } from './quorum.js'
+import { largestAgreement, type Vote } from './quorum.js'
+import { Reputations } from './reputation.js'
+import { PeerIdentities, originOf } from './identity.js'
+import { PlannedLinks } from './links.js'
 import { allFull, pickPeer } from './scheduler.js'
+import { FairQueue } from './fair-queue.js'
+import { JobLog } from './job-log.js'
+import { JOB_TEXT_LIMITS, clip } from '@colony/shared'
 import type { ActorRow, ControlStore, JobRow } from './store/types.js'
 import type { TokenGrant } from './tokens.js'
 
 const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
 const NO_RESOURCES: Record<string, number> = {}
 const NO_PIPELINE = () => 1
+/** What a job whose main cannot be placed says (its main runs only on a peer the operator trusts). */
+export const WAITING_FOR_TRUST = 'waiting for a trusted worker: start one with colony worker --trusted --token <trusted join token>'
 const MAX_JOB_LOG_LINES = 10_000
+/** `setTimeout`'s longest delay: a longer task limit would fire at once. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
 interface TaskRec {
   id: string
@@ -38,6 +48,8 @@ interface TaskRec {
   blocked: boolean
   main: boolean
   res: Record<string, number>
+  /** Cpu charged to its job's owner while it holds a slot (fair-queue.ts). */
+  charged?: number
   error?: SerializedError
   /** When its last attempt started and when it ended (ms since the epoch), for timelines. */
   startedAt?: number
@@ -61,18 +73,23 @@ interface ObjRec {
   locations: Set<string>
   waiters?: string[]
   subscribers?: Set<string>
-  pulls?: { peer: string; req: number; relay?: boolean }[]
+  pulls?: { peer: string; req: number; relay?: boolean; job?: string }[]
   /** Unfinished tasks that need it as an argument: it is kept for them even once freed. */
   pins: number
   /** Peers that were sent it (a plan or a relay): only they may report holding a copy. */
   sentTo?: Set<string>
+  /**
+   * Peers recorded as holding its bytes, now or before (its maker, its putter, readers that said
+   * `held`); kept in the store's location rows, so after a restart they (and no other) may claim it.
+   */
+  holders?: Set<string>
   /** Peers asked to keep a copy of this put object (`replicate`): they may read it though they run none of its job. */
   replicateTo?: Set<string>
   /** Its owner let it go; it is disposed of when no task needs it. */
   freed?: boolean
 }
 
-interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError }
+interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError; charged?: number }
 
 export type JobEvent = { type: 'log'; line: string } | { type: 'state'; job: JobInfo }
 
@@ -82,8 +99,8 @@ interface JobRec extends JobRow {
   fns: Map<string, FnDef>
   tasks: string[]
   counts: Record<TaskState, number>
-  logs: string[]
-  logsDropped: number
+  /** Created with its first line. */
+  log?: JobLog
   driverPeer?: string
   listeners: Set<(ev: JobEvent) => void>
 }
@@ -103,8 +120,21 @@ export interface ControlOptions {
   /** STUN/TURN servers handed to peers for the data plane. */
   iceServers: { urls: string | string[]; username?: string; credential?: string }[]
   quotas: Quotas
+  /** The time limit of a task (or actor call) that sets no `timeoutMs`, for jobs that set no `taskTimeoutMs`; 0: none. A job's `main` has none. */
+  defaultTaskTimeoutMs?: number
+  /** Bytes of log lines kept per job (the most recent; the dropped ones are counted). */
+  maxJobLogBytes?: number
   log: (line: string) => void
 }
+
+/** What a job is created with. */
+export interface JobOptions {
+  /** The time limit of its tasks and actor calls that set no `timeoutMs` (ms); by default the coordinator's `defaultTaskTimeoutMs`. */
+  taskTimeoutMs?: number
+}
+
+export const DEFAULT_TASK_TIMEOUT_MS = 15 * 60_000
+export const DEFAULT_MAX_JOB_LOG_BYTES = 2 * 1024 * 1024
 
 /** Counts and sizes at the boundary; past one, the sender gets a LimitError naming it, and nothing else is disturbed. */
 export interface Quotas {
@@ -130,6 +160,10 @@ export interface Counters {
   peersQuarantined: number
   /** Messages that came faster than maxMessagesPerSecond (their connection was then slowed). */
   rateLimited: number
+  /** WebRTC signals dropped: between peers no pull plan paired (links.ts). */
+  signalsRefused: number
+  /** Objects a peer claimed to hold (hello.holds) that it was never sent nor made. */
+  holdsRefused: number
 }
 
 function emptyCounts(): Record<TaskState, number> {
@@ -142,11 +176,17 @@ export class Control {
   readonly objects = new Map<string, ObjRec>()
   readonly actors = new Map<string, ActorRec>()
   readonly jobs = new Map<string, JobRec>()
-  readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0, quorumDisagreements: 0, peersQuarantined: 0, rateLimited: 0 }
+  readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0, quorumDisagreements: 0, peersQuarantined: 0, rateLimited: 0, signalsRefused: 0, holdsRefused: 0 }
   readonly reputations = new Reputations()
+  /** Peer ids and the secrets that prove them (identity.ts). */
+  readonly identities = new PeerIdentities()
+  /** Which peers may signal each other (links.ts). */
+  private readonly links = new PlannedLinks()
+  /** Jobs whose log already says their main waits for a trusted worker. */
+  private readonly trustNoted = new Set<string>()
   private readonly judgeLater = new Set<TaskRec>()
-  private ready: string[] = []
-  private readyHead = 0
+  /** Ready tasks, round-robin across users (fair-queue.ts). */
+  private readonly ready = new FairQueue()
   private relays = new Map<number, Relay>()
   private nextRelay = 1
   private tickQueued = false
@@ -178,15 +218,22 @@ export class Control {
   // ------------------------------------------------------------------ peers
 
   /** Admits a peer after its hello. `tokenRole` is what its token allows. Throws AuthError. */
-  hello(socket: PeerSocket, m: HelloMsg, grant: TokenGrant, newId: () => string): PeerSession {
+  /**
+   * Admits a peer after its hello. `address`: where it connects from (its origin is that and its
+   * token: identity.ts). Ids are public (/api/peers), so a hello keeps its `peerId` only with the
+   * `peerSecret` the coordinator gave it for that id; otherwise it is a new peer with a fresh id,
+   * and nothing of the id it named. Throws AuthError.
+   */
+  hello(socket: PeerSocket, m: HelloMsg, grant: TokenGrant, newId: () => string, address?: string): PeerSession {
     if (m.role !== grant.role) {
       throw new AuthError(m.role === 'driver'
         ? 'a join token cannot submit jobs: connect drivers with the submit token'
         : 'workers join with the join token, not the submit token')
     }
-    let id = m.peerId && /^p_[0-9a-f]{4,32}$/.test(m.peerId) ? m.peerId : newId()
-    // Only the same token may take over a connected peer's id (ids are public in /api/peers).
-    if (this.sessions.get(id) && this.sessions.get(id)!.tokenId !== grant.id) id = newId()
+    const origin = originOf(grant.id, address)
+    const resumed = !!m.peerId && this.identities.verify(m.peerId, m.peerSecret, m.role)
+    let id = resumed ? m.peerId! : newId()
+    while (!resumed && (this.sessions.has(id) || this.identities.get(id))) id = newId()
     const stale = this.sessions.get(id)
     let sameToken = 0
     for (const x of this.sessions.values()) if (x.tokenId === grant.id && x !== stale) sameToken++
@@ -194,9 +241,16 @@ export class Control {
       throw new LimitError('maxPeersPerToken', `${sameToken} peers are already connected with this token; the maxPeersPerToken limit is ${this.opts.quotas.maxPeersPerToken}`)
     }
     if (stale) { stale.socket.close(4000, 'replaced by a newer connection'); this.peerLost(stale, 'reconnected') }
+    const secret = resumed ? m.peerSecret! : this.identities.issue(id, m.role, origin)
+    if (resumed) this.identities.moved(id, origin)
     const s = new PeerSession(id, socket)
     s.tokenId = grant.id
+    s.trusted = m.role === 'worker' && grant.trusted
+    s.resumed = resumed
+    s.origin = origin
     s.kind = m.kind
+    // A fresh id starts with its token and address's standing: dropping an id does not wash a quarantine.
+    if (m.role === 'worker') this.reputations.join(id, origin, !resumed)
     s.reputation = this.reputations.score(id)
     s.quarantined = this.reputations.quarantined(id)
     s.role = m.role
@@ -208,19 +262,27 @@ export class Control {
     this.putPeer(s)
 
     if (m.role === 'driver') {
-      const resumed = m.jobId ? this.jobs.get(m.jobId) : undefined
-      const job = resumed && resumed.state === 'running' && resumed.owner === grant.id ? resumed : this.createJob(m.name ?? 'driver', grant.id)
+      // A driver resumes its job only as the peer it was (its id proven), with the job's own token.
+      const prior = m.jobId ? this.jobs.get(m.jobId) : undefined
+      const job = prior && prior.state === 'running' && prior.owner === grant.id && resumed ? prior : this.createJob(m.name ?? 'driver', grant.id)
       job.driverPeer = id
       s.jobId = job.id
     }
-    for (const oid of m.holds ?? []) this.claimHeld(s, oid)
-    const blocked = new Set(m.blocked ?? [])
-    // Running tasks first: an actor's in-flight calls must be claimed before the actor is pumped again.
-    for (const tid of m.running ?? []) this.claimRunning(s, tid, blocked.has(tid))
-    for (const aid of m.actors ?? []) this.claimActor(s, aid)
+    if (resumed) {
+      for (const oid of m.holds ?? []) this.claimHeld(s, oid)
+      const blocked = new Set(m.blocked ?? [])
+      // Running tasks first: an actor's in-flight calls must be claimed before the actor is pumped again.
+      for (const tid of m.running ?? []) this.claimRunning(s, tid, blocked.has(tid))
+      for (const aid of m.actors ?? []) this.claimActor(s, aid)
+    } else {
+      // A new id claims nothing: what it says it holds or runs is let go.
+      const holds = m.holds ?? []
+      for (let i = 0; i < holds.length; i += 1000) s.send({ t: 'drop', ids: holds.slice(i, i + 1000) })
+      for (const tid of [...m.running ?? [], ...m.actors ?? []]) s.send({ t: 'cancelTask', task: tid, reason: 'not this peer\'s: it joined with a new id' })
+    }
     s.send({
       t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits, pingMs: Math.max(100, Math.floor(this.opts.heartbeatTimeoutMs / 4)),
-      grantKey: s.grantKey, iceServers: this.opts.iceServers, peerSecret: '', trusted: false, // TODO(B): peer identity and trust
+      grantKey: s.grantKey, iceServers: this.opts.iceServers, peerSecret: secret, trusted: s.trusted,
     })
     if (this.reconcileUntil && [...this.expectedPeers].every((p) => this.sessions.has(p))) this.endReconcile()
     this.requestTick()
@@ -234,9 +296,12 @@ export class Control {
     const lostPut = !!o && o.state === 'error' && o.error?.type === 'ObjectLostError' && !t && !o.freed
     const waitingPut = !!o && o.state === 'pending' && this.putGrace.has(oid)
     const rebuilding = !!o && o.state === 'pending' && t?.ranOn === s.id
-    const claimable = o && !o.inline && !o.freed &&
+    // Only a peer the coordinator sent it to, or recorded holding it (it made or put it), may claim it.
+    const itsOwn = !!o && (o.holders?.has(s.id) || o.sentTo?.has(s.id) || o.replicateTo?.has(s.id) || t?.ranOn === s.id)
+    if (o && !itsOwn) this.counters.holdsRefused++
+    const claimable = o && itsOwn && !o.inline && !o.freed &&
       (o.state === 'ready' || lostPut || waitingPut || rebuilding)
-    // Bytes of something freed, unknown or failed meanwhile: the peer should let them go.
+    // Bytes of something freed, unknown or failed meanwhile, or never its: the peer should let them go.
     if (!claimable) { s.send({ t: 'drop', ids: [oid] }); return }
     clearTimeout(this.putGrace.get(oid))
     this.putGrace.delete(oid)
@@ -276,7 +341,8 @@ export class Control {
     if (t.state === 'running') return
     // A peer may claim only work it was given: a replicated task's own record never runs, and no
     // peer may hold two replicas of one task (it would vote twice).
-    if (t.quorum || (t.ranOn !== s.id && !t.restored) || (t.replicaOf && this.siblingPeers(t).has(s.id))) {
+    // A job's main runs only on a trusted peer.
+    if (t.quorum || (t.ranOn !== s.id && !t.restored) || (t.replicaOf && this.siblingPeers(t).has(s.id)) || (t.main && !s.trusted)) {
       s.send({ t: 'cancelTask', task: tid, reason: 'not this peer\'s to run' })
       return
     }
@@ -297,11 +363,13 @@ export class Control {
     this.opts.store.removePeer(s.id)
     if (s.role === 'worker') this.opts.log(`peer ${s.id} lost (${why}); re-queueing ${s.tasks.size} task(s)`)
     if (s.p2p) for (const other of this.sessions.values()) if (other.p2p) other.send({ t: 'peerLeft', peer: s.id })
+    if (s.p2p) this.links.forget(s.id)
     for (const oid of s.subscriptions) this.objects.get(oid)?.subscribers?.delete(s.id)
     const lostActors = [...s.actors]
     const lost = [...s.tasks].map((id) => this.tasks.get(id)).filter((t): t is TaskRec => !!t).sort((a, b) => a.seq - b.seq)
     for (const t of lost) {
       s.tasks.delete(t.id)
+      this.refund(t)
       t.peer = undefined
       t.blocked = false
       if (t.spec.actor) this.actorCallLost(t, s.id)
@@ -345,14 +413,16 @@ export class Control {
         try { this.done(s, m.task, m.results, m.error, m.lost, m.checkpoint) } finally { s.durableSeen++ }
         break
       case 'actorLost': if (s.actors.has(m.actor)) { this.unhost(m.actor, s); this.opts.log(`actor ${m.actor} lost on ${s.id}: ${m.reason}`); this.actorLost(m.actor, s.id) } break
-      case 'sub': for (const id of m.ids) this.subscribe(s, id); break
+      case 'sub': for (const id of m.ids) this.subscribe(s, id, m.job); break
       case 'cancel': for (const id of m.ids) this.cancelFrom(s, id); break
       case 'blocked': this.blocked(s, m.task, m.blocked); break
       case 'log': this.taskLog(s, m.task, m.lines); break
-      case 'pull': this.pull(s, m.req, m.id, m.relay); break
+      case 'pull': this.pull(s, m.req, m.id, m.relay, m.job); break
       case 'signal': {
+        // Signalling carries addresses: only between a reader and a holder a pull plan paired.
         const to = this.sessions.get(m.to)
-        if (to?.p2p && s.p2p) to.send({ t: 'signal', from: s.id, link: m.link, data: m.data })
+        if (to?.p2p && s.p2p && this.links.allowed(s.id, to.id)) to.send({ t: 'signal', from: s.id, link: m.link, data: m.data })
+        else this.counters.signalsRefused++
         break
       }
       case 'chunk': this.chunk(s, m.req, m.seq, m.data, m.last, m.size); break
@@ -366,7 +436,7 @@ export class Control {
         }
         break
       case 'evicted':
-        for (const id of m.ids) { this.objects.get(id)?.locations.delete(s.id); s.holds.delete(id) }
+        for (const id of m.ids) { const o = this.objects.get(id); if (o) this.removeLocation(o, s.id); s.holds.delete(id) }
         break
       case 'pause': s.paused = m.paused; break
       case 'ping': s.send({ t: 'pong' }); break
@@ -385,7 +455,7 @@ export class Control {
     if (!parent) throw new AuthError('workers submit only from inside a task they run (no parent task given)')
     const pt = this.tasks.get(parent)
     // A replayed submit may come after its parent was re-queued or finished: what counts is that it ran here.
-    if (!pt || !(pt.ranOn === s.id || (pt.restored && !pt.ranOn))) {
+    if (!pt || !(pt.ranOn === s.id || (pt.restored && !pt.ranOn && s.resumed))) {
       throw new AuthError(`task ${parent} did not run on peer ${s.id}; it cannot submit work`)
     }
     const job = this.jobs.get(pt.job)!
@@ -397,8 +467,39 @@ export class Control {
     const job = s.role === 'driver' ? this.jobs.get(s.jobId!) : jobId && s.jobs.has(jobId) ? this.jobs.get(jobId) : undefined
     if (!job) throw new AuthError(`peer ${s.id} cannot define functions in job ${jobId ?? '?'}`)
     if (job.fns.has(def.id)) return
+    // A job may use only bundles its own token uploaded: naming another's hash would hand it that code.
+    if (def.kind === 'bundle' && !this.jobUsesBundle(job, def.bundle) && !(job.owner && this.opts.store.bundleOwnedBy(def.bundle, job.owner))) {
+      throw new AuthError(`job ${job.id} cannot use bundle ${def.bundle}: upload it with this job's token (POST /api/bundles)`)
+    }
     job.fns.set(def.id, def)
     this.opts.store.putFn(job.id, def)
+  }
+
+  /** The job runs code of this bundle: its own, or a bundle function it defined. */
+  private jobUsesBundle(job: JobRec, hash: string): boolean {
+    if (job.bundle === hash) return true
+    for (const def of job.fns.values()) if (def.kind === 'bundle' && def.bundle === hash) return true
+    return false
+  }
+
+  /**
+   * Who may fetch a bundle's code (GET /api/bundles/:hash): the operator; a submit token that
+   * uploaded it or owns a job that uses it; a peer (authenticated by its secret) with work of
+   * a job that uses it, or a driver whose job does.
+   */
+  bundleReadable(hash: string, who: { grant: TokenGrant } | { peer: PeerSession }): boolean {
+    if ('grant' in who) {
+      const { grant } = who
+      if (grant.role !== 'driver') return false
+      if (grant.operator || this.opts.store.bundleOwnedBy(hash, grant.id)) return true
+      for (const job of this.jobs.values()) if (job.owner === grant.id && this.jobUsesBundle(job, hash)) return true
+      return false
+    }
+    const s = who.peer
+    if (s.closed) return false
+    const jobs = s.role === 'driver' ? (s.jobId ? [s.jobId] : []) : s.jobs.keys()
+    for (const id of jobs) { const job = this.jobs.get(id); if (job && this.jobUsesBundle(job, hash)) return true }
+    return false
   }
 
   submit(s: PeerSession, spec: TaskSpec): void {
@@ -556,9 +657,10 @@ export class Control {
   private accept(main: TaskRec, agreeing: Vote[], votes: Vote[]): void {
     for (const v of votes) {
       if (!v.peer) continue // ran before a coordinator restart: who ran it is not kept
-      if (agreeing.includes(v)) { this.reputations.agreed(v.peer); continue }
+      if (agreeing.includes(v)) { if (this.reputations.agreed(v.peer)) this.saveOrigin(v.peer); continue }
       this.counters.quorumDisagreements++
       const held = this.reputations.disagreed(v.peer)
+      this.saveOrigin(v.peer)
       const s = this.sessions.get(v.peer)
       if (s) { this.syncReputation(v.peer); this.putPeer(s) }
       this.opts.log(`peer ${v.peer} disagreed with the quorum on ${main.spec.name} (${main.id}); reputation ${this.reputations.score(v.peer).toFixed(2)}${held ? ': quarantined' : ''}`)
@@ -579,9 +681,22 @@ export class Control {
     }
   }
 
+  /** The peer's row: its standing, and what proves its id (so it keeps the id after a restart). */
   private putPeer(s: PeerSession): void {
     const reputation = this.reputations.score(s.id), quarantined = this.reputations.quarantined(s.id)
-    this.opts.store.putPeer({ id: s.id, kind: s.kind, role: s.role, lastSeen: Date.now(), ...(reputation < 1 || quarantined ? { reputation, quarantined } : {}) })
+    const identity = this.identities.get(s.id)
+    this.opts.store.putPeer({
+      id: s.id, kind: s.kind, role: s.role, lastSeen: Date.now(), ...(reputation < 1 || quarantined ? { reputation, quarantined } : {}),
+      ...(identity ? { secretHash: identity.secretHash, origin: identity.origin } : {}),
+    })
+  }
+
+  /** The standing of the token and address the peer joined from, kept for a restart. */
+  private saveOrigin(peer: string): void {
+    const origin = this.reputations.origin(peer)
+    if (!origin) return
+    const { score, quarantined } = this.reputations.originStanding(origin)
+    this.opts.store.putOrigin({ origin, reputation: score, quarantined })
   }
 
   private syncReputation(peer: string): void {
@@ -611,12 +726,33 @@ export class Control {
   /** An operator lets a quarantined peer work again. */
   releasePeer(peer: string): boolean {
     const was = this.reputations.quarantined(peer)
+    const origin = this.reputations.origin(peer)
     this.reputations.release(peer)
+    if (origin) this.opts.store.removeOrigin(origin)
     this.syncReputation(peer)
     const s = this.sessions.get(peer)
     if (s) this.putPeer(s)
     if (was) { this.opts.log(`peer ${peer} released from quarantine`); this.requestTick() }
     return was
+  }
+
+  // ------------------------------------------------------------------ trusted placement
+
+  /** Is a worker the operator trusts connected? Only such a peer runs a job's main. */
+  private trustedWorkerConnected(): boolean {
+    for (const s of this.sessions.values()) if (s.role === 'worker' && s.trusted && !s.closed) return true
+    return false
+  }
+
+  /** A job's main is ready to run: while no trusted worker is connected it waits, and its job's log says why (once). */
+  private mainWaits(t: TaskRec): void {
+    if (this.trustedWorkerConnected() || this.trustNoted.has(t.job)) return
+    this.trustNoted.add(t.job)
+    const job = this.jobs.get(t.job)!
+    const line = `[coordinator] job ${job.id}: ${WAITING_FOR_TRUST}`
+    ;(job.log ??= new JobLog(this.opts.maxJobLogBytes ?? DEFAULT_MAX_JOB_LOG_BYTES, MAX_JOB_LOG_LINES)).add(line)
+    for (const l of job.listeners) l({ type: 'log', line })
+    this.opts.log(line)
   }
 
   /** Counts unresolved dependencies, and queues the task when there are none. */
@@ -638,8 +774,9 @@ export class Control {
   private makeReady(t: TaskRec): void {
     if (t.quorum) { this.setState(t, 'running'); return } // its replicas run, not it
     this.setState(t, 'ready')
+    if (t.main) this.mainWaits(t)
     if (t.spec.actor) { this.pumpLater.add(this.actors.get(t.spec.actor)!); this.requestTick(); return }
-    this.ready.push(t.id)
+    this.ready.push(this.ownerOf(t.job), t.id)
     this.requestTick()
   }
 
@@ -686,6 +823,7 @@ export class Control {
       h?.send({ t: 'drop', ids: [o.id] })
     }
     o.locations.clear()
+    if (o.holders) { o.holders = undefined; this.opts.store.removeLocations(o.id) }
     o.inline = undefined
     const freedError = serializeError(new ObjectLostError(`object ${o.id} was freed by its owner`, { objectId: o.id }))
     for (const p of o.pulls ?? []) this.sessions.get(p.peer)?.send({ t: 'pullFail', req: p.req, id: o.id, error: freedError })
@@ -703,10 +841,13 @@ export class Control {
     t.blocked = blocked
     this.setState(t, 'running')
     s.tasks.add(t.id)
-    if (!blocked) s.take(t.res)
+    if (!blocked) { s.take(t.res); this.charge(t) }
     s.addJob(t.job)
     if (!sendRun) return
     const job = this.jobs.get(t.job)!
+    // A task that sets no time limit gets its job's (the peer enforces it); a job's main waits on its whole job, so it gets none.
+    const limit = t.main || t.spec.opts.timeoutMs !== undefined ? 0 : job.taskTimeoutMs ?? this.opts.defaultTaskTimeoutMs ?? DEFAULT_TASK_TIMEOUT_MS
+    const spec = limit > 0 ? { ...t.spec, opts: { ...t.spec.opts, timeoutMs: limit } } : t.spec
     let fns: FnDef[] | undefined
     if (t.spec.fn) {
       const key = `${t.job}/${t.spec.fn}`
@@ -714,7 +855,7 @@ export class Control {
     }
     const deps: ObjectInfo[] = t.spec.deps.map((d) => this.objectInfo(this.objects.get(d)!))
     const restore = t.spec.createsActor ? this.actors.get(t.id)?.checkpoint : undefined
-    s.send({ t: 'run', spec: t.spec, job: t.job, attempt: t.attempts, fns, deps, ...(restore ? { restore } : {}) })
+    s.send({ t: 'run', spec, job: t.job, attempt: t.attempts, fns, deps, ...(restore ? { restore } : {}) })
   }
 
   private unassign(t: TaskRec): void {
@@ -723,19 +864,40 @@ export class Control {
       if (!t.blocked) s.release(t.res)
       s.dropJob(t.job)
     }
+    this.refund(t)
     t.peer = undefined
     t.blocked = false
+  }
+
+  /** The user a job's work counts against, for fair share: the token that owns the job. */
+  private ownerOf(jobId: string): string { return this.jobs.get(jobId)?.owner ?? '' }
+
+  /** A task holds a slot: its cpu counts against its user's share (once, however often this is called). */
+  private charge(t: TaskRec): void {
+    const cpu = t.res.cpu ?? 0
+    if (t.charged || cpu <= 0) return
+    t.charged = cpu
+    this.ready.use(this.ownerOf(t.job), cpu)
+  }
+
+  private refund(t: TaskRec): void {
+    if (!t.charged) return
+    this.ready.use(this.ownerOf(t.job), -t.charged)
+    t.charged = undefined
   }
 
   private done(s: PeerSession, taskId: string, results?: ResultOut[], error?: SerializedError, lost?: boolean, checkpoint?: Uint8Array): void {
     const t = this.tasks.get(taskId)
     if (!t) {
-      if (Date.now() < this.orphansUntil && !lost && this.orphanDone.size < 100_000) { this.orphanDone.set(taskId, { peer: s.id, results, error }); return }
+      if (s.resumed && Date.now() < this.orphansUntil && !lost && this.orphanDone.size < 100_000) { this.orphanDone.set(taskId, { peer: s.id, results, error }); return }
       throw new ProtocolError(`result for unknown task ${taskId}`)
     }
-    // After a restart, a result may come from whoever ran the task before it; only in the reconciliation window.
-    const restoredWindow = t.restored && Date.now() < this.orphansUntil && !t.quorum && !(t.replicaOf && this.siblingPeers(t).has(s.id))
+    // After a restart, a result may come from whoever ran the task before it (a peer that proved its
+    // id, so one that was there before); only in the reconciliation window.
+    const restoredWindow = t.restored && s.resumed && s.role === 'worker' && Date.now() < this.orphansUntil && !t.quorum && !(t.replicaOf && this.siblingPeers(t).has(s.id))
     if (!s.tasks.has(taskId) && t.ranOn !== s.id && !restoredWindow) throw new AuthError(`peer ${s.id} was never given task ${taskId}`)
+    // No quorum checks a job's main: only a trusted peer's result counts.
+    if (t.main && !s.trusted) throw new AuthError(`peer ${s.id} is not trusted with job ${t.job}'s main`)
     if (t.spec.actor && !s.tasks.has(taskId)) {
       // A late result from a host the actor has since left (it was restarted elsewhere) would undo its checkpoint.
       const a = this.actors.get(t.spec.actor)
@@ -859,10 +1021,21 @@ export class Control {
   private addLocation(o: ObjRec, s: PeerSession): void {
     o.locations.add(s.id)
     s.holds.add(o.id)
+    if (o.holders?.has(s.id)) return
+    ;(o.holders ??= new Set()).add(s.id)
+    this.opts.store.putLocation({ object: o.id, peer: s.id })
   }
 
+  /** The peer no longer holds the object's bytes (it evicted them, or could not serve them). */
+  private removeLocation(o: ObjRec, peer: string): void {
+    o.locations.delete(peer)
+    this.sessions.get(peer)?.holds.delete(o.id)
+    if (o.holders?.delete(peer)) this.opts.store.removeLocation({ object: o.id, peer })
+  }
+
+  /** What a peer learns of an object; `job` names its job (peers keep what they learn per job). */
   private objectInfo(o: ObjRec): ObjectInfo {
-    const info: ObjectInfo = { id: o.id, size: o.size }
+    const info: ObjectInfo = { id: o.id, job: o.job, size: o.size }
     if (o.inline) info.inline = o.inline
     if (o.error) info.error = o.error
     return info
@@ -891,7 +1064,7 @@ export class Control {
     if (o.pulls) {
       const pulls = o.pulls
       o.pulls = undefined
-      for (const p of pulls) { const s = this.sessions.get(p.peer); if (s) this.pull(s, p.req, o.id, p.relay) }
+      for (const p of pulls) { const s = this.sessions.get(p.peer); if (s) this.pull(s, p.req, o.id, p.relay, p.job) }
     }
   }
 
@@ -941,14 +1114,25 @@ export class Control {
     this.objectReady(o, 'error')
   }
 
-  private subscribe(s: PeerSession, id: string): void {
+  /**
+   * May `s` read `o`? With `job` (a worker asking for a task of that job: sub.job, pull.job), only
+   * that job's objects, and only while it has work of that job; without, an object of any job it
+   * has work of (a driver: its own job's), or a copy it was asked to keep.
+   */
+  private mayRead(s: PeerSession, o: ObjRec, job?: string): boolean {
+    if (job !== undefined) return o.job === job && s.canRead(job)
+    return s.canRead(o.job) || !!o.replicateTo?.has(s.id)
+  }
+
+  private subscribe(s: PeerSession, id: string, job?: string): void {
     const o = this.objects.get(id)
     if (!o) {
-      s.send({ t: 'obj', info: { id, size: 0, error: serializeError(new ObjectLostError(`object ${id} is unknown to the coordinator`, { objectId: id })) } })
+      s.send({ t: 'obj', info: { id, job: job ?? s.jobId, size: 0, error: serializeError(new ObjectLostError(`object ${id} is unknown to the coordinator`, { objectId: id })) } })
       return
     }
-    if (!s.canRead(o.job)) {
-      s.send({ t: 'obj', info: { id, size: 0, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id} of job ${o.job}`, { objectId: id })) } })
+    if (!(job === undefined ? s.canRead(o.job) : this.mayRead(s, o, job))) {
+      // A refusal names the job that asked (not the object's: that is not this peer's to know).
+      s.send({ t: 'obj', info: { id, job: job ?? s.jobId, size: 0, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id}${job ? ` for job ${job}` : ''}`, { objectId: id })) } })
       return
     }
     if (o.state !== 'pending') { s.send({ t: 'obj', info: this.objectInfo(o) }); return }
@@ -988,14 +1172,14 @@ export class Control {
 
   // ------------------------------------------------------------------ relay
 
-  private pull(s: PeerSession, req: number, id: string, relay?: boolean): void {
+  private pull(s: PeerSession, req: number, id: string, relay?: boolean, job?: string): void {
     const o = this.objects.get(id)
-    if (!o || !(s.canRead(o.job) || o.replicateTo?.has(s.id))) {
-      s.send({ t: 'pullFail', req, id, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id}`, { objectId: id })) })
+    if (!o || !this.mayRead(s, o, job)) {
+      s.send({ t: 'pullFail', req, id, error: serializeError(new AuthError(`peer ${s.id} may not read object ${id}${job ? ` for job ${job}` : ''}`, { objectId: id })) })
       return
     }
     if (o.state === 'error') { s.send({ t: 'pullFail', req, id, error: o.error! }); return }
-    if (o.state === 'pending') { (o.pulls ??= []).push({ peer: s.id, req, relay }); return }
+    if (o.state === 'pending') { (o.pulls ??= []).push({ peer: s.id, req, relay, job }); return }
     if (o.inline) { s.send({ t: 'chunk', req, seq: 0, data: o.inline, last: true, size: o.size }); return }
     if (!relay && s.p2p && this.planDirect(s, req, o)) return
     this.startRelay({ requester: s.id, req, holder: '', id, tried: new Set() })
@@ -1007,6 +1191,7 @@ export class Control {
     if (holders.length === 0) return false
     holders.sort((a, b) => a.load() - b.load())
     ;(o.sentTo ??= new Set()).add(s.id)
+    for (const h of holders) this.links.pair(s.id, h.id)
     const exp = Date.now() + 60_000
     s.send({
       t: 'pullPlan', req, id: o.id, size: o.size, hash: o.hash,
@@ -1061,7 +1246,7 @@ export class Control {
     if (!r || r.holder !== s.id) return
     this.relays.delete(rid)
     const o = this.objects.get(r.id)
-    if (o) { o.locations.delete(s.id); s.holds.delete(o.id) }
+    if (o) this.removeLocation(o, s.id)
     this.retryPull(r)
   }
 
@@ -1111,7 +1296,7 @@ export class Control {
   private host(a: ActorRec, s: PeerSession): void {
     a.peer = s.id
     // A repeated claim (a hello listing the actor twice) must not take its resources twice.
-    if (!s.actors.has(a.id)) { s.actors.add(a.id); s.take(this.actorResources(a)) }
+    if (!s.actors.has(a.id)) { s.actors.add(a.id); s.take(this.actorResources(a)); this.chargeActor(a, true) }
     s.addJob(a.job)
     this.opts.store.putActor(this.actorRow(a))
     this.pumpLater.add(a)
@@ -1120,6 +1305,15 @@ export class Control {
   private unhost(aid: string, s: PeerSession): void {
     const a = this.actors.get(aid)
     if (a && s.actors.delete(aid)) s.release(this.actorResources(a))
+    if (a) this.chargeActor(a, false)
+  }
+
+  /** An actor's resources, held for its life, count against its user's share while it is hosted. */
+  private chargeActor(a: ActorRec, hosted: boolean): void {
+    const cpu = hosted ? this.actorResources(a).cpu ?? 0 : 0
+    if ((a.charged ?? 0) === cpu) return
+    this.ready.use(this.ownerOf(a.job), cpu - (a.charged ?? 0))
+    a.charged = cpu || undefined
   }
 
   private actorResources(a: ActorRec): Record<string, number> {
@@ -1130,6 +1324,7 @@ export class Control {
     const a = this.actors.get(aid)
     if (!a || a.state === 'dead') return
     a.peer = undefined
+    this.chargeActor(a, false)
     const creation = this.tasks.get(a.id)!
     if (a.restarts < a.maxRestarts) {
       a.restarts++
@@ -1195,33 +1390,36 @@ export class Control {
     // An actor being created keeps its slot while it waits (for its arguments, say): the slot is its for life.
     if (!t || t.peer !== s.id || t.blocked === blocked || t.spec.createsActor) return
     t.blocked = blocked
-    if (blocked) s.release(t.res); else s.take(t.res)
+    // A task waiting in `get` holds no slot: another task (of any user) may be placed there meanwhile.
+    if (blocked) { s.release(t.res); this.refund(t) } else { s.take(t.res); this.charge(t) }
   }
 
   private taskLog(s: PeerSession, tid: string, lines: string[]): void {
     const t = this.tasks.get(tid)
     if (!t || (t.peer !== s.id && !s.tasks.has(tid))) return
     const job = this.jobs.get(t.job)!
-    for (const line of lines) {
+    // Job code wrote these lines: each is cut to size, and the job keeps only its most recent ones (job-log.ts).
+    const clipped = lines.map((line) => clip(line, JOB_TEXT_LIMITS.logLineChars))
+    const log = job.log ??= new JobLog(this.opts.maxJobLogBytes ?? DEFAULT_MAX_JOB_LOG_BYTES, MAX_JOB_LOG_LINES)
+    for (const line of clipped) {
       const full = `[${t.spec.name} ${t.id} @ ${s.id}] ${line}`
-      job.logs.push(full)
+      log.add(full)
       for (const l of job.listeners) l({ type: 'log', line: full })
     }
-    if (job.logs.length > MAX_JOB_LOG_LINES) {
-      const drop = job.logs.length - MAX_JOB_LOG_LINES
-      job.logs.splice(0, drop)
-      job.logsDropped += drop
-    }
     const driver = job.driverPeer ? this.sessions.get(job.driverPeer) : undefined
-    driver?.send({ t: 'tlog', task: tid, name: t.spec.name, peer: s.id, lines })
+    driver?.send({ t: 'tlog', task: tid, name: t.spec.name, peer: s.id, lines: clipped })
   }
 
   // ------------------------------------------------------------------ jobs
 
-  private createJob(name: string, owner: string, bundle?: string): JobRec {
+  private createJob(name: string, owner: string, bundle?: string, jobOpts: JobOptions = {}): JobRec {
+    const { taskTimeoutMs } = jobOpts
+    if (taskTimeoutMs !== undefined && !(typeof taskTimeoutMs === 'number' && taskTimeoutMs > 0 && taskTimeoutMs <= MAX_TIMEOUT_MS)) {
+      throw new ProtocolError(`taskTimeoutMs must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`)
+    }
     const job: JobRec = {
-      id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle, owner,
-      fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set(), puts: 0,
+      id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle, owner, taskTimeoutMs,
+      fns: new Map(), tasks: [], counts: emptyCounts(), listeners: new Set(), puts: 0,
     }
     this.jobs.set(job.id, job)
     this.opts.store.putJob(this.jobRow(job))
@@ -1229,12 +1427,13 @@ export class Control {
   }
 
   /** A job from an uploaded bundle: its default export runs as the job's main task. */
-  createBundleJob(bundleHash: string, name: string, args: Uint8Array, owner: string, opts: { resources?: Record<string, number>; capabilities?: string[] } = {}): JobRec {
-    const job = this.createJob(name, owner, bundleHash)
+  createBundleJob(bundleHash: string, name: string, args: Uint8Array, owner: string, opts: { resources?: Record<string, number>; capabilities?: string[] } & JobOptions = {}): JobRec {
+    const { taskTimeoutMs, ...placement } = opts
+    const job = this.createJob(name, owner, bundleHash, { taskTimeoutMs })
     const def: FnDef = { id: `${bundleHash}#default`, kind: 'bundle', name: 'main', bundle: bundleHash, export: 'default' }
     job.fns.set(def.id, def)
     this.opts.store.putFn(job.id, def)
-    const spec: TaskSpec = { id: `t.${job.id}.main`, name: `${name}:main`, fn: def.id, args, deps: [], opts: { ...opts, maxRetries: 3 } }
+    const spec: TaskSpec = { id: `t.${job.id}.main`, name: `${name}:main`, fn: def.id, args, deps: [], opts: { ...placement, maxRetries: 3 } }
     job.rootTask = spec.id
     this.opts.store.putJob(this.jobRow(job))
     this.addTask(job, spec, true)
@@ -1243,7 +1442,7 @@ export class Control {
   }
 
   private jobRow(j: JobRec): JobRow {
-    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner }
+    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner, ...(j.taskTimeoutMs ? { taskTimeoutMs: j.taskTimeoutMs } : {}) }
   }
 
   private finishJob(job: JobRec, state: 'finished' | 'failed' | 'cancelled', err?: SerializedError): void {
@@ -1292,6 +1491,8 @@ export class Control {
       else if (o?.state === 'ready') info.result = { objectRef: o.id, size: o.size }
     }
     if (job.error) info.error = job.error
+    const main = job.rootTask ? this.tasks.get(job.rootTask) : undefined
+    if (main?.main && main.state === 'ready' && !this.trustedWorkerConnected()) info.waiting = WAITING_FOR_TRUST
     return info
   }
 
@@ -1329,9 +1530,10 @@ export class Control {
       .map((a) => ({ id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size }))
   }
 
+  /** A job's most recent log lines (within `maxJobLogBytes`), and how many older ones were dropped. */
   jobLogs(jobId: string): { lines: string[]; dropped: number } | undefined {
     const job = this.jobs.get(jobId)
-    return job && { lines: job.logs, dropped: job.logsDropped }
+    return job && { lines: job.log?.kept() ?? [], dropped: job.log?.dropped ?? 0 }
   }
 
   listenJob(jobId: string, l: (ev: JobEvent) => void): () => void {
@@ -1383,31 +1585,54 @@ export class Control {
     }
   }
 
+  /**
+   * Places ready tasks, taken round-robin across users (fair-queue.ts). When the grid is
+   * full, a user under their fair share (capacity / users with work) may still be placed,
+   * over-committing a peer by at most one task per cpu slot: the peer runs it at once in an
+   * executor of its own, so one user's endless tasks cannot starve another's.
+   */
   private schedule(): void {
     const workers = this.sessions.values.bind(this.sessions)
     const fixed = this.opts.pipelineDepth
     const depth = fixed ? () => fixed : (peer: PeerSession) => peer.pipelineDepth(this.opts.pipelineTargetMs, this.opts.maxPipelineDepth)
-    const skipped: string[] = []
-    while (this.readyHead < this.ready.length) {
-      if (allFull(workers(), depth)) break
-      const t = this.tasks.get(this.ready[this.readyHead++])
+    const overDepth = (peer: PeerSession) => depth(peer) + 1
+    const q = this.ready
+    let full = false
+    let share: ((user: string) => boolean) | undefined
+    const underShare = (user: string) => (share ??= this.underShareTest())(user)
+    q.beginPass()
+    for (let id = q.take(); id !== undefined; id = q.take()) {
+      const t = this.tasks.get(id)
       if (!t || t.state !== 'ready') continue
       // An argument lost since the task was queued (its rebuild is under way): wait for it, holding no slot.
       if (t.spec.deps.some((d) => this.objects.get(d)?.state !== 'ready')) { this.enqueue(t); continue }
+      if (!full && allFull(workers(), depth)) {
+        full = true
+        // A lone user is never under their share of a full grid; nor is anyone once even over-commits are spent.
+        if (q.activeUsers() < 2 || allFull(workers(), overDepth)) { q.deferLane(); break }
+      }
+      const user = q.user
+      if (full && (t.spec.createsActor || !underShare(user))) { q.deferLane(); continue }
       const held = this.heldBytes(t)
       // An actor keeps its resources for life, so it is placed only where they are free now (no pipelining).
       const avoid = t.replicaOf ? this.siblingPeers(t) : undefined
-      const peer = pickPeer({ resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held, avoid }, workers(), t.spec.createsActor ? NO_PIPELINE : depth)
-      if (!peer) { skipped.push(t.id); continue }
+      const place = { resources: t.res, capabilities: t.spec.opts.capabilities ?? [], heldBytes: held, avoid, trusted: t.main }
+      let peer = full ? undefined : pickPeer(place, workers(), t.spec.createsActor ? NO_PIPELINE : depth)
+      if (!peer && !t.spec.createsActor && underShare(user)) peer = pickPeer(place, workers(), overDepth)
+      if (!peer) { if (full) q.deferLane(); else q.keep(); continue }
       this.assign(t, peer, true)
     }
-    if (skipped.length > 0) {
-      this.ready = skipped.concat(this.ready.slice(this.readyHead))
-      this.readyHead = 0
-    } else if (this.readyHead > 4096 && this.readyHead * 2 > this.ready.length) {
-      this.ready = this.ready.slice(this.readyHead)
-      this.readyHead = 0
-    }
+    q.endPass()
+  }
+
+  /** Is a user under their fair share: the cpu of the workers that take tasks now, over the users with work? */
+  private underShareTest(): (user: string) => boolean {
+    const users = this.ready.activeUsers()
+    if (users < 2) return () => false
+    let capacity = 0
+    for (const s of this.sessions.values()) if (s.role === 'worker' && !s.closed && !s.paused && !s.quarantined) capacity += s.resources.cpu ?? 0
+    const share = capacity / users
+    return (user) => this.ready.inUse(user) < share
   }
 
   private heldBytes(t: TaskRec): Map<string, number> | undefined {
@@ -1420,14 +1645,14 @@ export class Control {
     return held
   }
 
-  queuedTasks(): number { return this.ready.length - this.readyHead }
+  queuedTasks(): number { return this.ready.size }
 
   // ------------------------------------------------------------------ restart
 
   private loadFromStore(): void {
     const snap = this.opts.store.load()
     for (const row of snap.jobs) {
-      this.jobs.set(row.id, { ...row, fns: new Map(), tasks: [], counts: emptyCounts(), logs: [], logsDropped: 0, listeners: new Set(), puts: 0 })
+      this.jobs.set(row.id, { ...row, fns: new Map(), tasks: [], counts: emptyCounts(), listeners: new Set(), puts: 0 })
     }
     for (const { job, def } of snap.fns) this.jobs.get(job)?.fns.set(def.id, def)
     for (const row of snap.objects) {
@@ -1478,7 +1703,12 @@ export class Control {
     for (const p of snap.peers) {
       this.expectedPeers.add(p.id)
       if (p.reputation !== undefined) this.reputations.restore(p.id, p.reputation, !!p.quarantined)
+      // Its id, kept for a peer that proves it with its secret.
+      if (p.secretHash) this.identities.restore(p.id, { secretHash: p.secretHash, role: p.role, origin: p.origin ?? '' })
     }
+    for (const o of snap.origins ?? []) this.reputations.restoreOrigin(o.origin, o.reputation, o.quarantined)
+    // Who held what: only they may claim those objects back in their hello.
+    for (const l of snap.locations ?? []) { const o = this.objects.get(l.object); if (o) (o.holders ??= new Set()).add(l.peer) }
     if (unfinished.length > 0 || this.unclaimedActors.size > 0 || this.expectedPeers.size > 0) {
       this.reconcileUntil = Date.now() + this.opts.reconcileMs
       this.orphansUntil = Date.now() + Math.max(60_000, this.opts.reconcileMs * 4)

@@ -19,6 +19,12 @@ export class PeerSession {
   quarantined = false
   /** The id of the token it joined with (for limits, and to drop it when the token is revoked). */
   tokenId = ''
+  /** It joined with a trusted join token: it may run what no quorum can check (a job's main). */
+  trusted = false
+  /** It proved an id it had before (hello.peerId with its peerSecret): what it reports holding or running may be its. */
+  resumed = false
+  /** Its token and address (identity.ts), which its reputation also counts against. */
+  origin = ''
   reputation = 1
   /** It can open WebRTC data channels. */
   p2p = false
@@ -96,6 +102,7 @@ export class PeerSession {
       objects: this.holds.size, bytesHeld,
       id: this.id, kind: this.kind, role: this.role, capabilities: [...this.capabilities], resources: this.resources,
       load: Math.round(this.load() * 100) / 100, running: this.tasks.size, paused: this.paused, reputation: Math.round(this.reputation * 100) / 100, quarantined: this.quarantined, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
+      trusted: this.trusted,
     }
   }
 }

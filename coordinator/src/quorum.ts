@@ -1,8 +1,8 @@
 /**
  * Result validation by redundancy (BOINC's idea): a task with `replicas: k` runs on k
- * distinct peers, and a result is accepted only when `quorum` of them agree. Peers that
- * disagree with an accepted result lose reputation, and below a threshold they are
- * quarantined: they get no more work until an operator releases them.
+ * distinct peers, and a result is accepted only when `quorum` of them agree. This module
+ * says when results agree; peers that disagree with an accepted result lose reputation
+ * (reputation.ts).
  */
 import { decodeValue, type ResultOut, type SerializedError } from '@colony/shared'
 
@@ -64,37 +64,4 @@ export function largestAgreement(votes: Vote[], cmp: Comparator): Vote[] {
     if (g) g.push(v); else groups.push([v])
   }
   return groups.reduce<Vote[]>((best, g) => (g.length > best.length ? g : best), [])
-}
-
-/** Per peer id (which survives reconnects): 1 to start, down with each disagreement, up slowly with agreement. */
-export class Reputations {
-  static readonly START = 1
-  static readonly PENALTY = 0.25
-  static readonly REWARD = 0.02
-  /** Below this, a peer is quarantined. */
-  static readonly THRESHOLD = 0.5
-  private readonly scores = new Map<string, number>()
-  private readonly held = new Set<string>()
-
-  score(peer: string): number { return this.scores.get(peer) ?? Reputations.START }
-  quarantined(peer: string): boolean { return this.held.has(peer) }
-
-  agreed(peer: string): void { this.scores.set(peer, Math.min(Reputations.START, this.score(peer) + Reputations.REWARD)) }
-
-  /** Returns true when this disagreement quarantines the peer. */
-  disagreed(peer: string): boolean {
-    const s = this.score(peer) - Reputations.PENALTY
-    this.scores.set(peer, s)
-    if (s < Reputations.THRESHOLD && !this.held.has(peer)) { this.held.add(peer); return true }
-    return false
-  }
-
-  /** As it was before a coordinator restart. */
-  restore(peer: string, score: number, quarantined: boolean): void {
-    this.scores.set(peer, score)
-    if (quarantined) this.held.add(peer)
-  }
-
-  /** An operator lets the peer work again, with a fresh score. */
-  release(peer: string): void { this.held.delete(peer); this.scores.delete(peer) }
 }

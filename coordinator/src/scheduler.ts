@@ -7,9 +7,14 @@ export interface Placement {
   heldBytes?: Map<string, number>
   /** Peers it must not go to (where its other replicas run or ran). */
   avoid?: ReadonlySet<string>
+  /** Only a trusted peer may run it (a job's main, which no quorum can check). */
+  trusted?: boolean
 }
 
-/** How many tasks per unit of `cpu` a peer may hold (running plus queued there). */
+/**
+ * How many tasks per unit of `cpu` a peer may hold (running plus queued there). For a user under
+ * their fair share of a full grid, control.ts passes one more: an over-commit of one task per cpu slot.
+ */
 export type DepthOf = (peer: PeerSession) => number
 
 /**
@@ -33,6 +38,7 @@ export function pickPeer(p: Placement, peers: Iterable<PeerSession>, depth: Dept
 }
 
 function fits(p: Placement, peer: PeerSession, depth: number): boolean {
+  if (p.trusted && !peer.trusted) return false
   for (const cap of p.capabilities) if (!peer.capabilities.has(cap)) return false
   if ((peer.resources.cpu ?? 0) <= 0) return false
   for (const k in p.resources) {

@@ -1,6 +1,9 @@
 /**
  * The coordinator process: a Hono app on @hono/node-server. Peers hold one binary
  * WebSocket at /ws (@hono/node-ws); people and the CLI use the JSON API under /api.
+ * HTTP callers authenticate with `Authorization: Bearer <token>`, or, for a peer's own
+ * requests (a job's bundle), `Authorization: Peer <peerId>:<peerSecret>` (identity.ts);
+ * never with a token in the query string, which would end up in proxies' logs.
  */
 import { Hono, type Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
@@ -19,6 +22,7 @@ import { MemoryStore } from './store/memory.js'
 import { SqliteStore } from './store/sqlite.js'
 import type { ControlStore } from './store/types.js'
 import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
+import { peerCredentials } from './identity.js'
 import { jsonSafe } from './json-safe.js'
 import { servePages } from './pages.js'
 
@@ -47,7 +51,13 @@ export interface CoordinatorOptions {
   maxBadMessages?: number
   /** Messages one connection may send per second (bursts of twice that); past it, the connection is read more slowly, with a LimitError to say so. */
   maxMessagesPerSecond?: number
+  /** A WebSocket that has not sent a valid hello within this is closed; default 5000 ms. */
+  helloTimeoutMs?: number
   quotas?: Partial<Quotas>
+  /** The time limit of a task that sets no `timeoutMs`, where its job sets no `taskTimeoutMs` (default 15 minutes; 0: none). */
+  defaultTaskTimeoutMs?: number
+  /** Bytes of log lines the coordinator keeps per job, the most recent (default 2 MiB). */
+  maxJobLogBytes?: number
   log?: (line: string) => void
 }
 
@@ -60,10 +70,15 @@ export interface Coordinator {
   close(): Promise<void>
 }
 
+/** The token in `Authorization: Bearer <token>`; nothing else (a token in the URL would end up in logs). */
 function bearer(c: Context): string | undefined {
   const h = c.req.header('authorization')
-  if (h?.startsWith('Bearer ')) return h.slice(7).trim()
-  return c.req.query('token') ?? undefined
+  return h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined
+}
+
+/** Where a request (or a WebSocket upgrade) comes from, as @hono/node-server's Node socket says. */
+function remoteAddress(c: Context): string | undefined {
+  return (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress
 }
 
 function errorBody(err: ColonyError | Error, code?: string) {
@@ -89,8 +104,11 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
     iceServers: opts.iceServers ?? [],
     quotas: { ...DEFAULT_QUOTAS, ...opts.quotas },
+    defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
+    maxJobLogBytes: opts.maxJobLogBytes,
   })
   const maxRate = opts.maxMessagesPerSecond ?? 200_000
+  const helloTimeoutMs = opts.helloTimeoutMs ?? 5000
 
   const app = new Hono()
   const { injectWebSocket, upgradeWebSocket, wss } = createNodeWebSocket({ app })
@@ -123,9 +141,11 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   app.get('/api/tokens', (c) => { needOperator(c); return c.json(registry.list()) })
   app.post('/api/tokens', async (c) => {
     needOperator(c)
-    const body = await c.req.json().catch(() => ({})) as { role?: unknown; label?: unknown }
-    if (body.role !== 'submit' && body.role !== 'join') throw new ProtocolError('the body must be { "role": "submit" | "join", "label"?: string }')
-    const made = registry.create(body.role, typeof body.label === 'string' ? body.label : '')
+    const body = await c.req.json().catch(() => ({})) as { role?: unknown; label?: unknown; trusted?: unknown }
+    if ((body.role !== 'submit' && body.role !== 'join') || (body.trusted !== undefined && (typeof body.trusted !== 'boolean' || (body.trusted && body.role !== 'join')))) {
+      throw new ProtocolError('the body must be { "role": "submit" | "join", "label"?: string, "trusted"?: boolean } (trusted: a join token whose workers may run jobs\' mains)')
+    }
+    const made = registry.create(body.role, typeof body.label === 'string' ? body.label : '', body.trusted === true)
     return c.json({ token: made.token, ...made.info }, 201)
   })
   app.delete('/api/tokens/:id', (c) => {
@@ -149,13 +169,13 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     if (length > maxBundleBytes * 1.5 + 65536) throw new LimitError('maxBundleBytes', `the request is ${length} bytes; bundles are limited to ${maxBundleBytes} bytes`)
     try { return (await c.req.json() ?? {}) as { bundle?: unknown } } catch { throw new ProtocolError(`the body must be JSON: ${shape}`) }
   }
-  /** Keeps a job's ES module, by the hash peers fetch it with. */
-  const storeBundle = (bundle: unknown): string => {
+  /** Keeps a job's ES module, by the hash peers fetch it with; `owner`: the token that uploaded it (it may fetch it back). */
+  const storeBundle = (bundle: unknown, owner: string): string => {
     if (typeof bundle !== 'string' || bundle.length === 0) throw new ProtocolError('"bundle" must be the job\'s ES module source as a string')
     const code = Buffer.from(bundle, 'utf8')
     if (code.byteLength > maxBundleBytes) throw new LimitError('maxBundleBytes', `the bundle is ${code.byteLength} bytes; the limit is ${maxBundleBytes}`)
     const hash = createHash('sha256').update(code).digest('hex').slice(0, 32)
-    store.putBundle(hash, code)
+    store.putBundle(hash, code, owner)
     return hash
   }
 
@@ -169,16 +189,17 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
   app.post('/api/jobs', async (c) => {
     const grant = needRole(c, ['driver'])
-    const { bundle, name, args } = await bundleBody(c, '{ "bundle": "<ES module source>", "name"?: string, "args"?: [] }')
+    const { bundle, name, args, taskTimeoutMs } = await bundleBody(c, '{ "bundle": "<ES module source>", "name"?: string, "args"?: [], "taskTimeoutMs"?: number }') as { bundle?: unknown; name?: unknown; args?: unknown; taskTimeoutMs?: unknown }
     if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
-    const hash = storeBundle(bundle)
-    const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []), grant.id)
+    const hash = storeBundle(bundle, grant.id)
+    const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []), grant.id, { taskTimeoutMs: taskTimeoutMs as number | undefined })
     return c.json(jsonSafe(control.jobInfo(job.id)) as object, 201)
   })
   // A bundle whose exports a driver (the web IDE) calls as remote functions: peers import it by hash.
   app.post('/api/bundles', async (c) => {
+    const grant = needRole(c, ['driver'])
     const { bundle } = await bundleBody(c, '{ "bundle": "<ES module source>" }')
-    return c.json({ hash: storeBundle(bundle) }, 201)
+    return c.json({ hash: storeBundle(bundle, grant.id) }, 201)
   })
 
   // A job is seen only with the token that started it, or the operator's: another token gets 404, as if it did not exist.
@@ -224,11 +245,22 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       } finally { stop() }
     })
   })
+  // A job's code, for those it concerns only (Control.bundleReadable); anyone else gets 404, as if it did not exist.
+  // A worker asks as the peer it is (the join token is every volunteer's): `Authorization: Peer <peerId>:<peerSecret>`.
   app.get('/api/bundles/:hash', (c) => {
-    needRole(c, ['worker', 'driver'])
-    const code = store.getBundle(c.req.param('hash'))
-    if (!code) throw new HttpNotFound(`no bundle ${c.req.param('hash')}`)
-    return c.body(new Uint8Array(code), 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=31536000, immutable' })
+    const hash = c.req.param('hash')
+    const creds = peerCredentials(c.req.header('authorization'))
+    let allowed: boolean
+    if (creds) {
+      const peer = control.sessions.get(creds.id)
+      if (!peer || !control.identities.verify(creds.id, creds.secret)) throw new AuthError('unknown peer, or a wrong peer secret: send "Authorization: Peer <peerId>:<peerSecret>" as given in welcome')
+      allowed = control.bundleReadable(hash, { peer })
+    } else {
+      allowed = control.bundleReadable(hash, { grant: needRole(c, ['worker', 'driver']) })
+    }
+    const code = allowed ? store.getBundle(hash) : undefined
+    if (!code) throw new HttpNotFound(`no bundle ${hash}`)
+    return c.body(new Uint8Array(code), 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'private, max-age=31536000, immutable' })
   })
   app.get('/metrics', (c) => {
     const k = control.counters
@@ -243,12 +275,18 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       `colony_quorum_disagreements_total ${k.quorumDisagreements}`,
       `colony_peers_quarantined_total ${k.peersQuarantined}`,
       `colony_messages_rate_limited_total ${k.rateLimited}`,
+      `colony_signals_refused_total ${k.signalsRefused}`,
+      `colony_holds_refused_total ${k.holdsRefused}`,
+      `colony_hello_timeouts_total ${helloTimeouts}`,
     ]
     return c.text(lines.join('\n') + '\n')
   })
 
-  app.get('/ws', upgradeWebSocket(() => {
+  let helloTimeouts = 0
+  app.get('/ws', upgradeWebSocket((c) => {
+    const address = remoteAddress(c)
     let session: PeerSession | undefined
+    let helloTimer: ReturnType<typeof setTimeout> | undefined
     let bad = 0
     // A token bucket per connection: maxRate messages a second, bursts of twice that.
     let allowance = maxRate * 2, refilled = performance.now(), warnedAt = -Infinity, closed = false
@@ -308,9 +346,10 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
           if (m.t !== 'hello') return reject(new ProtocolError('the first message must be hello'), 4400)
           const grant = registry.check(m.token)
           if (!grant) return reject(new AuthError('bad token (or a revoked one): workers need a join token, drivers a submit token'), 4401)
-          try { session = control.hello(socket, m as HelloMsg, grant, newPeerId) } catch (e) {
+          try { session = control.hello(socket, m as HelloMsg, grant, newPeerId, address) } catch (e) {
             return reject(e instanceof ColonyError ? e : new ProtocolError(String(e)), e instanceof LimitError ? 4413 : 4401)
           }
+          clearTimeout(helloTimer)
           continue
         }
         try { control.handle(session, m) } catch (e) {
@@ -323,6 +362,14 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       onOpen(_evt, ws) {
         socket = { send: (d) => ws.send(d as Uint8Array<ArrayBuffer>), close: (code, reason) => ws.close(code, reason) }
         wsRaw = ws.raw as { pause(): void; resume(): void } | undefined
+        // A socket that never says hello holds a connection for nothing: it has a few seconds.
+        helloTimer = setTimeout(() => {
+          if (session || closed) return
+          helloTimeouts++
+          reject(new ProtocolError(`no hello within ${helloTimeoutMs} ms`), 4408)
+          // A client that does not answer the close handshake either is cut off.
+          setTimeout(() => (wsRaw as { terminate?(): void } | undefined)?.terminate?.(), 1000).unref()
+        }, helloTimeoutMs)
       },
       onMessage(evt) {
         const data = evt.data
@@ -338,7 +385,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
         if (deferred.length > 0 || !admit(raws.length)) { defer(raws); return }
         handle(raws)
       },
-      onClose() { closed = true; clearTimeout(drainTimer); if (session) control.peerLost(session, 'socket closed') },
+      onClose() { closed = true; clearTimeout(drainTimer); clearTimeout(helloTimer); if (session) control.peerLost(session, 'socket closed') },
     }
   }))
 

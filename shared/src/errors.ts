@@ -2,6 +2,8 @@
  * Errors a user sees. Each carries a stable `code`, and crosses process and
  * network boundaries as a plain SerializedError so the remote stack survives.
  */
+import { JOB_TEXT_LIMITS, clip } from './limits.js'
+
 export interface SerializedError {
   type: string
   message: string
@@ -77,15 +79,34 @@ export function serializeError(err: unknown): SerializedError {
     for (const k of ['taskId', 'taskName', 'peerId', 'objectId'] as const) if (err[k]) out[k] = err[k]
     if (err instanceof TaskError) out.remoteStack = err.remoteStack
     if (err instanceof LimitError) out.limit = err.limit
-    return out
+    return clipError(out)
   }
   if (err instanceof Error) {
-    const out: SerializedError = { type: err.name || 'Error', message: err.message, stack: err.stack }
+    const out: SerializedError = { type: textOf(err.name) || 'Error', message: textOf(err.message), stack: err.stack === undefined ? undefined : textOf(err.stack) }
     const code = (err as { code?: unknown }).code
     if (typeof code === 'string') out.code = code
-    return out
+    return clipError(out)
   }
-  return { type: 'Error', message: String(err) }
+  return clipError({ type: 'Error', message: textOf(err) })
+}
+
+/** Job code can throw anything, including objects whose fields are not strings, or whose toString throws. */
+function textOf(v: unknown): string {
+  if (typeof v === 'string') return v
+  try { return String(v) } catch { return '<an error that cannot be shown as text>' }
+}
+
+/**
+ * Cuts every field of an error to what the protocol carries (JOB_TEXT_LIMITS): an error thrown by
+ * job code, however long its message, fails only its task and never the worker's connection.
+ */
+export function clipError(e: SerializedError): SerializedError {
+  const out: SerializedError = { ...e, type: clip(e.type, 200), message: clip(e.message, JOB_TEXT_LIMITS.errorMessageChars) }
+  if (e.stack !== undefined) out.stack = clip(e.stack, JOB_TEXT_LIMITS.stackChars)
+  if (e.remoteStack !== undefined) out.remoteStack = clip(e.remoteStack, JOB_TEXT_LIMITS.stackChars)
+  if (e.taskName !== undefined) out.taskName = clip(e.taskName, JOB_TEXT_LIMITS.nameChars)
+  for (const k of ['taskId', 'peerId', 'objectId', 'limit', 'code'] as const) if (e[k] !== undefined) out[k] = clip(e[k]!, 200)
+  return out
 }
 
 /** Turns a SerializedError back into the matching class, so `instanceof` works on the driver. */

@@ -25,7 +25,10 @@ export const JOB_TEXT_LIMITS = {
   nameChars: 500,
 } as const
 
-/** Cuts `s` to `max` characters, saying how many were left out. */
+/** Cuts `s` to at most `max` characters, saying how many were left out. */
 export function clip(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters cut)`
+  if (s.length <= max) return s
+  const note = (keep: number) => `… (${s.length - keep} more characters cut)`
+  const keep = max - note(max - 40).length
+  return keep <= 0 ? s.slice(0, max) : s.slice(0, keep) + note(keep)
 }

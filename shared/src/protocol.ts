@@ -67,6 +67,11 @@ export interface TaskSpec {
 
 export interface ObjectInfo {
   id: ObjectId
+  /**
+   * From the coordinator: the job the object belongs to, or, on a refusal, the job that asked.
+   * A peer keeps what it learns per job, so one job's tasks never see another job's objects.
+   */
+  job?: JobId
   size: number
   /** The value bytes when small enough to travel in control messages. */
   inline?: Uint8Array
@@ -101,6 +106,8 @@ export interface HelloMsg {
   blocked?: TaskId[]
   /** For drivers: a label for the job. */
   name?: string
+  /** For drivers: the time limit of this job's tasks that set no `timeoutMs` (the coordinator's default otherwise; 0: none). */
+  taskTimeoutMs?: number
   /** The peer can open WebRTC data channels to other peers. */
   p2p?: boolean
 }
@@ -222,6 +229,8 @@ export interface PeerInfo {
   reputation: number
   /** Below the reputation threshold: no more work until an operator releases it. */
   quarantined: boolean
+  /** Joined with a trusted join token: it may run a job's main. */
+  trusted?: boolean
   tasksDone: number
   connectedAt: number
   /** Objects whose bytes this peer holds (not counting small ones, which live in the coordinator). */
@@ -238,6 +247,8 @@ export interface JobInfo {
   tasks: Record<TaskState, number>
   result?: unknown
   error?: SerializedError
+  /** Why the job's work is not running yet, when the coordinator knows (e.g. its main waits for a trusted worker). */
+  waiting?: string
 }
 
 export interface TaskInfo {

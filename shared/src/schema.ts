@@ -21,7 +21,8 @@ const taskOptions = z.object({
   maxRetries: count.max(1000).optional(),
   retryExceptions: z.boolean().optional(),
   maxRestarts: count.max(1000).optional(),
-  timeoutMs: z.number().positive().finite().optional(),
+  // Past 2^31 - 1 ms a timer fires at once (setTimeout's range).
+  timeoutMs: z.number().positive().max(2_147_483_647).optional(),
   numReturns: z.number().int().min(1).max(1000).optional(),
   replicas: z.number().int().min(1).max(9).optional(),
   quorum: z.number().int().min(1).max(9).optional(),
@@ -44,7 +45,7 @@ export const peerMessage = z.discriminatedUnion('t', [
     t: z.literal('hello'), v: z.number(), token: z.string().max(500), kind: z.enum(['node', 'browser']),
     role: z.enum(['worker', 'driver']), peerId: id.optional(), peerSecret: z.string().max(200).optional(), jobId: id.optional(),
     capabilities: z.array(z.string().max(100)).max(64), resources: z.record(z.string().max(100), z.number().nonnegative().finite()),
-    p2p: z.boolean().optional(), holds: z.array(id).max(1_000_000).optional(), actors: z.array(id).max(100_000).optional(), running: z.array(id).max(100_000).optional(), blocked: z.array(id).max(100_000).optional(), name: z.string().max(200).optional(),
+    p2p: z.boolean().optional(), holds: z.array(id).max(1_000_000).optional(), actors: z.array(id).max(100_000).optional(), running: z.array(id).max(100_000).optional(), blocked: z.array(id).max(100_000).optional(), name: z.string().max(200).optional(), taskTimeoutMs: z.number().int().nonnegative().max(2_147_483_647).optional(),
   }),
   z.object({ t: z.literal('fn'), job: id.optional(), def: fnDef }),
   z.object({ t: z.literal('submit'), spec: taskSpec }),

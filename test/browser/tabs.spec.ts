@@ -81,7 +81,7 @@ test.describe.serial('tabs as workers', () => {
     expect(seen.window).toBe('undefined')
     expect(JSON.stringify(seen)).not.toContain(g.joinToken)
     const spin = grid.remote(function spin() { for (;;) { /* never returns */ } }, { capabilities: ['t3'], timeoutMs: 500 })
-    await expect(grid.get(spin.remote(), { timeoutMs: 30_000 })).rejects.toThrow(/timeoutMs of 500 ms/)
+    await expect(grid.get(spin.remote(), { timeoutMs: 30_000 })).rejects.toThrow(/time limit of 500 ms/)
     expect(await grid.get(look.remote())).toMatchObject({ document: 'undefined' })
   })
 

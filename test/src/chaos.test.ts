@@ -20,7 +20,8 @@ describe('chaos, small', () => {
 
   it('auth: every violation attempt is refused', async () => {
     const r = await authViolations()
-    assert.deepEqual(r, { attempts: 7, allowed: 0 })
+    assert.deepEqual(r.allowed, [])
+    assert.ok(r.attempts >= 20, `${r.attempts} attempts`)
   })
 
   it('fuzzed frames and requests: the coordinator does not crash, and still runs jobs', async () => {

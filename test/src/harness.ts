@@ -77,13 +77,20 @@ export interface GridProcs {
   url: string
   port: number
   submitToken: string
+  /** The join token anyone may volunteer with: its workers are anonymous. */
   joinToken: string
+  /** The trusted join token (for the operator's own machines): its workers may run a job's main. */
+  trustedToken: string
   dataDir: string
   coordinator: Proc
   workers: Proc[]
   workerIds: string[]
   startCoordinator(): Promise<void>
-  addWorker(executors?: number, args?: string[]): Promise<Proc>
+  /**
+   * A Node worker process. It joins with the trusted join token (the tests' own machines) unless
+   * `trusted: false`: then with the plain join token, as an anonymous volunteer.
+   */
+  addWorker(executors?: number, args?: string[], opts?: { trusted?: boolean }): Promise<Proc>
   stop(): Promise<void>
 }
 
@@ -92,18 +99,20 @@ export async function startGrid(opts: { workers?: number; executors?: number; me
   const dataDir = mkdtempSync(join(tmpdir(), 'colony-test-'))
   const port = await freePort()
   const g: GridProcs = {
-    url: `http://127.0.0.1:${port}`, port, submitToken: '', joinToken: '', dataDir,
+    url: `http://127.0.0.1:${port}`, port, submitToken: '', joinToken: '', trustedToken: '', dataDir,
     coordinator: undefined as unknown as Proc, workers: [], workerIds: [],
     async startCoordinator() {
       const args = ['start', '--port', String(port), '--data', dataDir]
       if (opts.memory) args.push('--memory')
       g.coordinator = startProc(args, { env: { COLONY_RECONCILE_MS: '3000', ...opts.env } })
-      const m = await g.coordinator.waitFor(/submit token: (\w+)\s+join token:\s+(\w+)/)
+      const m = await g.coordinator.waitFor(/submit token: (\w+)\s+join token:\s+(\w+)\s+trusted join token:\s+(\w+)/)
       g.submitToken = m[1]
       g.joinToken = m[2]
+      g.trustedToken = m[3]
     },
-    async addWorker(executors = opts.executors ?? 1, args: string[] = []) {
-      const w = startProc(['worker', '--url', g.url, '--token', g.joinToken, '--executors', String(executors), ...args])
+    async addWorker(executors = opts.executors ?? 1, args: string[] = [], { trusted = true }: { trusted?: boolean } = {}) {
+      const token = trusted ? g.trustedToken : g.joinToken
+      const w = startProc(['worker', '--url', g.url, '--token', token, '--executors', String(executors), ...(trusted ? ['--trusted'] : []), ...args])
       const m = await w.waitFor(/joined \S+ as (p_\w+)/)
       g.workers.push(w)
       g.workerIds.push(m[1])

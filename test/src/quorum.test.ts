@@ -30,7 +30,7 @@ describe('replicas and quorum', () => {
       evil.close()
       await g.coordinator.kill('SIGKILL')
       await g.startCoordinator()
-      const back = await byzantinePeer(g, 666, evil.id)
+      const back = await byzantinePeer(g, 666, evil)
       assert.equal(back.id, evil.id)
       assert.equal((await api<PeerRow[]>(g, '/api/peers')).body.find((p) => p.id === evil.id)!.quarantined, true)
       evil = back

@@ -15,8 +15,16 @@ function fill(s: ControlStore): void {
   s.putObject({ id: 't.a.9.r0', job: 'j_1', size: 0, error: { type: 'TaskError', message: 'boom', remoteStack: 'at f' } })
   s.putActor({ id: 't.a.3', job: 'j_1', name: 'Counter', state: 'alive', peer: 'p_1', restarts: 0 })
   s.putFn('j_1', { id: 'f1', kind: 'inline', name: 'f', src: '(x) => x' })
-  s.putPeer({ id: 'p_1', kind: 'node', role: 'worker', lastSeen: 5 })
-  s.putBundle('abc123', new TextEncoder().encode('export default 1'))
+  s.putPeer({ id: 'p_1', kind: 'node', role: 'worker', lastSeen: 5, secretHash: 'ab'.repeat(32), origin: 'k_1@127.0.0.1' })
+  s.putBundle('abc123', new TextEncoder().encode('export default 1'), 'k_owner')
+  s.putOrigin({ origin: 'k_1@127.0.0.1', reputation: 0.25, quarantined: true })
+  s.putOrigin({ origin: 'k_2@10.0.0.1', reputation: 0.5, quarantined: false })
+  s.removeOrigin('k_2@10.0.0.1')
+  s.putLocation({ object: 'o.a.1', peer: 'p_1' })
+  s.putLocation({ object: 'o.a.1', peer: 'p_2' })
+  s.putLocation({ object: 'o.a.2', peer: 'p_1' })
+  s.removeLocation({ object: 'o.a.1', peer: 'p_2' })
+  s.removeLocations('o.a.2')
 }
 
 function check(s: ControlStore): void {
@@ -29,7 +37,11 @@ function check(s: ControlStore): void {
   assert.equal(snap.actors[0].name, 'Counter')
   assert.equal(snap.fns[0].def.id, 'f1')
   assert.equal(snap.peers[0].id, 'p_1')
+  assert.deepEqual([snap.peers[0].secretHash, snap.peers[0].origin], ['ab'.repeat(32), 'k_1@127.0.0.1'])
   assert.equal(new TextDecoder().decode(s.getBundle('abc123')), 'export default 1')
+  assert.deepEqual([s.bundleOwnedBy('abc123', 'k_owner'), s.bundleOwnedBy('abc123', 'k_other')], [true, false])
+  assert.deepEqual(snap.origins, [{ origin: 'k_1@127.0.0.1', reputation: 0.25, quarantined: true }])
+  assert.deepEqual(snap.locations, [{ object: 'o.a.1', peer: 'p_1' }])
 }
 
 describe('control stores', () => {

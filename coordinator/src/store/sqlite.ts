@@ -2,7 +2,7 @@ import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskState } from '@colony/shared'
-import type { ActorRow, ControlStore, JobRow, ObjectRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
+import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body BLOB NOT NULL);
@@ -13,6 +13,9 @@ CREATE TABLE IF NOT EXISTS actors (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS peers (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fns (job TEXT NOT NULL, id TEXT NOT NULL, def BLOB NOT NULL, PRIMARY KEY (job, id));
 CREATE TABLE IF NOT EXISTS bundles (hash TEXT PRIMARY KEY, code BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bundle_owners (hash TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (hash, owner));
+CREATE TABLE IF NOT EXISTS origins (origin TEXT PRIMARY KEY, reputation REAL NOT NULL, quarantined INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS locations (object TEXT NOT NULL, peer TEXT NOT NULL, PRIMARY KEY (object, peer));
 `
 
 // Rows are msgpack blobs: one codec for the wire and the disk, and no per-row JSON.
@@ -55,8 +58,15 @@ export class SqliteStore implements ControlStore {
       actor: db.prepare('INSERT OR REPLACE INTO actors (id, body) VALUES (?, ?)'),
       peer: db.prepare('INSERT OR REPLACE INTO peers (id, body) VALUES (?, ?)'),
       peerDel: db.prepare('DELETE FROM peers WHERE id = ?'),
+      origin: db.prepare('INSERT OR REPLACE INTO origins (origin, reputation, quarantined) VALUES (?, ?, ?)'),
+      originDel: db.prepare('DELETE FROM origins WHERE origin = ?'),
+      location: db.prepare('INSERT OR IGNORE INTO locations (object, peer) VALUES (?, ?)'),
+      locationDel: db.prepare('DELETE FROM locations WHERE object = ? AND peer = ?'),
+      locationsDel: db.prepare('DELETE FROM locations WHERE object = ?'),
       fn: db.prepare('INSERT OR IGNORE INTO fns (job, id, def) VALUES (?, ?, ?)'),
       bundle: db.prepare('INSERT OR IGNORE INTO bundles (hash, code) VALUES (?, ?)'),
+      bundleOwner: db.prepare('INSERT OR IGNORE INTO bundle_owners (hash, owner) VALUES (?, ?)'),
+      bundleOwned: db.prepare('SELECT 1 FROM bundle_owners WHERE hash = ? AND owner = ?'),
       bundleGet: db.prepare('SELECT code FROM bundles WHERE hash = ?'),
     }
     this.commitQueued = db.transaction(() => { for (const write of this.queue) write() })
@@ -82,6 +92,9 @@ export class SqliteStore implements ControlStore {
       objects,
       actors: rows<{ body: Buffer }>('SELECT body FROM actors').map((r) => unpack<ActorRow>(r.body)),
       peers: rows<{ body: Buffer }>('SELECT body FROM peers').map((r) => unpack<PeerRow>(r.body)),
+      origins: rows<{ origin: string; reputation: number; quarantined: number }>('SELECT * FROM origins')
+        .map((r) => ({ origin: r.origin, reputation: r.reputation, quarantined: r.quarantined === 1 })),
+      locations: rows<LocationRow>('SELECT object, peer FROM locations'),
       fns: rows<{ job: string; def: Buffer }>('SELECT job, def FROM fns').map((r) => ({ job: r.job, def: unpack<FnDef>(r.def) })),
       bundles: rows<{ hash: string }>('SELECT hash FROM bundles').map((r) => r.hash),
     }
@@ -108,14 +121,21 @@ export class SqliteStore implements ControlStore {
   putActor(a: ActorRow): void { const b = pack(a); this.queue.push(() => this.stmt.actor.run(a.id, b)) }
   putPeer(p: PeerRow): void { const b = pack(p); this.queue.push(() => this.stmt.peer.run(p.id, b)) }
   removePeer(id: string): void { this.queue.push(() => this.stmt.peerDel.run(id)) }
+  putOrigin(o: OriginRow): void { this.queue.push(() => this.stmt.origin.run(o.origin, o.reputation, o.quarantined ? 1 : 0)) }
+  removeOrigin(origin: string): void { this.queue.push(() => this.stmt.originDel.run(origin)) }
+  putLocation(l: LocationRow): void { this.queue.push(() => this.stmt.location.run(l.object, l.peer)) }
+  removeLocation(l: LocationRow): void { this.queue.push(() => this.stmt.locationDel.run(l.object, l.peer)) }
+  removeLocations(object: string): void { this.queue.push(() => this.stmt.locationsDel.run(object)) }
   putFn(job: string, def: FnDef): void { const b = pack(def); this.queue.push(() => this.stmt.fn.run(job, def.id, b)) }
-  putBundle(hash: string, code: Uint8Array): void {
+  putBundle(hash: string, code: Uint8Array, owner?: string): void {
     // Bundles are needed by the next HTTP request, so they skip the queue.
     this.stmt.bundle.run(hash, Buffer.from(code))
+    if (owner) this.stmt.bundleOwner.run(hash, owner)
   }
   getBundle(hash: string): Uint8Array | undefined {
     return (this.stmt.bundleGet.get(hash) as { code: Buffer } | undefined)?.code
   }
+  bundleOwnedBy(hash: string, owner: string): boolean { return !!this.stmt.bundleOwned.get(hash, owner) }
   commit(): void {
     if (this.queue.length === 0) return
     this.commitQueued()

@@ -17,6 +17,8 @@ export interface JobRow {
   owner?: string
   bundle?: string
   error?: SerializedError
+  /** Its tasks' time limit where they set none (control.ts JobOptions). */
+  taskTimeoutMs?: number
 }
 
 export interface TaskRow {
@@ -54,10 +56,20 @@ export interface ActorRow {
 
 export interface PeerRow {
   id: string; kind: PeerKind; role: PeerRole; lastSeen: number
-  /** Kept when it drops (quorum.ts), so a restart does not clear a quarantine. */
+  /** Kept when it drops (reputation.ts), so a restart does not clear a quarantine. */
   reputation?: number
   quarantined?: boolean
+  /** SHA-256 (hex) of the secret the peer proves its id with (identity.ts); never the secret. */
+  secretHash?: string
+  /** The token id and address it joined from (identity.ts `originOf`). */
+  origin?: string
 }
+
+/** The standing of a token and address (reputation.ts), kept so a restart does not wash a quarantine. */
+export interface OriginRow { origin: string; reputation: number; quarantined: boolean }
+
+/** A peer the coordinator recorded as holding an object's bytes: only such a peer may claim it in a hello. */
+export interface LocationRow { object: string; peer: string }
 
 export interface StoreSnapshot {
   jobs: JobRow[]
@@ -65,6 +77,8 @@ export interface StoreSnapshot {
   objects: ObjectRow[]
   actors: ActorRow[]
   peers: PeerRow[]
+  origins: OriginRow[]
+  locations: LocationRow[]
   fns: { job: string; def: FnDef }[]
   bundles: string[]
 }
@@ -85,9 +99,18 @@ export interface ControlStore {
   putActor(actor: ActorRow): void
   putPeer(peer: PeerRow): void
   removePeer(id: string): void
+  putOrigin(origin: OriginRow): void
+  removeOrigin(origin: string): void
+  putLocation(loc: LocationRow): void
+  removeLocation(loc: LocationRow): void
+  /** Every location row of this object (it was disposed of). */
+  removeLocations(object: string): void
   putFn(job: string, def: FnDef): void
-  putBundle(hash: string, code: Uint8Array): void
+  /** Keeps a bundle at once (not at the next commit: peers fetch it by the next request); `owner`: the id of a token that uploaded it. */
+  putBundle(hash: string, code: Uint8Array, owner?: string): void
   getBundle(hash: string): Uint8Array | undefined
+  /** Did the token `owner` upload this bundle? */
+  bundleOwnedBy(hash: string, owner: string): boolean
   /** Commits every queued write in one transaction. */
   commit(): void
   close(): void

@@ -8,6 +8,7 @@ import { connect, ObjectRef, type Grid } from '@colony/client'
 import { PROTOCOL_VERSION, decodeFrame, encodeFrame, type Grant, type PullPlanMsg } from '@colony/shared'
 import type { Peer } from '@colony/worker-web'
 import { byzantinePeer } from '../byzantine.js'
+import { forgedMain, jobAttacks, quarantineWash, volunteerAttacks } from './attacks.js'
 import { api, metric, startGrid, type GridProcs } from '../harness.js'
 
 /** ~2 ms of deterministic work per task: the output depends only on `i`. */
@@ -189,17 +190,25 @@ export async function fuzz(frames: number, http: number, seed = 7): Promise<Fuzz
 
 /**
  * Attempts that must all be refused: a join token acting as a driver (WebSocket and HTTP),
- * job B reading job A's objects (small and large), and forged or misused grants presented
- * to the peer holding an object. Returns how many were allowed, of how many.
+ * job B reading job A's objects (small and large), forged or misused grants presented to the
+ * peer holding an object, and the attacks of attacks.ts (a hostile volunteer, a hostile job
+ * author). Returns how many were allowed, of how many, and which.
  */
-export async function authViolations(): Promise<{ attempts: number; allowed: number }> {
-  const g = await startGrid({ workers: 0, memory: true })
-  let attempts = 0, allowed = 0
-  const attempt = async (f: () => Promise<boolean>) => { attempts++; if (await f().catch(() => false)) allowed++ }
+export async function authViolations(): Promise<{ attempts: number; allowed: string[] }> {
+  const g = await startGrid({ workers: 0, memory: true, env: { COLONY_HELLO_TIMEOUT_MS: '1500' } })
+  let attempts = 0
+  const allowed: string[] = []
+  const attempt = async (name: string, f: () => Promise<boolean>) => {
+    attempts++
+    // An attack that throws did not succeed; its error is shown, since it may hide a broken scenario.
+    const worked = await f().catch((e: Error) => { console.error(`  (${name}: ${e.message.split('\n')[0]})`); return false })
+    if (worked) allowed.push(name)
+  }
   try {
+    await forgedMain(g, attempt)
     await g.addWorker(1, ['--capabilities', 'a'])
     // A join token used as a driver.
-    await attempt(async () => {
+    await attempt('the join token as a driver', async () => {
       const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
       await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
       const reply = new Promise<Record<string, unknown>[]>((r) => ws.once('message', (d: Buffer) => r(decodeFrame(d) as Record<string, unknown>[])))
@@ -208,7 +217,7 @@ export async function authViolations(): Promise<{ attempts: number; allowed: num
       ws.close()
       return welcomed
     })
-    await attempt(async () => (await api(g, '/api/jobs', { method: 'POST', token: g.joinToken, body: JSON.stringify({ bundle: 'export default () => 1' }) })).status < 300)
+    await attempt('the join token starts a job over HTTP', async () => (await api(g, '/api/jobs', { method: 'POST', token: g.joinToken, body: JSON.stringify({ bundle: 'export default () => 1' }) })).status < 300)
     const alice = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
     const bob = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
     try {
@@ -217,7 +226,7 @@ export async function authViolations(): Promise<{ attempts: number; allowed: num
       const mine = make.remote(200_000, 1), other = make.remote(200_000, 2)
       await alice.get([small, other])
       // Job B reads job A's objects.
-      for (const id of [small.id, mine.id]) await attempt(async () => { await bob.get(new ObjectRef(id), { timeoutMs: 2000 }); return true })
+      for (const id of [small.id, mine.id]) await attempt(`driver B reads job A's object ${id}`, async () => { await bob.get(new ObjectRef(id), { timeoutMs: 2000 }); return true })
       // Grants: capture the genuine one alice gets for `mine`, then misuse it.
       const peer = (alice as unknown as { peer: Peer }).peer
       const plans: PullPlanMsg[] = []
@@ -228,13 +237,17 @@ export async function authViolations(): Promise<{ attempts: number; allowed: num
       const plan = plans.find((p) => p.id === mine.id)!
       const genuine: Grant = plan.holders[0].grant
       const data = peer.data!
-      const fetches = [
-        { ...plan, id: other.id }, // a grant for one object, to read another
-        { ...plan, id: other.id, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, obj: other.id } }] }, // forged: the object changed
-        { ...plan, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, exp: Date.now() - 1 } }] }, // forged: expired
-      ]
-      for (const f of fetches) await attempt(async () => { await data.fetch(f); return true })
+      const fetches = {
+        'a grant for one object, to read another': { ...plan, id: other.id },
+        'a grant forged for another object': { ...plan, id: other.id, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, obj: other.id } }] },
+        'an expired grant': { ...plan, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, exp: Date.now() - 1 } }] },
+      }
+      for (const [name, f] of Object.entries(fetches)) await attempt(name, async () => { await data.fetch(f); return true })
     } finally { await alice.close(); await bob.close() }
+    await g.addWorker(1)
+    await volunteerAttacks(g, attempt)
+    await quarantineWash(g, attempt)
+    await jobAttacks(g, attempt)
     return { attempts, allowed }
   } finally { await g.stop() }
 }

@@ -30,16 +30,19 @@ export interface TabPeer {
 export async function joinAsTab(opts: TabOptions): Promise<TabPeer> {
   const url = opts.url ?? location.origin
   const pool = new BrowserExecutorPool(opts.executors, { tfjsBackend: opts.tfjsBackend ?? 'wasm', ortBackend: opts.ortBackend ?? 'wasm', assetsBase: new URL('/ml/', url).href }, opts.log)
+  // Per job: the coordinator hands a bundle only to a peer running that job's tasks, so one job's
+  // tasks never get a module URL by way of another's download.
   const bundles = new Map<string, Promise<string>>()
-  const bundleUrl = (hash: string): Promise<string> => {
-    let p = bundles.get(hash)
+  const bundleUrl = (hash: string, job: string): Promise<string> => {
+    const key = `${job} ${hash}`
+    let p = bundles.get(key)
     if (!p) {
-      p = fetch(new URL(`/api/bundles/${hash}`, url), { headers: { authorization: `Bearer ${opts.token}` } }).then(async (res) => {
+      p = fetch(new URL(`/api/bundles/${hash}`, url), { headers: { authorization: peer.httpAuth() } }).then(async (res) => {
         if (!res.ok) throw new Error(`could not download bundle ${hash}: HTTP ${res.status}`)
         return URL.createObjectURL(new Blob([await res.arrayBuffer()], { type: 'text/javascript' }))
       })
-      p.catch(() => bundles.delete(hash))
-      bundles.set(hash, p)
+      p.catch(() => bundles.delete(key))
+      bundles.set(key, p)
     }
     return p
   }

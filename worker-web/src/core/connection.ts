@@ -30,8 +30,16 @@ export interface ConnectionOptions {
   makeHello(): HelloMsg
   onWelcome(w: WelcomeMsg, reconnected: boolean): void
   onMessage(m: CoordinatorToPeer): void
-  /** The coordinator refused this peer for good (bad token, protocol misuse). */
+  /** The coordinator refused this peer for good (bad token; for drivers also protocol misuse). */
   onFatal(err: ColonyError): void
+  /**
+   * Only a refused token ends the connection for good; any other refusal is followed by a reconnect
+   * (after a longer pause). Workers: a message the coordinator refused may have been caused by job
+   * code, and must not take a volunteer off the grid.
+   */
+  fatalOnlyForAuth?: boolean
+  /** Said when the coordinator refused the connection and it will try again. */
+  onRefused?(err: ColonyError): void
   onDown?(): void
   maxBackoffMs?: number
 }
@@ -49,6 +57,8 @@ export class ControlConnection {
   private ackedOnThisSocket = 0
   private welcomed = false
   private attempt = 0
+  /** The coordinator refused the last connection: the next attempt waits longer. */
+  private refused = false
   private pingTimer?: ReturnType<typeof setInterval>
   private retryTimer?: ReturnType<typeof setTimeout>
 
@@ -101,11 +111,16 @@ export class ControlConnection {
       if (this.state === 'closed') return
       // Refusals that would only repeat on reconnect: a bad token, a protocol violation, a frame over the limit.
       if (ev.code === 4401 || ev.code === 4400 || ev.code === 1009) {
-        this.state = 'closed'
-        this.opts.onFatal(ev.code === 4401 ? new AuthError(ev.reason || 'refused by the coordinator')
+        const err = ev.code === 4401 ? new AuthError(ev.reason || 'refused by the coordinator')
           : ev.code === 1009 ? new LimitError('maxFrameBytes', ev.reason || 'a frame was over the coordinator\'s size limit')
-            : new ProtocolError(ev.reason || 'protocol error'))
-        return
+            : new ProtocolError(ev.reason || 'protocol error')
+        if (ev.code === 4401 || !this.opts.fatalOnlyForAuth) {
+          this.state = 'closed'
+          this.opts.onFatal(err)
+          return
+        }
+        this.refused = true
+        this.opts.onRefused?.(err)
       }
       if (wasOpen) this.opts.onDown?.()
       this.scheduleReconnect()
@@ -117,7 +132,10 @@ export class ControlConnection {
     if (this.state === 'closed') return
     this.state = 'connecting'
     const max = this.opts.maxBackoffMs ?? 3000
-    const delay = Math.min(max, 100 * 2 ** Math.min(this.attempt++, 10)) * (0.75 + Math.random() * 0.5)
+    // After a refusal, reconnecting at once would only hammer the coordinator with the same mistake.
+    const floor = this.refused ? 5000 : 0
+    this.refused = false
+    const delay = Math.max(floor, Math.min(max, 100 * 2 ** Math.min(this.attempt++, 10))) * (0.75 + Math.random() * 0.5)
     this.retryTimer = setTimeout(() => this.open(), delay)
   }
 
@@ -141,7 +159,7 @@ export class ControlConnection {
         return
       }
       case 'error':
-        if (m.fatal && (m.code === 'AUTH' || !this.welcomedNow)) {
+        if (m.fatal && (m.code === 'AUTH' || (!this.welcomedNow && !this.opts.fatalOnlyForAuth))) {
           this.state = 'closed'
           this.opts.onFatal(deserializeError({ type: m.code === 'AUTH' ? 'AuthError' : 'ProtocolError', message: m.message }))
           this.ws?.close()

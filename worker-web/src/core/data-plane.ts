@@ -253,7 +253,8 @@ export class DataPlane {
       const ok = !!grant && typeof grant === 'object' && typeof grant.sig === 'string' &&
         await verifyGrant(grant, this.grantKey, { obj, to: link.remote, holder: this.selfId })
       if (!ok) { link.write({ t: 'err', id, message: 'grant refused' }); return }
-      const bytes = this.store.get(obj)
+      // The grant names the object's job too: bytes held here for another job are not served on it.
+      const bytes = this.store.getFor(obj, grant.job)
       if (!bytes) { link.write({ t: 'err', id, message: 'not held here' }); return }
       link.write({ t: 'hdr', id, size: bytes.byteLength, hash: await this.hashOf(obj, bytes) })
       for (let off = 0; off < bytes.byteLength; off += CHUNK) {

@@ -9,7 +9,15 @@
  * own (as in Ray), so nothing done to ordinary tasks can take an actor down with it.
  *
  * An executor serves one job: job code shares its executor's memory, so another job's
- * task gets a fresh executor (an idle one of another job is replaced first).
+ * task gets a fresh executor (an idle one of another job is replaced first). Where the
+ * platform confines each executor to its job's files (Node, `spawnPerJob`), executors
+ * start only for a job; elsewhere (browsers) `size` start at once and take the first job
+ * that comes.
+ *
+ * Executors are shared fairly between jobs: tasks wait first come, first served within a
+ * job, but a job whose next task cannot be placed does not hold back another job's; and a
+ * job with no executor of its own gets an extra one even when every regular one is busy
+ * with other jobs (endless or blocked tasks), so one user's tasks cannot starve another's.
  */
 import { TimeoutError, serializeError } from '@colony/shared'
 import type { ExecTask, ExecutorHost, ExecutorPool, ToExecutor, ToHost } from './executor-protocol.js'
@@ -31,8 +39,16 @@ export interface PoolPolicy {
   size: number
   /** Tasks one executor runs at once: unbounded in Node (async tasks interleave), 1 in browsers. */
   tasksPerExecutor: number
-  /** Extra executors started when every one is busy (browsers: tasks waiting in get hold theirs). */
+  /**
+   * Extra executors started when none can take a task: browsers, where tasks waiting in get hold
+   * theirs; Node, where a job's own executor always has room, so only for a job with none of its own.
+   */
   maxExtra: number
+  /**
+   * Each executor is started for one job, when that job's first task comes, and `spawn` gets the
+   * job's id (Node: the executor may read that job's folder only). Otherwise `size` start at once.
+   */
+  spawnPerJob?: boolean
 }
 
 interface Executor {
@@ -46,14 +62,15 @@ interface Executor {
   flushQueued: boolean
   dead: boolean
   started: Promise<void>
-  /** The job whose code it has run; undefined while fresh. */
+  /** The job whose code it runs (for spawnPerJob pools, from its start); undefined while fresh. */
   job?: string
 }
 
 export abstract class ExecutorPoolBase implements ExecutorPool {
   readonly size: number
   protected host?: ExecutorHost
-  private executors: Executor[] = []
+  /** The regular executors, by slot; a slot is empty until a job needs it (spawnPerJob) or while replaced. */
+  private executors: (Executor | undefined)[] = []
   private extras = new Set<Executor>()
   private actorHosts = new Map<string, Executor>()
   private waiting: ExecTask[] = []
@@ -64,20 +81,21 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     this.size = Math.max(1, policy.size)
   }
 
-  /** Starts one executor; call `cb` with what it sends and when it ends. */
-  protected abstract spawn(cb: SpawnCallbacks): ExecutorHandle
+  /** Starts one executor; call `cb` with what it sends and when it ends. `job`: the job it serves (spawnPerJob pools). */
+  protected abstract spawn(cb: SpawnCallbacks, job?: string): ExecutorHandle
 
   async start(host: ExecutorHost): Promise<void> {
     this.host = host
-    for (let i = 0; i < this.size; i++) this.executors.push(this.make(i))
-    await Promise.all(this.executors.map((e) => e.started))
+    this.executors = Array.from({ length: this.size }, (_, i) => (this.policy.spawnPerJob ? undefined : this.make(i)))
+    await Promise.all(this.executors.map((e) => e?.started))
   }
 
-  private make(index: number): Executor {
+  private make(index: number, job?: string): Executor {
     let markStarted!: () => void
     const e: Executor = {
       index, handle: undefined as unknown as ExecutorHandle, tasks: new Map(), actors: new Set(), knownFns: new Set(),
       outbox: [], flushQueued: false, dead: false, started: new Promise<void>((r) => { markStarted = r }),
+      job: this.policy.spawnPerJob ? job : undefined,
     }
     e.handle = this.spawn({
       onMessages: (msgs) => {
@@ -90,7 +108,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
         }
       },
       onExit: (reason) => { if (!e.dead && !this.closed) this.replace(e, reason) },
-    })
+    }, e.job)
     return e
   }
 
@@ -151,42 +169,50 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
       return
     }
     if (task.spec.createsActor) {
-      const e = this.make(-1)
+      const e = this.make(-1, task.job)
       e.actors.add(task.spec.id)
       this.actorHosts.set(task.spec.id, e)
       this.dispatch(e, task)
       return
     }
-    // First come, first served: new work queues behind what waits (a busy job cannot starve another).
     this.waiting.push(task)
     this.drain()
   }
 
-  /** Gives waiting work, in order, to executors that can take it now. */
+  /**
+   * Gives waiting work to executors that can take it now: in order within each job, but a job
+   * whose next task must wait does not hold back the tasks of other jobs behind it.
+   */
   private drain(): void {
-    while (this.waiting.length > 0) {
-      const e = this.pick(this.waiting[0].job)
-      if (!e) return
-      this.dispatch(e, this.waiting.shift()!)
+    const stuck = new Set<string>()
+    for (let i = 0; i < this.waiting.length;) {
+      const task = this.waiting[i]
+      const e = stuck.has(task.job) ? undefined : this.pick(task.job)
+      if (!e) { stuck.add(task.job); i++; continue }
+      this.waiting.splice(i, 1)
+      this.dispatch(e, task)
     }
   }
 
   /**
-   * The least busy executor of this job (or a fresh one) with room, starting an extra one when
-   * allowed; undefined if none can take it now. An idle executor of another job is replaced by a
-   * fresh one, which takes waiting work once it has started.
+   * The least busy executor of this job (or a fresh one) with room; else a new one in an empty
+   * slot, or in place of an idle executor of another job; else an extra one, when allowed.
+   * Undefined if none can take it now. A new executor takes work at once (it queues until started).
    */
   private pick(job: string): Executor | undefined {
-    const pool = [...this.executors, ...this.extras].filter((x) => !x.dead)
-    const free = pool.filter((x) => (x.job === undefined || x.job === job) && x.tasks.size < this.policy.tasksPerExecutor)
+    const regular = this.executors.filter((x): x is Executor => !!x && !x.dead)
+    const free = [...regular, ...this.extras].filter((x) => (x.job === undefined || x.job === job) && x.tasks.size < this.policy.tasksPerExecutor)
     if (free.length) return free.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a))
+    const empty = this.executors.findIndex((x) => !x || x.dead)
+    if (empty >= 0) return (this.executors[empty] = this.make(empty, job))
+    const idle = regular.find((x) => x.tasks.size === 0)
+    if (idle) return this.replace(idle, 'the next task is of another job', true, job)
+    // Every executor is busy with other work: one more, so a job with none of its own is not kept waiting behind them.
     if (this.extras.size < this.policy.maxExtra) {
-      const e = this.make(-2)
+      const e = this.make(-2, job)
       this.extras.add(e)
       return e
     }
-    const idle = pool.find((x) => x.tasks.size === 0 && x.index >= 0)
-    if (idle) this.replace(idle, 'the next task is of another job', true)
     return undefined
   }
 
@@ -203,10 +229,10 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     this.send(e, { k: 'run', task })
   }
 
-  /** An executor has room again: waiting work goes on (see pick); an idle extra that waiting work cannot use goes. */
+  /** An executor has room again: waiting work goes on (see pick); an idle extra that no waiting task of its job can use goes. */
   private freed(e: Executor): void {
     if (e.dead || e.index === -1) return
-    if (e.index === -2 && e.tasks.size === 0 && (this.waiting.length === 0 || this.waiting[0].job !== e.job)) {
+    if (e.index === -2 && e.tasks.size === 0 && !this.waiting.some((t) => t.job === e.job)) {
       this.extras.delete(e); e.dead = true; e.handle.kill()
     }
     this.drain()
@@ -219,7 +245,8 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     const task = e.tasks.get(taskId)!
     e.tasks.delete(taskId)
     this.host!.done(taskId, { error: serializeError(new TimeoutError(
-      `task ${task.spec.name} (${taskId}) ran past its timeoutMs of ${ms} ms and was stopped`, { taskId, taskName: task.spec.name })) })
+      `task ${task.spec.name} (${taskId}) ran past its time limit of ${ms} ms and was stopped. ` +
+      'Give it more with the task\'s { timeoutMs } option, or the job\'s taskTimeoutMs (connect option, or the job\'s "taskTimeoutMs")', { taskId, taskName: task.spec.name })) })
     this.replace(e, `task ${taskId} timed out`)
   }
 
@@ -245,7 +272,9 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
 
   actorIds(): string[] { return [...this.actorHosts.keys()] }
 
-  private all(): Executor[] { return [...this.executors, ...this.extras, ...this.actorHosts.values()] }
+  private all(): Executor[] {
+    return [...this.executors.filter((x): x is Executor => !!x), ...this.extras, ...this.actorHosts.values()]
+  }
 
   private clearTimer(taskId: string): void {
     const t = this.timers.get(taskId)
@@ -262,19 +291,30 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     e.handle.kill()
   }
 
-  /** Kills an executor and starts a fresh one in its place; its other work is reported lost. `quiet`: routine, not worth a log line. */
-  private replace(e: Executor, reason: string, quiet = false): void {
-    if (e.dead) return
+  /**
+   * Kills an executor; its other work is reported lost. A regular one is replaced: by one for `forJob`
+   * (returned), else by a fresh one that takes waiting work once started, or, in spawnPerJob pools,
+   * by nothing until a task needs the slot. `quiet`: routine, not worth a log line.
+   */
+  private replace(e: Executor, reason: string, quiet = false, forJob?: string): Executor | undefined {
+    if (e.dead) return undefined
     e.dead = true
     e.handle.kill()
     for (const id of e.tasks.keys()) { this.clearTimer(id); this.host!.done(id, { lost: true }) }
     for (const a of e.actors) { this.actorHosts.delete(a); this.host!.actorLost(a, reason) }
     this.extras.delete(e)
-    if (this.closed || e.index < 0) return
+    if (this.closed || e.index < 0) return undefined
     if (!quiet) this.say(`replacing executor ${e.index}: ${reason}`)
+    if (forJob !== undefined) return (this.executors[e.index] = this.make(e.index, forJob))
+    if (this.policy.spawnPerJob) {
+      this.executors[e.index] = undefined
+      this.drain()
+      return undefined
+    }
     const fresh = this.make(e.index)
     this.executors[e.index] = fresh
     void fresh.started.then(() => this.freed(fresh))
+    return fresh
   }
 
   async close(): Promise<void> {

@@ -1,13 +1,14 @@
-import { LimitError, type ObjectId } from '@colony/shared'
+import { LimitError, type JobId, type ObjectId } from '@colony/shared'
 
 /**
  * The bytes of the objects this peer holds: primaries (results it made, objects it
  * put) and copies (fetched from elsewhere). Past `capBytes`, the least recently used
  * copies are evicted, since another peer holds each; primaries never are.
+ * Each entry records the job it belongs to: a task reads only its own job's bytes here.
  */
 export class LocalObjectStore {
   /** In least-recently-used order: a read moves an entry to the end. */
-  private readonly objects = new Map<ObjectId, { bytes: Uint8Array; primary: boolean }>()
+  private readonly objects = new Map<ObjectId, { bytes: Uint8Array; primary: boolean; job: JobId }>()
   bytes = 0
 
   constructor(readonly capBytes = Infinity, private readonly onEvict?: (ids: ObjectId[]) => void) {}
@@ -20,9 +21,12 @@ export class LocalObjectStore {
     return e.bytes
   }
   has(id: ObjectId): boolean { return this.objects.has(id) }
+  /** The bytes, only if they belong to `job`. */
+  getFor(id: ObjectId, job: JobId): Uint8Array | undefined { return this.objects.get(id)?.job === job ? this.get(id) : undefined }
+  jobOf(id: ObjectId): JobId | undefined { return this.objects.get(id)?.job }
 
   /** Throws LimitError when the object cannot fit even after evicting every copy. */
-  set(id: ObjectId, data: Uint8Array, primary: boolean): void {
+  set(id: ObjectId, data: Uint8Array, primary: boolean, job: JobId): void {
     this.delete(id)
     const need = data.byteLength
     if (this.bytes + need > this.capBytes) {
@@ -40,7 +44,7 @@ export class LocalObjectStore {
           `${this.bytes} of its ${this.capBytes} bytes hold objects with no other copy. Free objects you no longer need, or give the peer more (--store-mb).`)
       }
     }
-    this.objects.set(id, { bytes: data, primary })
+    this.objects.set(id, { bytes: data, primary, job })
     this.bytes += need
   }
 

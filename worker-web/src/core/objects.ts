@@ -3,21 +3,32 @@
  * the holders (relayed by the coordinator until the WebRTC data plane lands), and
  * serving the objects this peer holds to others.
  */
-import { deserializeError, sha256Hex, type ChunkMsg, type ObjectId, type ObjectInfo, type PullFailMsg, type PullPlanMsg, type ServeMsg } from '@colony/shared'
+import { deserializeError, sha256Hex, type ChunkMsg, type JobId, type ObjectId, type ObjectInfo, type PullFailMsg, type PullPlanMsg, type ServeMsg } from '@colony/shared'
 import type { ControlConnection } from './connection.js'
 import type { DataPlane } from './data-plane.js'
 import type { LocalObjectStore } from './object-store.js'
 import { deferred, type Deferred } from './turn.js'
 
-interface Pull { id: ObjectId; chunks: Uint8Array[]; got: number; done: Deferred<Uint8Array> }
+interface Pull { id: ObjectId; job: JobId; chunks: Uint8Array[]; got: number; done: Deferred<Uint8Array> }
+
+/**
+ * Everything here is kept per job: one peer runs tasks of many jobs, and a task may learn of, wait
+ * for and read only objects of its own job, whatever ids its code names. The coordinator checks the
+ * same (`sub` and `pull` carry the asking job); this side makes sure nothing cached for one job
+ * answers another.
+ */
+const keyOf = (job: JobId, id: ObjectId) => `${job} ${id}`
 
 export class ObjectResolver {
-  private readonly infos = new Map<ObjectId, ObjectInfo>()
-  private readonly waiting = new Map<ObjectId, Deferred<ObjectInfo>>()
+  private readonly infos = new Map<string, ObjectInfo>()
+  /** The job each object in `infos` belongs to, so a drop finds its entry. */
+  private readonly ownerJob = new Map<ObjectId, JobId>()
+  private readonly waiting = new Map<string, Deferred<ObjectInfo>>()
   private readonly pulls = new Map<number, Pull>()
-  private readonly pullsById = new Map<ObjectId, Promise<Uint8Array>>()
+  private readonly pullsByKey = new Map<string, Promise<Uint8Array>>()
   private nextReq = 1
-  private subBatch: ObjectId[] = []
+  private subBatch = new Map<JobId, ObjectId[]>()
+  private subQueued = false
   bytesIn = 0
   bytesOut = 0
 
@@ -28,49 +39,68 @@ export class ObjectResolver {
 
   setChunkBytes(n: number): void { this.chunkBytes = n }
 
-  /** Resolves when the coordinator reports the object ready (or failed). */
-  ready(id: ObjectId): Promise<ObjectInfo> {
-    const known = this.infos.get(id)
+  /** Resolves when the coordinator reports the object ready (or failed), as `job` may see it. */
+  ready(id: ObjectId, job: JobId): Promise<ObjectInfo> {
+    const key = keyOf(job, id)
+    const known = this.infos.get(key)
     if (known) return Promise.resolve(known)
-    let d = this.waiting.get(id)
+    let d = this.waiting.get(key)
     if (!d) {
       d = deferred<ObjectInfo>()
-      this.waiting.set(id, d)
-      // Subscriptions made in one go (a get of many refs) travel as one message.
-      if (this.subBatch.push(id) === 1) queueMicrotask(() => this.sendSubs())
+      this.waiting.set(key, d)
+      this.subscribe(job, [id])
     }
     return d.promise
   }
 
+  /** Subscriptions made in one go (a get of many refs) travel as one message per job. */
+  private subscribe(job: JobId, ids: ObjectId[]): void {
+    const batch = this.subBatch.get(job)
+    if (batch) batch.push(...ids); else this.subBatch.set(job, ids)
+    if (this.subQueued) return
+    this.subQueued = true
+    queueMicrotask(() => this.sendSubs())
+  }
+
   private sendSubs(): void {
-    const ids = this.subBatch
-    this.subBatch = []
-    for (let i = 0; i < ids.length; i += 10_000) this.conn.send({ t: 'sub', ids: ids.slice(i, i + 10_000) })
+    this.subQueued = false
+    const batches = this.subBatch
+    this.subBatch = new Map()
+    for (const [job, ids] of batches) {
+      for (let i = 0; i < ids.length; i += 10_000) this.conn.send({ t: 'sub', ids: ids.slice(i, i + 10_000), job })
+    }
   }
 
-  /** Records what the coordinator said of an object (an `obj` message, or a `run`'s deps). */
-  learned(info: ObjectInfo): void {
-    this.infos.set(info.id, info)
-    const d = this.waiting.get(info.id)
-    if (d) { this.waiting.delete(info.id); d.resolve(info) }
+  /**
+   * Records what the coordinator said of an object (an `obj` message, or a `run`'s deps): for
+   * `info.job`, the job it belongs to (or, on a refusal, the job that asked), else for `job`.
+   */
+  learned(info: ObjectInfo, job = info.job): void {
+    if (!job) return // the coordinator always names the job; an answer for nobody is dropped
+    const key = keyOf(job, info.id)
+    // A refusal answers only the job that asked, and is not kept: it is not the object's record.
+    if (info.error?.type !== 'AuthError') { this.infos.set(key, info); this.ownerJob.set(info.id, job) }
+    const d = this.waiting.get(key)
+    if (d) { this.waiting.delete(key); d.resolve(info) }
   }
 
-  /** The bytes of a ready object: local, inline, or pulled from a holder. */
-  fetch(info: ObjectInfo): Promise<Uint8Array> {
+  /** The bytes of a ready object of `job`: local, inline, or pulled from a holder. */
+  fetch(info: ObjectInfo, job: JobId): Promise<Uint8Array> {
     if (info.error) return Promise.reject(deserializeError(info.error))
-    const local = this.store.get(info.id)
+    const local = this.store.getFor(info.id, job)
     if (local) return Promise.resolve(local)
     if (info.inline) return Promise.resolve(info.inline)
-    let p = this.pullsById.get(info.id)
+    const key = keyOf(job, info.id)
+    let p = this.pullsByKey.get(key)
     if (!p) {
       const req = this.nextReq++
-      const pull: Pull = { id: info.id, chunks: [], got: 0, done: deferred() }
+      const pull: Pull = { id: info.id, job, chunks: [], got: 0, done: deferred() }
       this.pulls.set(req, pull)
       p = pull.done.promise
-      this.pullsById.set(info.id, p)
-      const cleanup = () => { this.pulls.delete(req); this.pullsById.delete(info.id) }
+      this.pullsByKey.set(key, p)
+      const cleanup = () => { this.pulls.delete(req); this.pullsByKey.delete(key) }
       p.then(cleanup, cleanup)
-      this.conn.send({ t: 'pull', req, id: info.id })
+      this.conn.send({ t: 'pull', req, id: info.id, job })
     }
     return p
   }
@@ -91,9 +121,8 @@ export class ObjectResolver {
     }
     void this.checked(bytes, m.hash).then((ok) => {
       if (!ok) { pull.done.reject(new Error(`object ${pull.id} does not match the hash its producer reported`)); return }
-      try { this.keepCopy(pull.id, bytes) } catch (e) { pull.done.reject(e); return }
-      pull.done.resolve(bytes)
-    })
+      this.keepCopy(pull, bytes)
+    }, (e: unknown) => pull.done.reject(e))
   }
 
   private async checked(bytes: Uint8Array, hash?: string): Promise<boolean> {
@@ -104,11 +133,10 @@ export class ObjectResolver {
   onPullPlan(m: PullPlanMsg): void {
     const pull = this.pulls.get(m.req)
     if (!pull) return
-    const viaRelay = () => { if (this.pulls.has(m.req)) this.conn.send({ t: 'pull', req: m.req, id: m.id, relay: true }) }
+    const viaRelay = () => { if (this.pulls.has(m.req)) this.conn.send({ t: 'pull', req: m.req, id: m.id, relay: true, job: pull.job }) }
     if (!this.data) { viaRelay(); return }
     this.data.fetch(m).then((bytes) => {
-      if (this.pulls.get(m.req) !== pull) return
-      try { this.keepCopy(m.id, bytes); pull.done.resolve(bytes) } catch (e) { pull.done.reject(e) }
+      if (this.pulls.get(m.req) === pull) this.keepCopy(pull, bytes)
     }, viaRelay)
   }
 
@@ -135,33 +163,36 @@ export class ObjectResolver {
    * Keeps bytes here, and answers any pull of ours still waiting for them. `primary`: made here (a result,
    * a put), never evicted; otherwise a fetched copy. Throws LimitError when the store has no room.
    */
-  hold(id: ObjectId, bytes: Uint8Array, primary: boolean): void {
-    this.store.set(id, bytes, primary)
-    for (const pull of this.pulls.values()) if (pull.id === id) pull.done.resolve(bytes)
+  hold(id: ObjectId, bytes: Uint8Array, primary: boolean, job: JobId): void {
+    this.store.set(id, bytes, primary, job)
+    for (const pull of this.pulls.values()) if (pull.id === id && pull.job === job) pull.done.resolve(bytes)
   }
 
   /** Fetches a copy the coordinator asked this peer to keep for good (a put with `replicate`). */
   async replicate(info: ObjectInfo): Promise<void> {
+    if (!info.job) return
     try {
-      const bytes = await this.fetch(info)
-      this.store.set(info.id, bytes, true) // not a cache entry: never evicted
+      const bytes = await this.fetch(info, info.job)
+      this.store.set(info.id, bytes, true, info.job) // not a cache entry: never evicted
       this.conn.send({ t: 'held', ids: [info.id] })
     } catch { /* the object went away meanwhile: nothing to keep */ }
   }
 
-  /** Keeps a fetched copy, and tells the coordinator: later readers may fetch it from here. */
-  private keepCopy(id: ObjectId, bytes: Uint8Array): void {
-    this.store.set(id, bytes, false)
-    this.conn.send({ t: 'held', ids: [id] })
+  /** Keeps a fetched copy, tells the coordinator (later readers may fetch it from here), and answers the pull. */
+  private keepCopy(pull: Pull, bytes: Uint8Array): void {
+    try { this.store.set(pull.id, bytes, false, pull.job) } catch (e) { pull.done.reject(e); return }
+    this.conn.send({ t: 'held', ids: [pull.id] })
+    pull.done.resolve(bytes)
   }
 
   /** This side let an object go: forget what it knew of it (its bytes stay if it holds them for others). */
-  forget(id: ObjectId): void { this.infos.delete(id) }
+  forget(id: ObjectId, job: JobId): void { this.infos.delete(keyOf(job, id)); this.ownerJob.delete(id) }
 
   /** An object was freed: forget it. */
   drop(id: ObjectId): void {
+    const job = this.ownerJob.get(id)
+    if (job !== undefined) this.forget(id, job)
     this.store.delete(id)
-    this.infos.delete(id)
     this.data?.forget(id)
   }
 
@@ -174,12 +205,14 @@ export class ObjectResolver {
 
   /** After a reconnect: ask again for everything still awaited. */
   resend(): void {
-    this.subBatch = [...this.waiting.keys()]
-    if (this.subBatch.length) this.sendSubs()
+    for (const key of this.waiting.keys()) {
+      const cut = key.indexOf(' ')
+      this.subscribe(key.slice(0, cut), [key.slice(cut + 1)])
+    }
     for (const [req, pull] of this.pulls) {
       pull.chunks = []
       pull.got = 0
-      this.conn.send({ t: 'pull', req, id: pull.id })
+      this.conn.send({ t: 'pull', req, id: pull.id, job: pull.job })
     }
   }
 }

@@ -4,8 +4,8 @@
  * serves and fetches them, and, for workers, hands tasks to its executors.
  */
 import {
-  PROTOCOL_VERSION, DEFAULT_LIMITS, returnId, sha256Hex, serializeError, ColonyError, LimitError, type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind,
-  type PeerRole, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
+  PROTOCOL_VERSION, DEFAULT_LIMITS, JOB_TEXT_LIMITS, returnId, sha256Hex, serializeError, clip, clipError, parsePeerMessage, ColonyError, LimitError, ProtocolError,
+  type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind, type PeerRole, type PeerToCoordinator, type DoneMsg, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
 } from '@colony/shared'
 import type { GridBackend } from './backend.js'
 import { ControlConnection, type WebSocketFactory } from './connection.js'
@@ -29,9 +29,11 @@ export interface PeerOptions {
   dataPlane?: DataPlaneOptions
   /** Bytes of objects this peer may hold; copies past it are evicted, least recently used first. */
   storeBytes?: number
-  /** Where executors import a bundle's module from (a worker downloads it first where it must). */
-  bundleUrl?: (hash: string) => Promise<string>
+  /** Where executors import a bundle's module from, for a task of `job` (a worker downloads it first where it must). */
+  bundleUrl?: (hash: string, job: string) => Promise<string>
   name?: string
+  /** Drivers: the time limit of the job's tasks that set no `timeoutMs`. */
+  taskTimeoutMs?: number
   onTaskLog?: (m: TaskLogMsg) => void
   log?: (line: string) => void
 }
@@ -40,6 +42,10 @@ interface RunningTask { job: string; attempt: number; spec: TaskSpec }
 
 export class Peer implements ExecutorHost {
   peerId = ''
+  /** Proves this peer's id when it reconnects, and authenticates its HTTP requests (see httpAuth). */
+  peerSecret = ''
+  /** The coordinator trusts this peer (it joined with a trusted join token): it may run a job's main. */
+  trusted = false
   jobId?: string
   limits: Limits = DEFAULT_LIMITS
   readonly store: LocalObjectStore
@@ -66,6 +72,8 @@ export class Peer implements ExecutorHost {
       makeHello: () => this.hello(),
       onWelcome: (w, reconnected) => {
         this.peerId = w.peerId
+        this.peerSecret = w.peerSecret
+        this.trusted = w.trusted
         this.jobId = w.jobId ?? this.jobId
         this.limits = w.limits
         this.objects.setChunkBytes(w.limits.relayChunkBytes)
@@ -81,6 +89,8 @@ export class Peer implements ExecutorHost {
         this.say(`refused by the coordinator: ${err.message}`)
       },
       onDown: () => this.say('lost the coordinator; reconnecting'),
+      fatalOnlyForAuth: opts.role === 'worker',
+      onRefused: (err) => this.say(`the coordinator closed the connection (${err.message}); joining again shortly`),
     })
     if (opts.dataPlane) this.data = new DataPlane((m) => this.conn.send(m), this.store, opts.dataPlane)
     this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes, this.data)
@@ -108,14 +118,21 @@ export class Peer implements ExecutorHost {
     return this
   }
 
+  /**
+   * The Authorization header of this peer's own HTTP requests (a job's bundle, say): the join token is
+   * shared by every volunteer, so the coordinator asks which peer is asking, and checks what it runs.
+   */
+  httpAuth(): string { return this.peerSecret ? `Peer ${this.peerId}:${this.peerSecret}` : `Bearer ${this.opts.token}` }
+
   private hello(): HelloMsg {
     const h: HelloMsg = {
       t: 'hello', v: PROTOCOL_VERSION, token: this.opts.token, kind: this.opts.kind, role: this.opts.role,
       capabilities: this.opts.capabilities ?? [], resources: this.opts.resources ?? {},
     }
-    if (this.peerId) h.peerId = this.peerId
+    if (this.peerId) { h.peerId = this.peerId; h.peerSecret = this.peerSecret }
     if (this.jobId) h.jobId = this.jobId
     if (this.opts.name) h.name = this.opts.name
+    if (this.opts.taskTimeoutMs !== undefined) h.taskTimeoutMs = this.opts.taskTimeoutMs
     if (this.data) h.p2p = true
     if (this.peerId) {
       h.holds = this.store.ids()
@@ -167,11 +184,11 @@ export class Peer implements ExecutorHost {
     const pulling = m.deps.some((d) => !d.inline && !this.store.has(d.id))
     if (pulling) this.grid(m.spec.id, { op: 'blocked', blocked: true })
     try {
-      const deps = await Promise.all(m.deps.map(async (info) => [info.id, info.inline ?? await this.objects.fetch(info)] as [string, Uint8Array]))
+      const deps = await Promise.all(m.deps.map(async (info) => [info.id, info.inline ?? await this.objects.fetch(info, m.job)] as [string, Uint8Array]))
       if (pulling) this.grid(m.spec.id, { op: 'blocked', blocked: false })
       const fn = m.spec.fn ? this.fnDefs.get(`${m.job}/${m.spec.fn}`) : undefined
       if (m.spec.fn && !fn) throw new Error(`function ${m.spec.fn} of job ${m.job} was never sent to this peer`)
-      const bundleUrl = fn?.kind === 'bundle' && this.opts.bundleUrl ? await this.opts.bundleUrl(fn.bundle) : undefined
+      const bundleUrl = fn?.kind === 'bundle' && this.opts.bundleUrl ? await this.opts.bundleUrl(fn.bundle, m.job) : undefined
       if (!this.running.has(m.spec.id)) return // cancelled meanwhile
       pool.run({ spec: m.spec, job: m.job, attempt: m.attempt, peer: this.peerId, fn, bundleUrl, deps, restore: m.restore })
     } catch (err) {
@@ -189,68 +206,104 @@ export class Peer implements ExecutorHost {
     this.running.delete(task)
     this.blockedTasks.delete(task)
     if (outcome.lost) { this.conn.send({ t: 'done', task, attempt: r.attempt, lost: true }); return }
-    if (outcome.error) { this.conn.send({ t: 'done', task, attempt: r.attempt, error: outcome.error, ms: outcome.ms }); return }
-    void this.sendResults(task, r.attempt, outcome.results ?? [], outcome.ms, outcome.checkpoint)
+    // What job code threw is cut to what the protocol carries: a long message fails this task only.
+    if (outcome.error) { this.sendDone({ t: 'done', task, attempt: r.attempt, error: clipError(outcome.error), ms: outcome.ms }); return }
+    void this.sendResults(task, r.job, r.attempt, outcome.results ?? [], outcome.ms, outcome.checkpoint)
   }
 
   /** Small results travel inline; large ones stay here, reported with their size and hash. */
-  private async sendResults(task: string, attempt: number, values: Uint8Array[], ms?: number, checkpoint?: Uint8Array): Promise<void> {
+  private async sendResults(task: string, job: string, attempt: number, values: Uint8Array[], ms?: number, checkpoint?: Uint8Array): Promise<void> {
     let results: ResultOut[]
     try {
       results = await Promise.all(values.map(async (bytes, i) => {
         if (bytes.byteLength <= this.limits.inlineMaxBytes) return { size: bytes.byteLength, inline: bytes }
         const id = returnId(task, i)
         // A rebuild from lineage can land on a peer that was already pulling this very object.
-        this.objects.hold(id, bytes, true)
+        this.objects.hold(id, bytes, true, job)
         return { size: bytes.byteLength, hash: this.data ? await this.data.hashOf(id, bytes) : await sha256Hex(bytes) }
       }))
     } catch (err) {
       this.conn.send({ t: 'done', task, attempt, error: serializeError(err), ms })
       return
     }
-    this.tasksDone++
-    this.conn.send({ t: 'done', task, attempt, results, ms, ...(checkpoint ? { checkpoint } : {}) })
+    if (this.sendDone({ t: 'done', task, attempt, results, ms, ...(checkpoint ? { checkpoint } : {}) })) this.tasksDone++
   }
 
+  /**
+   * A task's outcome goes out only in a shape the coordinator accepts (job code can post anything to
+   * its executor's channel); otherwise the task fails with the reason instead. False if it failed.
+   */
+  private sendDone(m: DoneMsg): boolean {
+    const checked = parsePeerMessage(m)
+    if (checked.ok) { this.conn.send(m); return true }
+    const err = new ProtocolError(`task ${this.nameOf(m.task)} (${m.task}) ended with an outcome the coordinator would refuse: ${checked.reason}`)
+    this.conn.send({ t: 'done', task: m.task, attempt: m.attempt, error: serializeError(err), ms: typeof m.ms === 'number' && m.ms >= 0 ? m.ms : undefined })
+    return false
+  }
+
+  private nameOf(task: string): string { return clip(this.running.get(task)?.spec.name ?? '', 100) }
+
   log(task: string, lines: string[]): void {
-    if (this.running.has(task)) this.conn.send({ t: 'log', task, lines })
+    if (!this.running.has(task) || !Array.isArray(lines)) return
+    const max = JOB_TEXT_LIMITS.logLineChars
+    for (let i = 0; i < lines.length; i += 1000) this.conn.send({ t: 'log', task, lines: lines.slice(i, i + 1000).map((l) => clip(String(l), max)) })
+  }
+
+  /**
+   * What a task asks of the grid goes out only if the coordinator would accept it: job code chooses
+   * names, ids and sizes, and a message the coordinator refuses counts against this peer's connection.
+   * A task that asks for something out of bounds fails, with the reason; the peer stays on the grid.
+   */
+  private sendFromTask(task: string, m: PeerToCoordinator): boolean {
+    const checked = parsePeerMessage(m)
+    if (checked.ok) { this.conn.send(m); return true }
+    this.failTask(task, new ProtocolError(`task ${this.nameOf(task)} (${task}) asked for something the coordinator would refuse: ${checked.reason}`))
+    return false
+  }
+
+  /** Ends a running task with `err` (its executor stops it) and reports the error as its outcome. */
+  private failTask(task: string, err: unknown): void {
+    this.done(task, { error: serializeError(err) })
+    this.opts.executors?.cancel(task)
   }
 
   grid(task: string, op: GridOp): void {
     const r = this.running.get(task)
-    if (!r) return // the task was cancelled or finished; what it still sends is dropped
+    if (!r || !op || typeof op !== 'object') return // the task was cancelled or finished; what it still sends is dropped
     switch (op.op) {
-      case 'fn': this.conn.send({ t: 'fn', job: r.job, def: op.def }); break
-      case 'submit': this.conn.send({ t: 'submit', spec: { ...op.spec, parent: task } }); break
+      case 'fn': this.sendFromTask(task, { t: 'fn', job: r.job, def: op.def }); break
+      case 'submit': this.sendFromTask(task, { t: 'submit', spec: { ...op.spec, parent: task } }); break
       case 'put':
-        try { this.putBytes(op.id, op.bytes, task, op.replicate) } catch (err) {
-          // No room for it here: the task cannot go on correctly, so it fails with the reason.
-          this.done(task, { error: serializeError(err) })
-          this.opts.executors?.cancel(task)
-        }
+        // No room for it here: the task cannot go on correctly, so it fails with the reason.
+        try { this.putBytes(op.id, op.bytes, r.job, task, op.replicate) } catch (err) { this.failTask(task, err) }
         break
-      case 'cancel': this.conn.send({ t: 'cancel', ids: op.ids, force: op.force }); break
-      case 'free': this.conn.send({ t: 'free', ids: op.ids }); break
+      case 'cancel': this.sendFromTask(task, { t: 'cancel', ids: op.ids, force: op.force }); break
+      case 'free': this.sendFromTask(task, { t: 'free', ids: op.ids }); break
       case 'blocked':
         if (op.blocked) this.blockedTasks.add(task); else this.blockedTasks.delete(task)
-        this.conn.send({ t: 'blocked', task, blocked: op.blocked })
+        this.conn.send({ t: 'blocked', task, blocked: !!op.blocked })
         break
     }
   }
 
   request(task: string, op: GridRequest): Promise<unknown> {
     if (!this.running.has(task)) return Promise.reject(new Error(`task ${task} is not running here`))
-    return op.op === 'ready' ? this.objects.ready(op.id) : this.objects.fetch(op.info)
+    const job = this.running.get(task)!.job
+    const id = op?.op === 'ready' ? op.id : op?.op === 'fetch' ? op.info?.id : undefined
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200) return Promise.reject(new ProtocolError('an object id is a string of 1 to 200 characters'))
+    return op.op === 'ready' ? this.objects.ready(id, job) : this.objects.fetch(op.info, job)
   }
 
   actorLost(actor: string, reason: string): void { this.conn.send({ t: 'actorLost', actor, reason }) }
 
   // ------------------------------------------------------------ driver side
 
-  private putBytes(id: string, bytes: Uint8Array, parent?: string, replicate?: number): void {
+  private putBytes(id: string, bytes: Uint8Array, job: string, parent?: string, replicate?: number): void {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError('put takes the value\'s encoded bytes')
+    if (typeof id !== 'string' || id.length > 200 || !id.startsWith('o.')) throw new ProtocolError(`put ids start with 'o.' and have at most 200 characters (got ${clip(String(id), 60)})`)
     const small = bytes.byteLength <= this.limits.inlineMaxBytes
-    if (!small) this.objects.hold(id, bytes, true)
-    const info: ObjectInfo = { id, size: bytes.byteLength }
+    if (!small) this.objects.hold(id, bytes, true, job)
+    const info: ObjectInfo = { id, job, size: bytes.byteLength }
     if (small) info.inline = bytes
     this.objects.learned(info)
     // A put must go out now (tasks using it follow in order), so it is hashed only where hashing is synchronous (Node).
@@ -265,11 +318,11 @@ export class Peer implements ExecutorHost {
     return {
       defineFn: (def) => this.conn.send({ t: 'fn', def }),
       submit: (spec) => this.conn.send({ t: 'submit', spec }),
-      put: (id, bytes, replicate) => this.putBytes(id, bytes, undefined, replicate),
-      ready: (id) => this.fatal ? Promise.reject(this.fatal) : this.objects.ready(id),
-      fetch: (info) => this.objects.fetch(info),
+      put: (id, bytes, replicate) => this.putBytes(id, bytes, this.jobId ?? '', undefined, replicate),
+      ready: (id) => this.fatal ? Promise.reject(this.fatal) : this.objects.ready(id, this.jobId ?? ''),
+      fetch: (info) => this.objects.fetch(info, this.jobId ?? ''),
       cancel: (ids, force) => this.conn.send({ t: 'cancel', ids, force }),
-      free: (ids) => { for (const id of ids) this.objects.forget(id); this.conn.send({ t: 'free', ids }) },
+      free: (ids) => { for (const id of ids) this.objects.forget(id, this.jobId ?? ''); this.conn.send({ t: 'free', ids }) },
       close: () => this.close(),
     }
   }

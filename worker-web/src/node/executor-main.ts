@@ -1,7 +1,9 @@
 /**
- * Entry of a Node executor: a child process started under Node's permission model
- * (reads only in its sandbox folder, no child processes). It talks to its peer
- * over IPC only; it never sees the join token or the coordinator's socket.
+ * Entry of a Node executor: a child process started for one job, under Node's permission
+ * model (reads only in its job's folder, no writes, no child processes) and, on Linux, in
+ * namespaces of its own (executor-pool.ts, confine.ts): it is PID 1 there, with no network.
+ * It talks to its peer over the IPC channel only; it never sees the join token or the
+ * coordinator's socket.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { format } from 'node:util'

@@ -1,22 +1,32 @@
 /**
- * A Node peer's executors: child processes under Node's permission model
- * (`--experimental-permission`, file reads only inside a private sandbox folder and the
- * ML runtimes' folder, no child processes, a heap cap, an empty environment). Node 20's permission model
- * does not restrict the network: job code on a Node peer can open sockets.
+ * A Node peer's executors: child processes, each started for one job, under two layers.
+ * - Node's permission model (`--experimental-permission`): file reads only in that job's folder
+ *   (sandbox-dir.ts), the executor script and the ML runtimes' folder; no writes, no child
+ *   processes, no workers, no addons (unless --native-ml); a heap cap; an empty environment; its
+ *   cwd is its job's folder, which it cannot write.
+ * - The confinement found at start (confine.ts): on Linux, PID and network namespaces of its own
+ *   (it can neither see nor signal the peer or other executors, nor connect anywhere), another uid,
+ *   and RLIMIT_DATA over everything it allocates. Node 20's permission model alone stops neither
+ *   signals nor the network.
+ * Each executor is also the leader of a process group of its own: kill(0) reaches processes of the
+ * caller's group even across PID namespaces, and the peer's group must not be it.
  * Where tasks go, timeouts and replacement are the shared pool's (core/executor-pool.ts).
  */
-import { fork, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, mkdirSync, existsSync, copyFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { ToHost } from '../core/executor-protocol.js'
 import { ExecutorPoolBase, type ExecutorHandle, type SpawnCallbacks } from '../core/executor-pool.js'
+import { kill, type Confinement } from './confine.js'
 import { mlFiles, type MlFiles } from './ml-files.js'
+import { SandboxDir } from './sandbox-dir.js'
 
 export interface NodeExecutorOptions {
   executors: number
-  /** Heap cap of each executor, in MB. */
+  /** How executors are confined (confine.ts: probeConfinement, or unconfined()). */
+  confinement: Confinement
+  /** Heap cap of each executor, in MB. Its cap on all writable memory is this plus 1024 MB (Buffers, wasm, Node itself). */
   memoryMb?: number
   /**
    * Let executors use onnxruntime-node where it is installed. It is a native addon, and
@@ -27,59 +37,76 @@ export interface NodeExecutorOptions {
   log?: (line: string) => void
 }
 
-let executorScript: Promise<string> | undefined
+let executorCode: Promise<Uint8Array> | undefined
 
-/** Bundles the executor entry into one file, so the sandbox can read it without reading node_modules. */
-async function buildExecutorScript(dir: string): Promise<string> {
+/** Bundles the executor entry into one file (built once per process, kept in memory), so the sandbox can read it without reading node_modules. */
+async function buildExecutorScript(): Promise<Uint8Array> {
   const { build } = await import('esbuild')
   const entry = join(dirname(fileURLToPath(import.meta.url)), 'executor-main.js')
-  const outfile = join(dir, 'executor.mjs')
-  await build({
-    entryPoints: [entry], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20',
+  const out = await build({
+    entryPoints: [entry], outfile: 'executor.mjs', write: false, bundle: true, platform: 'node', format: 'esm', target: 'node20',
     external: ['msgpackr-extract'], logLevel: 'error',
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   })
-  return outfile
+  return out.outputFiles[0].contents
 }
 
 export class NodeExecutorPool extends ExecutorPoolBase {
-  readonly sandbox: string
-  private script?: string
+  private readonly dir: SandboxDir
   private ml?: MlFiles
   private readonly children = new Set<ChildProcess>()
 
   constructor(private readonly opts: NodeExecutorOptions) {
-    super({ size: opts.executors, tasksPerExecutor: Infinity, maxExtra: 0 }, opts.log ?? ((l) => console.error(`[executors] ${l}`)))
-    this.sandbox = mkdtempSync(join(tmpdir(), 'colony-peer-'))
-    mkdirSync(join(this.sandbox, 'bundles'))
+    // A job's own executor takes all its tasks (async tasks interleave); a job with none may get an
+    // extra one while other jobs hold every regular one (core/executor-pool.ts).
+    super({ size: opts.executors, tasksPerExecutor: Infinity, maxExtra: Math.max(1, opts.executors), spawnPerJob: true },
+      opts.log ?? ((l) => console.error(`[executors] ${l}`)))
+    this.dir = new SandboxDir(opts.confinement.owner)
   }
 
+  /** This peer's private folder. */
+  get sandbox(): string { return this.dir.root }
+
   override async start(host: Parameters<ExecutorPoolBase['start']>[0]): Promise<void> {
-    executorScript ??= buildExecutorScript(mkdtempSync(join(tmpdir(), 'colony-executor-')))
-    this.script = join(this.sandbox, 'executor.mjs')
-    const [script, ml] = await Promise.all([executorScript, mlFiles()])
-    copyFileSync(script, this.script)
+    executorCode ??= buildExecutorScript()
+    const [code, ml] = await Promise.all([executorCode, mlFiles()])
+    this.dir.writeScript(code)
     this.ml = ml
     await super.start(host)
   }
 
-  /** Where a bundle's module is written so the sandboxed executor may import it. */
-  bundlePath(hash: string): string { return join(this.sandbox, 'bundles', `${hash}.mjs`) }
-  bundleUrl(hash: string): string { return pathToFileURL(this.bundlePath(hash)).href }
-  hasBundle(hash: string): boolean { return existsSync(this.bundlePath(hash)) }
+  /** Where a job's bundle is written, in that job's folder, so only that job's executors may import it. */
+  bundlePath(hash: string, job: string): string { return this.dir.bundlePath(job, hash) }
+  bundleUrl(hash: string, job: string): string { return pathToFileURL(this.bundlePath(hash, job)).href }
+  hasBundle(hash: string, job: string): boolean { return existsSync(this.bundlePath(hash, job)) }
+  writeBundle(hash: string, job: string, bytes: Uint8Array): void { this.dir.writeBundle(job, hash, bytes) }
 
-  protected spawn(cb: SpawnCallbacks): ExecutorHandle {
+  /** A task's job gets its folder before the task queues: a job id that cannot name a folder fails here, once. */
+  override run(task: Parameters<ExecutorPoolBase['run']>[0]): void {
+    this.dir.jobDir(task.job)
+    super.run(task)
+  }
+
+  protected spawn(cb: SpawnCallbacks, job?: string): ExecutorHandle {
+    if (job === undefined) throw new Error('a Node executor is started for one job')
     const ml = this.ml!
+    const cwd = this.dir.jobDir(job)
     const native = this.opts.nativeMl && ml.ortNodeDir ? ml : undefined
-    const readable = [this.sandbox, ml.dir, ...(native?.ortNodeReadable ?? [])]
-    // Arguments: where `colony.ml` finds its runtimes (see executor-main.ts).
-    const child = fork(this.script!, [ml.dir, native?.ortNodeDir ?? ''], {
-      execArgv: [
-        '--experimental-permission', ...readable.map((dir) => `--allow-fs-read=${dir}`),
-        // Only with --native-ml: addons run native code, which the permission model does not confine.
-        ...(native ? ['--allow-addons'] : []),
-        `--max-old-space-size=${this.opts.memoryMb ?? 1024}`, '--enable-source-maps', '--no-warnings',
-      ],
+    const readable = [cwd, this.dir.script, ml.dir, ...(native?.ortNodeReadable ?? [])]
+    const memoryMb = this.opts.memoryMb ?? 1024
+    const { file, args } = this.opts.confinement.command([
+      process.execPath,
+      // No --allow-fs-write, --allow-child-process or --allow-worker: none of those.
+      '--experimental-permission', ...readable.map((dir) => `--allow-fs-read=${dir}`),
+      // Only with --native-ml: addons run native code, which the permission model does not confine.
+      ...(native ? ['--allow-addons'] : []),
+      `--max-old-space-size=${memoryMb}`, '--enable-source-maps', '--no-warnings',
+      // Arguments: where `colony.ml` finds its runtimes (see executor-main.ts).
+      this.dir.script, ml.dir, native?.ortNodeDir ?? '',
+    ], (memoryMb + 1024) * 1024 * 1024)
+    // 'ipc' as a stdio entry: the channel's fd (and NODE_CHANNEL_FD) pass through unshare, setpriv and prlimit.
+    const child = spawn(file, args, {
+      cwd, detached: true,
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       // Job code gets none of the peer's environment (tokens may live there).
@@ -88,10 +115,15 @@ export class NodeExecutorPool extends ExecutorPoolBase {
     this.children.add(child)
     child.on('message', (msgs: ToHost[]) => cb.onMessages(msgs))
     child.on('exit', (code, signal) => { this.children.delete(child); cb.onExit(`executor exited (${signal ?? `code ${code}`})`) })
-    child.on('error', (err) => this.say(`executor: ${err.message}`))
+    child.on('error', (err) => {
+      this.say(`executor: ${err.message}`)
+      // It never started (no 'exit' follows then).
+      if (child.pid === undefined && this.children.delete(child)) cb.onExit(`executor could not start: ${err.message}`)
+    })
     return {
       send: (msgs) => { if (child.connected) child.send(msgs) },
-      kill: () => { child.kill('SIGKILL') },
+      // Its whole process group: unshare, and the executor under it (which also dies with unshare).
+      kill: () => { kill(child.pid) },
     }
   }
 
@@ -100,6 +132,6 @@ export class NodeExecutorPool extends ExecutorPoolBase {
       if (c.exitCode !== null || c.signalCode !== null) { r(); return }
       c.once('exit', () => r())
     })))
-    rmSync(this.sandbox, { recursive: true, force: true })
+    this.dir.remove()
   }
 }

@@ -1,4 +1,6 @@
 export { startNodeWorker, type NodeWorkerOptions } from './worker.js'
 export { NodeExecutorPool } from './executor-pool.js'
+export { ConfinementError, probeConfinement, type Confinement } from './confine.js'
+export { refuseInspectorSignal } from './inspector-guard.js'
 export { nodeWebSocket } from './ws.js'
 export { nodeRtc, nodeSha256 } from './rtc.js'

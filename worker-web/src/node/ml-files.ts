@@ -1,11 +1,13 @@
 /**
  * The files a Node peer's sandboxed executors read for `colony.ml`: the runtimes bundled
- * into one module, and their wasm. Built once per user, machine and version into a private
- * temp folder, which executors may read (and nothing else outside their sandbox).
+ * into one module, and their wasm. Built once per user, machine and version into a temp
+ * folder that only this user may write, which executors may read (and nothing else outside
+ * their job's folder). Executors may run as another uid (confine.ts), so it is readable by all:
+ * it holds only public code.
  * onnxruntime-node is used where it is installed and the peer opts in (`--native-ml`);
  * it is not a dependency (it is ~300 MB).
  */
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir, userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -56,18 +58,22 @@ async function build(dir: string): Promise<void> {
 export function hasOrtNode(): boolean { return !!findOrtNode().ortNodeDir }
 
 /**
- * This user's private cache folder (0700): built files that every executor loads must not be
- * writable, or replaceable through a symlink, by anyone else on the machine.
+ * This user's cache folder (0711: others may pass through it to executors' files, not list it):
+ * built files that every executor loads must not be writable, or replaceable through a symlink,
+ * by anyone else on the machine.
  */
 function privateCache(): string {
   const base = join(tmpdir(), `colony-ml-${userInfo().uid}`)
-  try { mkdirSync(base, { mode: 0o700 }) } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e }
+  try { mkdirSync(base, { mode: 0o711 }) } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e }
   const st = lstatSync(base)
   const uid = process.getuid?.()
-  if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
-    // Someone else made it, or opened it up: build in a fresh private folder instead.
-    return mkdtempSync(join(tmpdir(), 'colony-ml-'))
+  if (!st.isDirectory() || st.isSymbolicLink() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
+    // Someone else made it, or opened it up: build in a fresh folder instead.
+    const fresh = mkdtempSync(join(tmpdir(), 'colony-ml-'))
+    chmodSync(fresh, 0o711)
+    return fresh
   }
+  if ((st.mode & 0o777) !== 0o711) chmodSync(base, 0o711) // made 0700 by an older version
   return base
 }
 
@@ -86,9 +92,12 @@ export function mlFiles(): Promise<MlFiles> {
       writeFileSync(join(part, STAMP), '')
       try { renameSync(part, dir) } catch {
         if (existsSync(join(dir, STAMP))) rmSync(part, { recursive: true, force: true }) // another peer won
-        else { rmSync(dir, { recursive: true, force: true }); renameSync(part, dir) } // a half-deleted leftover
+        else { try { chmodSync(dir, 0o700) } catch { /* none */ } rmSync(dir, { recursive: true, force: true }); renameSync(part, dir) } // a half-deleted leftover
       }
     }
+    // Readable by executors of any uid; writable by none, not even this user's (an executor under a
+    // user namespace is this user, and trace_events writes into its cwd, which it may set to here).
+    if ((lstatSync(dir).mode & 0o777) !== 0o555) chmodSync(dir, 0o555)
     return { dir: realpathSync(dir), ...findOrtNode() }
   })()
 }

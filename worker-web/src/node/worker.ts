@@ -1,15 +1,17 @@
 /**
  * A Node peer: `colony worker --url URL --token T [--executors N]`.
- * Job code runs in sandboxed executor processes, never in this one.
+ * Job code runs in confined executor processes (executor-pool.ts, confine.ts), never in this
+ * one; where they cannot be confined, the peer does not start unless told `confine: 'off'`.
  */
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { dirname } from 'node:path'
+import { join } from 'node:path'
 import { Peer } from '../core/peer.js'
 import { NodeExecutorPool } from './executor-pool.js'
 import { nodeWebSocket } from './ws.js'
 import { nodeRtc, nodeSha256 } from './rtc.js'
-import { hasOrtNode } from './ml-files.js'
+import { hasOrtNode, mlFiles } from './ml-files.js'
+import { ConfinementError, cgroupV2Writable, probeConfinement, unconfined, type Confinement } from './confine.js'
+import { refuseInspectorSignal } from './inspector-guard.js'
 
 export interface NodeWorkerOptions {
   url: string
@@ -29,34 +31,63 @@ export interface NodeWorkerOptions {
   nativeMl?: boolean
   /** How long a data channel may take to connect before the relay is used; default 5000. */
   rtcConnectTimeoutMs?: number
+  /**
+   * 'auto' (default): executors run in namespaces of their own (confine.ts), and the peer refuses to
+   * start where that is impossible. 'off': they run unconfined, so job code could signal this
+   * process and reach the network: only for a volunteer who says so (`colony worker --unconfined`).
+   */
+  confine?: 'auto' | 'off'
+  /** The uid (and gid) executors run as when the peer runs as root; default 65534 (nobody). */
+  executorUid?: number
   log?: (line: string) => void
 }
 
+/** The peer's confinement, or a ConfinementError saying plainly why there is none. */
+async function confinement(opts: NodeWorkerOptions): Promise<Confinement> {
+  if (opts.confine === 'off') return unconfined()
+  if (opts.executorUid === 0) throw new ConfinementError('executors must not run as root (executorUid 0)')
+  try {
+    return await probeConfinement({ uid: opts.executorUid, readable: [join((await mlFiles()).dir, 'ml.mjs')] })
+  } catch (e) {
+    if (!(e instanceof ConfinementError)) throw e
+    throw new ConfinementError(`job code cannot be confined on this machine: ${e.message}. Without that, job code could signal this process and reach your network; pass --unconfined to run anyway`)
+  }
+}
+
 export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
+  const say = opts.log ?? ((l: string) => console.error(`[peer] ${l}`))
+  refuseInspectorSignal(say)
   const executors = opts.executors ?? Math.max(1, availableParallelism() - 1)
-  const pool = new NodeExecutorPool({ executors, memoryMb: opts.memoryMb, nativeMl: opts.nativeMl, log: opts.log })
+  const confined = await confinement(opts)
+  const memoryMb = opts.memoryMb ?? 1024
+  const pool = new NodeExecutorPool({ executors, confinement: confined, memoryMb, nativeMl: opts.nativeMl, log: opts.log })
+  const memory = confined.kind === 'none' ? 'no cap on other memory' : `${memoryMb + 1024} MB memory${cgroupV2Writable() ? ' (RLIMIT_DATA; cgroup v2 is not used)' : ''}`
+  say(`executors: ${confined.summary}; ${memoryMb} MB heap, ${memory} each; folder ${pool.sandbox}`)
   const downloads = new Map<string, Promise<string>>()
-  const bundleUrl = (hash: string): Promise<string> => {
-    let p = downloads.get(hash)
+  // Bundles are per job: each job's executors read only their job's folder (sandbox-dir.ts).
+  const bundleUrl = (hash: string, job?: string): Promise<string> => {
+    if (!job) return Promise.reject(new Error(`bundle ${hash} was asked for with no job: each job's bundles live in its own folder`))
+    const key = `${job}/${hash}`
+    let p = downloads.get(key)
     if (!p) {
       p = (async () => {
         if (!/^[0-9a-f]{8,64}$/.test(hash)) throw new Error(`bad bundle hash ${hash}`)
-        if (!pool.hasBundle(hash)) {
-          const res = await fetch(new URL(`/api/bundles/${hash}`, opts.url), { headers: { authorization: `Bearer ${opts.token}` } })
+        if (!pool.hasBundle(hash, job)) {
+          // The coordinator gives a bundle only to a peer running its job: this peer says who it is.
+          const res = await fetch(new URL(`/api/bundles/${hash}`, opts.url), { headers: { authorization: auth() } })
           if (!res.ok) throw new Error(`could not download bundle ${hash}: HTTP ${res.status}`)
-          const file = pool.bundlePath(hash)
-          mkdirSync(dirname(file), { recursive: true })
-          writeFileSync(`${file}.part`, Buffer.from(await res.arrayBuffer()))
-          renameSync(`${file}.part`, file)
+          pool.writeBundle(hash, job, new Uint8Array(await res.arrayBuffer()))
         }
-        return pool.bundleUrl(hash)
+        return pool.bundleUrl(hash, job)
       })()
-      p.catch(() => downloads.delete(hash))
-      downloads.set(hash, p)
+      p.catch(() => downloads.delete(key))
+      downloads.set(key, p)
     }
     return p
   }
-  const peer = new Peer({
+  // `peer` exists by the time a task asks for a bundle; its secret comes with the coordinator's welcome.
+  const auth = () => (peer.peerSecret ? `Peer ${peer.peerId}:${peer.peerSecret}` : `Bearer ${opts.token}`)
+  const peer: Peer = new Peer({
     url: opts.url, token: opts.token, role: 'worker', kind: 'node', webSocket: nodeWebSocket,
     // 'ort-native': onnxruntime-node is installed here, so tasks may ask for `colony.ml.session(m, { backend: 'native' })`.
     capabilities: ['node', 'wasm', ...(opts.nativeMl && hasOrtNode() ? ['ort-native'] : []), ...(opts.capabilities ?? [])],
@@ -66,5 +97,10 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
       rtc: nodeRtc(opts.rtcBindAddress), relayOnly: opts.iceRelayOnly, sha256: nodeSha256, connectTimeoutMs: opts.rtcConnectTimeoutMs,
     },
   })
-  return peer.start()
+  try {
+    return await peer.start()
+  } catch (e) {
+    await peer.close().catch(() => {}) // its executors and its folder go too
+    throw e
+  }
 }
