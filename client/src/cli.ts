@@ -23,7 +23,7 @@ const HELP = `colony: a volunteer compute grid
                   --trusted: this is the operator's machine, joining with the trusted join token.
   colony submit   job.ts [--url URL] [--token SUBMIT_TOKEN] [--args '[1,2]'] [--name NAME]
   colony status   [job-id] [--url URL] [--token SUBMIT_TOKEN]
-  colony token    create --role submit|join [--label L] | list | revoke ID    (with the operator's submit token)
+  colony token    create --role submit|join [--trusted] [--label L] | list | revoke ID    (with the operator's submit token)
 
 URL and tokens default to $COLONY_URL (else http://127.0.0.1:8787) and $COLONY_TOKEN /
 $COLONY_JOIN_TOKEN, else to ./.colony/tokens.json, which 'colony start' writes.`
@@ -69,6 +69,8 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const maxBundleBytes = num(process.env.COLONY_MAX_BUNDLE_BYTES, 'COLONY_MAX_BUNDLE_BYTES')
   const maxMessagesPerSecond = num(process.env.COLONY_MAX_MSGS_PER_S, 'COLONY_MAX_MSGS_PER_S')
   const helloTimeoutMs = num(process.env.COLONY_HELLO_TIMEOUT_MS, 'COLONY_HELLO_TIMEOUT_MS')
+  const defaultTaskTimeoutMs = num(process.env.COLONY_TASK_TIMEOUT_MS, 'COLONY_TASK_TIMEOUT_MS')
+  const maxJobLogBytes = num(process.env.COLONY_MAX_JOB_LOG_BYTES, 'COLONY_MAX_JOB_LOG_BYTES')
   // Node opens its inspector on SIGUSR1, and an inspector runs code as this process (which holds
   // every token): any listener stops that. Under `colony up` this process is the local peers' too.
   let usr1Said = false
@@ -81,7 +83,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   }).filter(([, v]) => v !== undefined))
   const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, quotas,
+    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     throw e
@@ -239,16 +241,17 @@ async function cmdStatus(args: string[]): Promise<void> {
   }
 }
 
-/** `colony token create --role submit|join [--label L]`, `colony token list`, `colony token revoke ID` (the operator's token). */
+/** `colony token create --role submit|join [--trusted] [--label L]`, `colony token list`, `colony token revoke ID` (the operator's token). */
 async function cmdToken(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
-    url: { type: 'string' }, token: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' },
+    url: { type: 'string' }, token: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' }, trusted: { type: 'boolean' },
   } })
   const { url, token } = target(values)
   const [action, id] = positionals
   if (action === 'create') {
     if (values.role !== 'submit' && values.role !== 'join') fail('colony token create needs --role submit or --role join')
-    const made = await api(url, token, '/api/tokens', { method: 'POST', body: JSON.stringify({ role: values.role, label: values.label ?? '' }) }) as { token: string; id: string }
+    if (values.trusted && values.role !== 'join') fail('--trusted is for join tokens: the workers of a trusted join token may run jobs\' mains')
+    const made = await api(url, token, '/api/tokens', { method: 'POST', body: JSON.stringify({ role: values.role, label: values.label ?? '', ...(values.trusted ? { trusted: true } : {}) }) }) as { token: string; id: string }
     console.log(`${made.token}\n(id ${made.id}; revoke it with: colony token revoke ${made.id})`)
   } else if (action === 'list') {
     const list = await api(url, token, '/api/tokens') as { id: string; role: string; label: string; revoked: boolean; operator: boolean }[]
@@ -256,7 +259,7 @@ async function cmdToken(args: string[]): Promise<void> {
   } else if (action === 'revoke' && id) {
     const r = await api(url, token, `/api/tokens/${id}`, { method: 'DELETE' }) as { peersDropped: number }
     console.log(`revoked ${id}; ${r.peersDropped} connected peer(s) dropped`)
-  } else fail('usage: colony token create --role submit|join [--label L] | colony token list | colony token revoke ID')
+  } else fail('usage: colony token create --role submit|join [--trusted] [--label L] | colony token list | colony token revoke ID')
 }
 
 const [cmd, ...rest] = process.argv.slice(2)

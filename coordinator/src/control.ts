@@ -264,7 +264,7 @@ export class Control {
     if (m.role === 'driver') {
       // A driver resumes its job only as the peer it was (its id proven), with the job's own token.
       const prior = m.jobId ? this.jobs.get(m.jobId) : undefined
-      const job = prior && prior.state === 'running' && prior.owner === grant.id && resumed ? prior : this.createJob(m.name ?? 'driver', grant.id)
+      const job = prior && prior.state === 'running' && prior.owner === grant.id && resumed ? prior : this.createJob(m.name ?? 'driver', grant.id, undefined, { taskTimeoutMs: m.taskTimeoutMs })
       job.driverPeer = id
       s.jobId = job.id
     }
@@ -1117,11 +1117,11 @@ export class Control {
   /**
    * May `s` read `o`? With `job` (a worker asking for a task of that job: sub.job, pull.job), only
    * that job's objects, and only while it has work of that job; without, an object of any job it
-   * has work of (a driver: its own job's), or a copy it was asked to keep.
+   * has work of (a driver: its own job's). Either way, a copy it was asked to keep (`replicate`).
    */
   private mayRead(s: PeerSession, o: ObjRec, job?: string): boolean {
-    if (job !== undefined) return o.job === job && s.canRead(job)
-    return s.canRead(o.job) || !!o.replicateTo?.has(s.id)
+    if (o.replicateTo?.has(s.id) && (job === undefined || job === o.job)) return true
+    return job !== undefined ? o.job === job && s.canRead(job) : s.canRead(o.job)
   }
 
   private subscribe(s: PeerSession, id: string, job?: string): void {
