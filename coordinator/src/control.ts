@@ -217,7 +217,6 @@ export class Control {
 
   // ------------------------------------------------------------------ peers
 
-  /** Admits a peer after its hello. `tokenRole` is what its token allows. Throws AuthError. */
   /**
    * Admits a peer after its hello. `address`: where it connects from (its origin is that and its
    * token: identity.ts). Ids are public (/api/peers), so a hello keeps its `peerId` only with the
@@ -414,7 +413,7 @@ export class Control {
         break
       case 'actorLost': if (s.actors.has(m.actor)) { this.unhost(m.actor, s); this.opts.log(`actor ${m.actor} lost on ${s.id}: ${m.reason}`); this.actorLost(m.actor, s.id) } break
       case 'sub': for (const id of m.ids) this.subscribe(s, id, m.job); break
-      case 'cancel': for (const id of m.ids) this.cancelFrom(s, id); break
+      case 'cancel': for (const id of m.ids) this.cancelFrom(s, id, m.job); break
       case 'blocked': this.blocked(s, m.task, m.blocked); break
       case 'log': this.taskLog(s, m.task, m.lines); break
       case 'pull': this.pull(s, m.req, m.id, m.relay, m.job); break
@@ -427,7 +426,7 @@ export class Control {
       }
       case 'chunk': this.chunk(s, m.req, m.seq, m.data, m.last, m.size); break
       case 'serveFail': this.serveFail(s, m.req); break
-      case 'free': try { this.free(s, m.ids) } finally { s.durableSeen++ } break
+      case 'free': try { this.free(s, m.ids, m.job) } finally { s.durableSeen++ } break
       case 'held':
         for (const id of m.ids) {
           const o = this.objects.get(id)
@@ -803,8 +802,12 @@ export class Control {
   }
 
   /** Objects their owner let go: disposed of now, or once the last task that needs them ends. */
-  private free(s: PeerSession, ids: string[]): void {
-    for (const id of ids) if (s.canRead(this.objects.get(id)?.job ?? '')) this.freeObject(id)
+  /** `job`: a worker frees on behalf of a task of that job, so only that job's objects (as reads, see mayRead). */
+  private free(s: PeerSession, ids: string[], job?: string): void {
+    for (const id of ids) {
+      const owner = this.objects.get(id)?.job ?? ''
+      if (s.canRead(owner) && (job === undefined || job === owner)) this.freeObject(id)
+    }
   }
 
   private freeObject(id: string): void {
@@ -1360,10 +1363,11 @@ export class Control {
   // ------------------------------------------------------------------ cancel, blocking, logs
 
   /** Cancels a task; for an actor's id (its creating task's), ends the actor too, as `grid.kill` asks. */
-  private cancelFrom(s: PeerSession, tid: string): void {
+  private cancelFrom(s: PeerSession, tid: string, job?: string): void {
     const t = this.tasks.get(tid)
     if (!t) return
-    if (!s.canRead(t.job)) throw new AuthError(`peer ${s.id} may not cancel task ${tid}`)
+    // A worker cancels for a task of `job`: one job on a shared peer must not cancel another's work.
+    if (!s.canRead(t.job) || (job !== undefined && job !== t.job)) throw new AuthError(`peer ${s.id} may not cancel task ${tid}${job ? ` for job ${job}` : ''}`)
     this.cancelTask(t, 'cancelled by its job')
     const a = this.actors.get(tid)
     if (a && a.state !== 'dead') this.endActor(a, 'killed by its job')
@@ -1414,8 +1418,8 @@ export class Control {
 
   private createJob(name: string, owner: string, bundle?: string, jobOpts: JobOptions = {}): JobRec {
     const { taskTimeoutMs } = jobOpts
-    if (taskTimeoutMs !== undefined && !(typeof taskTimeoutMs === 'number' && taskTimeoutMs > 0 && taskTimeoutMs <= MAX_TIMEOUT_MS)) {
-      throw new ProtocolError(`taskTimeoutMs must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`)
+    if (taskTimeoutMs !== undefined && !(typeof taskTimeoutMs === 'number' && taskTimeoutMs >= 0 && taskTimeoutMs <= MAX_TIMEOUT_MS)) {
+      throw new ProtocolError(`taskTimeoutMs must be a number of milliseconds from 0 (no limit) to ${MAX_TIMEOUT_MS}`)
     }
     const job: JobRec = {
       id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle, owner, taskTimeoutMs,

@@ -101,11 +101,12 @@ function textOf(v: unknown): string {
  * job code, however long its message, fails only its task and never the worker's connection.
  */
 export function clipError(e: SerializedError): SerializedError {
-  const out: SerializedError = { ...e, type: clip(e.type, 200), message: clip(e.message, JOB_TEXT_LIMITS.errorMessageChars) }
-  if (e.stack !== undefined) out.stack = clip(e.stack, JOB_TEXT_LIMITS.stackChars)
-  if (e.remoteStack !== undefined) out.remoteStack = clip(e.remoteStack, JOB_TEXT_LIMITS.stackChars)
-  if (e.taskName !== undefined) out.taskName = clip(e.taskName, JOB_TEXT_LIMITS.nameChars)
-  for (const k of ['taskId', 'peerId', 'objectId', 'limit', 'code'] as const) if (e[k] !== undefined) out[k] = clip(e[k]!, 200)
+  // Fields are made text first: an executor's channel can carry whatever job code posts on it.
+  const out: SerializedError = { type: clip(textOf(e.type), 200), message: clip(textOf(e.message), JOB_TEXT_LIMITS.errorMessageChars) }
+  if (e.stack !== undefined) out.stack = clip(textOf(e.stack), JOB_TEXT_LIMITS.stackChars)
+  if (e.remoteStack !== undefined) out.remoteStack = clip(textOf(e.remoteStack), JOB_TEXT_LIMITS.stackChars)
+  if (e.taskName !== undefined) out.taskName = clip(textOf(e.taskName), JOB_TEXT_LIMITS.nameChars)
+  for (const k of ['taskId', 'peerId', 'objectId', 'limit', 'code'] as const) if (e[k] !== undefined) out[k] = clip(textOf(e[k]), 200)
   return out
 }
 

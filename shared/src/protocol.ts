@@ -127,13 +127,14 @@ export interface DoneMsg {
 export interface ActorLostMsg { t: 'actorLost'; actor: ActorId; reason: string }
 /** `job`: a worker asks on behalf of a task of this job, and may read only that job's objects. */
 export interface SubMsg { t: 'sub'; ids: ObjectId[]; job?: JobId }
-export interface CancelMsg { t: 'cancel'; ids: TaskId[]; force?: boolean }
+/** `job`: a worker cancels on behalf of a task of this job, and only that job's tasks. */
+export interface CancelMsg { t: 'cancel'; ids: TaskId[]; force?: boolean; job?: JobId }
 export interface BlockedMsg { t: 'blocked'; task: TaskId; blocked: boolean }
 export interface LogMsg { t: 'log'; task: TaskId; lines: string[] }
 /** `relay`: skip peer-to-peer and have the coordinator relay the bytes (after P2P failed, or by policy). */
 export interface PullMsg { t: 'pull'; req: number; id: ObjectId; relay?: boolean; job?: JobId }
 /** The sender no longer needs these objects (explicit `free`, or its refs were garbage-collected). */
-export interface FreeMsg { t: 'free'; ids: ObjectId[] }
+export interface FreeMsg { t: 'free'; ids: ObjectId[]; job?: JobId }
 /** A tab hidden by its user (or shown again): take no new tasks meanwhile. */
 export interface PauseMsg { t: 'pause'; paused: boolean }
 /** The sender now holds a copy of these objects (it fetched them): another place to read them from. */

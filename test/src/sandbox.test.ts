@@ -6,8 +6,8 @@
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { connect as tcpConnect } from 'node:net'
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { connect as tcpConnect, createServer as createUnixServer } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import { connect, TaskError, type Grid } from '@colony/client'
@@ -201,6 +201,27 @@ describe('the Node sandbox against a hostile job', () => {
     const r = await grid.get(dial.remote(['127.0.0.1', ...own], g.port), { timeoutMs: 30_000 })
     for (const line of r.out) assert.doesNotMatch(line, /connected/, line)
     assert.equal(r.http, 'failed')
+  })
+
+  it('cannot reach a Unix socket under /run (a volunteer\'s D-Bus session or docker socket lives there), even one anyone may use', async () => {
+    const path = `/run/colony-test-${process.pid}.sock`
+    const server = createUnixServer((c) => { c.end('hello from outside the sandbox') })
+    await new Promise<void>((r) => server.listen(path, r))
+    chmodSync(path, 0o777)
+    try {
+      // The control: this process reaches it.
+      const direct = await new Promise<string>((resolve) => { const c = tcpConnect(path); c.once('data', (d) => { c.destroy(); resolve(d.toString()) }); c.once('error', (e) => resolve(e.message)) })
+      assert.equal(direct, 'hello from outside the sandbox')
+      const knock = grid.remote(async function knock(p: string) {
+        const net = await import('node:net')
+        return new Promise<string>((resolve) => {
+          const c = net.connect(p)
+          c.once('data', (d) => { c.destroy(); resolve(`read: ${d}`) })
+          c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message))
+        })
+      })
+      assert.equal(await grid.get(knock.remote(path), { timeoutMs: 20_000 }), 'ENOENT')
+    } finally { server.close() }
   })
 
   it('cannot hold 4 GiB in a Buffer (outside the V8 heap): its task fails plainly, and the next runs', async () => {

@@ -195,16 +195,21 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   }
 
   /**
-   * The least busy executor of this job (or a fresh one) with room; else a new one in an empty
-   * slot, or in place of an idle executor of another job; else an extra one, when allowed.
-   * Undefined if none can take it now. A new executor takes work at once (it queues until started).
+   * Where a task of `job` runs: an idle executor of this job (or a fresh one); else a new one in an
+   * empty slot; else the least busy executor of this job; else a new one in place of an idle
+   * executor of another job; else an extra one, when allowed (a job with no executor of its own is
+   * not kept waiting behind other jobs' busy ones). Undefined if none can take it now. A new
+   * executor takes work at once (it queues until started).
    */
   private pick(job: string): Executor | undefined {
     const regular = this.executors.filter((x): x is Executor => !!x && !x.dead)
     const free = [...regular, ...this.extras].filter((x) => (x.job === undefined || x.job === job) && x.tasks.size < this.policy.tasksPerExecutor)
-    if (free.length) return free.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a))
+    const leastBusy = free.length ? free.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a)) : undefined
+    if (leastBusy?.tasks.size === 0) return leastBusy
+    // A job's tasks spread over the empty slots before they share an executor (a busy loop holds all of one).
     const empty = this.executors.findIndex((x) => !x || x.dead)
     if (empty >= 0) return (this.executors[empty] = this.make(empty, job))
+    if (leastBusy) return leastBusy
     const idle = regular.find((x) => x.tasks.size === 0)
     if (idle) return this.replace(idle, 'the next task is of another job', true, job)
     // Every executor is busy with other work: one more, so a job with none of its own is not kept waiting behind them.

@@ -188,6 +188,9 @@ export class ObjectResolver {
   /** This side let an object go: forget what it knew of it (its bytes stay if it holds them for others). */
   forget(id: ObjectId, job: JobId): void { this.infos.delete(keyOf(job, id)); this.ownerJob.delete(id) }
 
+  /** The job an object known or held here belongs to. */
+  ownerOf(id: ObjectId): JobId | undefined { return this.store.jobOf(id) ?? this.ownerJob.get(id) }
+
   /** An object was freed: forget it. */
   drop(id: ObjectId): void {
     const job = this.ownerJob.get(id)

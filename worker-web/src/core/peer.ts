@@ -205,10 +205,20 @@ export class Peer implements ExecutorHost {
     if (!r) return
     this.running.delete(task)
     this.blockedTasks.delete(task)
+    // Job code can post a 'done' of its own on its executor's channel: whatever it says, the task ends with an outcome.
+    if (!outcome || typeof outcome !== 'object') outcome = { error: serializeError(new ProtocolError(`task ${this.nameOf(task)} (${task}) ended with no outcome`)) }
     if (outcome.lost) { this.conn.send({ t: 'done', task, attempt: r.attempt, lost: true }); return }
+    const ms = typeof outcome.ms === 'number' && outcome.ms >= 0 ? outcome.ms : undefined
     // What job code threw is cut to what the protocol carries: a long message fails this task only.
-    if (outcome.error) { this.sendDone({ t: 'done', task, attempt: r.attempt, error: clipError(outcome.error), ms: outcome.ms }); return }
-    void this.sendResults(task, r.job, r.attempt, outcome.results ?? [], outcome.ms, outcome.checkpoint)
+    if (outcome.error) {
+      const e = outcome.error
+      const error = typeof e === 'object' ? clipError(e) : serializeError(new ProtocolError(`task ${this.nameOf(task)} (${task}) failed with ${clip(String(e), 200)}`))
+      this.sendDone({ t: 'done', task, attempt: r.attempt, error, ms })
+      return
+    }
+    const results = Array.isArray(outcome.results) && outcome.results.every((b) => b instanceof Uint8Array) ? outcome.results : undefined
+    if (!results) { this.sendDone({ t: 'done', task, attempt: r.attempt, error: serializeError(new ProtocolError(`task ${this.nameOf(task)} (${task}) ended with results that are not encoded values`)), ms }); return }
+    void this.sendResults(task, r.job, r.attempt, results, ms, outcome.checkpoint instanceof Uint8Array ? outcome.checkpoint : undefined)
   }
 
   /** Small results travel inline; large ones stay here, reported with their size and hash. */
@@ -234,8 +244,11 @@ export class Peer implements ExecutorHost {
    * its executor's channel); otherwise the task fails with the reason instead. False if it failed.
    */
   private sendDone(m: DoneMsg): boolean {
-    const checked = parsePeerMessage(m)
-    if (checked.ok) { this.conn.send(m); return true }
+    const bytes = (m.results ?? []).reduce((n, r) => n + (r.inline?.byteLength ?? 0), m.checkpoint?.byteLength ?? 0)
+    const checked = bytes > this.limits.maxFrameBytes / 2
+      ? { ok: false as const, reason: `its inline results are ${bytes} bytes, over half the ${this.limits.maxFrameBytes}-byte frame limit (return fewer values, or larger ones, which stay on the peer)` }
+      : parsePeerMessage(m)
+    if (checked.ok) { this.conn.send(checked.msg); return true }
     const err = new ProtocolError(`task ${this.nameOf(m.task)} (${m.task}) ended with an outcome the coordinator would refuse: ${checked.reason}`)
     this.conn.send({ t: 'done', task: m.task, attempt: m.attempt, error: serializeError(err), ms: typeof m.ms === 'number' && m.ms >= 0 ? m.ms : undefined })
     return false
@@ -255,8 +268,13 @@ export class Peer implements ExecutorHost {
    * A task that asks for something out of bounds fails, with the reason; the peer stays on the grid.
    */
   private sendFromTask(task: string, m: PeerToCoordinator): boolean {
-    const checked = parsePeerMessage(m)
-    if (checked.ok) { this.conn.send(m); return true }
+    // A frame over the coordinator's limit would close this peer's connection, not just refuse the message.
+    const args = m.t === 'submit' && m.spec?.args instanceof Uint8Array ? m.spec.args.byteLength : 0
+    const checked = args > this.limits.maxFrameBytes / 2
+      ? { ok: false as const, reason: `its arguments are ${args} bytes, over half the ${this.limits.maxFrameBytes}-byte frame limit (put large values as objects)` }
+      : parsePeerMessage(m)
+    // The parsed copy goes out: it holds only what the schema knows (nothing that could fail to encode).
+    if (checked.ok) { this.conn.send(checked.msg); return true }
     this.failTask(task, new ProtocolError(`task ${this.nameOf(task)} (${task}) asked for something the coordinator would refuse: ${checked.reason}`))
     return false
   }
@@ -277,8 +295,8 @@ export class Peer implements ExecutorHost {
         // No room for it here: the task cannot go on correctly, so it fails with the reason.
         try { this.putBytes(op.id, op.bytes, r.job, task, op.replicate) } catch (err) { this.failTask(task, err) }
         break
-      case 'cancel': this.sendFromTask(task, { t: 'cancel', ids: op.ids, force: op.force }); break
-      case 'free': this.sendFromTask(task, { t: 'free', ids: op.ids }); break
+      case 'cancel': this.sendFromTask(task, { t: 'cancel', ids: op.ids, force: op.force, job: r.job }); break
+      case 'free': this.sendFromTask(task, { t: 'free', ids: op.ids, job: r.job }); break
       case 'blocked':
         if (op.blocked) this.blockedTasks.add(task); else this.blockedTasks.delete(task)
         this.conn.send({ t: 'blocked', task, blocked: !!op.blocked })
@@ -301,6 +319,10 @@ export class Peer implements ExecutorHost {
   private putBytes(id: string, bytes: Uint8Array, job: string, parent?: string, replicate?: number): void {
     if (!(bytes instanceof Uint8Array)) throw new TypeError('put takes the value\'s encoded bytes')
     if (typeof id !== 'string' || id.length > 200 || !id.startsWith('o.')) throw new ProtocolError(`put ids start with 'o.' and have at most 200 characters (got ${clip(String(id), 60)})`)
+    if (replicate !== undefined && !(Number.isInteger(replicate) && replicate >= 1 && replicate <= 3)) throw new ProtocolError(`put's replicate is 1, 2 or 3 copies (got ${clip(String(replicate), 40)})`)
+    // Another job's bytes here are not overwritten by naming their id (the coordinator refuses the put too).
+    const owner = this.objects.ownerOf(id)
+    if (owner !== undefined && owner !== job) throw new ProtocolError(`object id ${id} is taken`)
     const small = bytes.byteLength <= this.limits.inlineMaxBytes
     if (!small) this.objects.hold(id, bytes, true, job)
     const info: ObjectInfo = { id, job, size: bytes.byteLength }

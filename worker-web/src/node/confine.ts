@@ -8,12 +8,12 @@
  * with RLIMIT_DATA as its memory cap. RLIMIT_DATA counts committed writable private memory and not
  * PROT_NONE reservations, so it caps Buffers and wasm memories (which --max-old-space-size does not)
  * without breaking V8's and wasm's large reservations (RLIMIT_AS would).
- * - As root: `unshare --pid --net` then `setpriv` to an unprivileged uid (65534, `nobody`, unless
- *   configured) with no capabilities and no-new-privs.
- * - Otherwise: an unprivileged user namespace, where the kernel allows it, mapping this user to
- *   itself (not to root: root of a user namespace could write where its files are, e.g. through
- *   trace_events, which the permission model does not stop); `--map-root-user` where util-linux is
- *   too old for that.
+ * A mount namespace also masks the folders where Unix sockets live (see MASK), where it can.
+ * - As root: `unshare --pid --net --mount` then `setpriv` to an unprivileged uid (65534, `nobody`,
+ *   unless configured) with no capabilities and no-new-privs.
+ * - Otherwise: an unprivileged user namespace, where the kernel allows it, running the executor as
+ *   this user without capabilities (not as root of the namespace: that could write where its files
+ *   are, e.g. through trace_events, which the permission model does not stop).
  * Either way the chain starts under `setpriv --pdeathsig=SIGKILL`, so an executor ends with its
  * peer however the peer ends (even by SIGKILL, when it cannot end them itself).
  * Which of these works is found once per process by running it (probe): pid 1, no way to
@@ -70,7 +70,16 @@ export function cgroupV2Writable(): boolean {
   try { accessSync('/sys/fs/cgroup/cgroup.controllers'); accessSync('/sys/fs/cgroup', constants.W_OK); return true } catch { return false }
 }
 
-type Tools = { unshare: string; prlimit: string; setpriv?: string }
+type Tools = { unshare: string; prlimit: string; setpriv?: string; sh?: string }
+
+/**
+ * Unix sockets at paths are outside the network namespace, and Node's permission model does not
+ * check them: a volunteer's own D-Bus session (`/run/user/UID/bus`, which can start any command as
+ * them) or a docker socket would be reachable. A mount namespace puts empty file systems over the
+ * folders such sockets live in (`/run`, and `/var/run` where it is not a link to it; `/dev/shm`),
+ * with a fresh /proc of the executor's own PID namespace. `/tmp` stays: the peer's folder is there.
+ */
+const MASK = 'for d in /run /var/run /dev/shm; do [ -d "$d" ] && [ ! -L "$d" ] || continue; mount -t tmpfs -o mode=0755,size=64k colony "$d" || exit 97; done; exec "$@"'
 
 function candidates(tools: Tools, uid: number): Confinement[] {
   const limit = (dataBytes: number, argv: string[]) => [tools.prlimit, `--data=${dataBytes}`, '--core=0', '--', ...argv]
@@ -78,24 +87,32 @@ function candidates(tools: Tools, uid: number): Confinement[] {
   // with unshare (which the pool kills); --pdeathsig=keep, as changing uid clears that signal.
   const orphanProof = tools.setpriv ? [tools.setpriv, '--pdeathsig=SIGKILL', '--'] : []
   const ns = ['--pid', '--net', '--fork', '--kill-child']
+  const masked = tools.sh ? ['--mount', '--mount-proc', ...ns, '--', tools.sh, '-c', MASK, 'sh'] : undefined
   const line = (parts: string[]) => ({ file: parts[0], args: parts.slice(1) })
   if (process.getuid?.() === 0) {
     if (!tools.setpriv) return []
     const setpriv = [tools.setpriv, `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--no-new-privs', '--pdeathsig=keep', '--inh-caps=-all', '--bounding-set=-all', '--']
-    return [{
-      kind: 'uid', owner: { uid, gid: uid },
-      summary: `confined: own PID and network namespaces, uid ${uid}`,
-      command: (argv, dataBytes) => line([...orphanProof, tools.unshare, ...ns, '--', ...setpriv, ...limit(dataBytes, argv)]),
-    }]
+    const asRoot = (nsParts: string[], what: string): Confinement => ({
+      kind: 'uid', owner: { uid, gid: uid }, summary: `confined: ${what}, uid ${uid}`,
+      command: (argv, dataBytes) => line([...orphanProof, tools.unshare, ...nsParts, ...setpriv, ...limit(dataBytes, argv)]),
+    })
+    return [
+      ...(masked ? [asRoot(masked, 'own PID, network and mount namespaces (no /run)')] : []),
+      asRoot([...ns, '--'], 'own PID and network namespaces (Unix sockets under /run reachable)'),
+    ]
   }
   const me = process.getuid?.() ?? 0, myGroup = process.getgid?.() ?? 0
-  const userns = (map: string[], what: string): Confinement => ({
-    kind: 'userns', summary: `confined: own user, PID and network namespaces (${what})`,
-    command: (argv, dataBytes) => line([...orphanProof, tools.unshare, '--user', ...map, ...ns, '--', ...limit(dataBytes, argv)]),
+  const asMe = ['--user', `--map-user=${me}`, `--map-group=${myGroup}`]
+  const userns = (parts: string[], what: string): Confinement => ({
+    kind: 'userns', summary: `confined: own user, ${what}`,
+    command: (argv, dataBytes) => line([...orphanProof, tools.unshare, ...parts, ...limit(dataBytes, argv)]),
   })
   return [
-    userns([`--map-user=${me}`, `--map-group=${myGroup}`], 'as this user, without capabilities'),
-    userns(['--map-root-user'], 'as root of the namespace'),
+    // Root of an outer user namespace masks the folders, then a nested one runs the executor as this
+    // user without capabilities (root of a namespace could write where its files are, e.g. through
+    // trace_events, which the permission model does not stop).
+    ...(masked ? [userns(['--user', '--map-root-user', ...masked, tools.unshare, ...asMe, '--'], 'PID, network and mount namespaces (no /run), without capabilities')] : []),
+    userns([...asMe, ...ns, '--'], 'PID and network namespaces, without capabilities (Unix sockets under /run reachable)'),
   ]
 }
 
@@ -153,7 +170,7 @@ export function probeConfinement(opts: ProbeOptions = {}): Promise<Confinement> 
       if (process.platform !== 'linux') throw new ConfinementError(`this is ${process.platform}, not Linux: no PID or network namespaces`)
       const unshare = which('unshare'), prlimit = which('prlimit'), setpriv = which('setpriv')
       if (!unshare || !prlimit) throw new ConfinementError('util-linux\'s unshare and prlimit were not found on PATH')
-      const tried = candidates({ unshare, prlimit, setpriv }, opts.uid ?? 65534)
+      const tried = candidates({ unshare, prlimit, setpriv, sh: which('sh') }, opts.uid ?? 65534)
       if (!tried.length) throw new ConfinementError('running as root, but util-linux\'s setpriv was not found on PATH')
       const why: string[] = []
       for (const c of tried) {

@@ -21,6 +21,10 @@ import { ExecutorPoolBase, type ExecutorHandle, type SpawnCallbacks } from '../c
 import { kill, type Confinement } from './confine.js'
 import { mlFiles, type MlFiles } from './ml-files.js'
 import { SandboxDir } from './sandbox-dir.js'
+import { clip } from '@colony/shared'
+
+/** Lines of an executor's own output (outside any task's log) passed on to the peer's log. */
+const OUTPUT_LINES = 50
 
 export interface NodeExecutorOptions {
   executors: number
@@ -108,11 +112,24 @@ export class NodeExecutorPool extends ExecutorPoolBase {
     const child = spawn(file, args, {
       cwd, detached: true,
       serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       // Job code gets none of the peer's environment (tokens may live there).
       env: { NODE_ENV: process.env.NODE_ENV ?? 'production', TZ: process.env.TZ ?? 'UTC' },
     })
     this.children.add(child)
+    // What an executor writes past the task log (a crash, or job code writing to its stdout) reaches the
+    // volunteer's terminal only cut, without control characters, and only so much of it.
+    let lines = 0
+    const relay = (d: Buffer) => {
+      for (const line of d.toString().split('\n')) {
+        if (!line.trim() || ++lines > OUTPUT_LINES) continue
+        // eslint-disable-next-line no-control-regex
+        this.say(`executor: ${clip(line.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' '), 500)}`)
+        if (lines === OUTPUT_LINES) this.say('executor: (its further output is dropped)')
+      }
+    }
+    child.stdout!.on('data', relay)
+    child.stderr!.on('data', relay)
     child.on('message', (msgs: ToHost[]) => cb.onMessages(msgs))
     child.on('exit', (code, signal) => { this.children.delete(child); cb.onExit(`executor exited (${signal ?? `code ${code}`})`) })
     child.on('error', (err) => {

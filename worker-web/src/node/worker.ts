@@ -74,7 +74,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
         if (!/^[0-9a-f]{8,64}$/.test(hash)) throw new Error(`bad bundle hash ${hash}`)
         if (!pool.hasBundle(hash, job)) {
           // The coordinator gives a bundle only to a peer running its job: this peer says who it is.
-          const res = await fetch(new URL(`/api/bundles/${hash}`, opts.url), { headers: { authorization: auth() } })
+          const res = await fetch(new URL(`/api/bundles/${hash}`, opts.url), { headers: { authorization: peer.httpAuth() } })
           if (!res.ok) throw new Error(`could not download bundle ${hash}: HTTP ${res.status}`)
           pool.writeBundle(hash, job, new Uint8Array(await res.arrayBuffer()))
         }
@@ -86,7 +86,6 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
     return p
   }
   // `peer` exists by the time a task asks for a bundle; its secret comes with the coordinator's welcome.
-  const auth = () => (peer.peerSecret ? `Peer ${peer.peerId}:${peer.peerSecret}` : `Bearer ${opts.token}`)
   const peer: Peer = new Peer({
     url: opts.url, token: opts.token, role: 'worker', kind: 'node', webSocket: nodeWebSocket,
     // 'ort-native': onnxruntime-node is installed here, so tasks may ask for `colony.ml.session(m, { backend: 'native' })`.
