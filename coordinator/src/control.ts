@@ -179,7 +179,7 @@ export class Control {
   readonly counters: Counters = { relayedBytes: 0, duplicateResults: 0, tasksFinished: 0, tasksRetried: 0, badMessages: 0, quorumDisagreements: 0, peersQuarantined: 0, rateLimited: 0, signalsRefused: 0, holdsRefused: 0 }
   readonly reputations = new Reputations()
   /** Peer ids and the secrets that prove them (identity.ts). */
-  readonly identities = new PeerIdentities()
+  readonly identities = new PeerIdentities((id) => this.sessions.has(id))
   /** Which peers may signal each other (links.ts). */
   private readonly links = new PlannedLinks()
   /** Jobs whose log already says their main waits for a trusted worker. */

@@ -25,6 +25,9 @@ const MAX_REMEMBERED = 200_000
 export class PeerIdentities {
   private readonly known = new Map<string, Identity>()
 
+  /** `live`: is this id connected now? A connected peer's identity is never the one forgotten. */
+  constructor(private readonly live: (id: string) => boolean = () => false) {}
+
   /** Makes a new secret for `id` and returns it (only its hash is kept). */
   issue(id: string, role: PeerRole, origin: string): string {
     const secret = randomBytes(32).toString('hex')
@@ -54,7 +57,9 @@ export class PeerIdentities {
   private set(id: string, identity: Identity): void {
     this.known.delete(id)
     this.known.set(id, identity)
-    if (this.known.size > MAX_REMEMBERED) this.known.delete(this.known.keys().next().value!)
+    if (this.known.size <= MAX_REMEMBERED) return
+    // The oldest of those that left goes (a flood of fresh hellos cannot push out a connected peer's).
+    for (const old of this.known.keys()) if (!this.live(old)) { this.known.delete(old); return }
   }
 }
 

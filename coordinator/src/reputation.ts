@@ -11,6 +11,8 @@
 
 export interface Standing { score: number; quarantined: boolean }
 
+const MAX_PEERS_REMEMBERED = 200_000
+
 export class Reputations {
   static readonly START = 1
   static readonly PENALTY = 0.25
@@ -29,7 +31,10 @@ export class Reputations {
 
   /** A peer joins from `origin`; a `fresh` id (not one it proved) starts with the origin's standing. */
   join(peer: string, origin: string, fresh: boolean): void {
+    this.originOf.delete(peer)
     this.originOf.set(peer, origin)
+    // Bounded: past it, the oldest peer's link to its origin goes (the origin keeps its standing).
+    if (this.originOf.size > MAX_PEERS_REMEMBERED) this.originOf.delete(this.originOf.keys().next().value!)
     const o = this.origins.get(origin)
     if (fresh && o) this.peers.set(peer, { ...o })
   }

@@ -6,12 +6,13 @@
  *     peer.pid                   0444  whose it is: a later peer removes it if that process is gone
  *     executor.mjs               0444
  *     jobs/                      0711
- *       <job>/                   0500  the executor's user: its cwd; its bundles, 0400
+ *       <job>/                   0550  the executor's cwd; its bundles, 0440
  *
- * A job's folder is not writable by its executor (which runs as another uid, or as this user
- * without capabilities), so nothing job code can reach without the permission model, such as
- * trace_events' log file in the cwd, can write there. Root writes there regardless; another user
- * makes it writable only for the moment it writes a bundle, synchronously.
+ * A job's folder is not writable by its executor, so nothing job code can reach without the
+ * permission model, such as trace_events' log file in the cwd, can write there. A root peer keeps
+ * the folders and files its own, readable by the executors' group (so an executor cannot chmod
+ * them); another user makes the folder writable only for the moment it writes a bundle,
+ * synchronously, with O_EXCL (a link planted in its place is never followed).
  *
  * The peer removes its folder when it closes; one killed with SIGKILL cannot, so each new
  * peer first removes this user's folders of peers that are no longer running.
@@ -51,7 +52,7 @@ export class SandboxDir {
     const dir = join(this.jobs, job)
     if (!existsSync(dir)) {
       mkdirSync(dir, { mode: 0o700 })
-      this.seal(dir, 0o500)
+      this.seal(dir, 0o550)
     }
     return dir
   }
@@ -68,15 +69,17 @@ export class SandboxDir {
     const open = process.getuid?.() !== 0
     if (open) chmodSync(dir, 0o700)
     try {
-      writeFileSync(`${file}.part`, bytes, { mode: 0o400 })
-      this.seal(`${file}.part`, 0o400)
+      rmSync(`${file}.part`, { force: true })
+      writeFileSync(`${file}.part`, bytes, { mode: 0o400, flag: 'wx' })
+      this.seal(`${file}.part`, 0o440)
       renameSync(`${file}.part`, file)
-    } finally { if (open) chmodSync(dir, 0o500) }
+    } finally { if (open) chmodSync(dir, 0o550) }
     return file
   }
 
+  /** Readable by the executors (by group where they run as another user); owned by this peer. */
   private seal(path: string, mode: number): void {
-    if (this.owner) chownSync(path, this.owner.uid, this.owner.gid)
+    if (this.owner) chownSync(path, process.getuid?.() ?? 0, this.owner.gid)
     chmodSync(path, mode)
   }
 
