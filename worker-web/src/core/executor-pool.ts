@@ -34,6 +34,9 @@ export interface SpawnCallbacks {
   onExit(reason: string): void
 }
 
+/** Time limits longer than this are checked by a sweep each second, not a timer each. */
+const SWEEP_ABOVE_MS = 60_000
+
 export interface PoolPolicy {
   /** Executors kept running for ordinary tasks. */
   size: number
@@ -74,7 +77,10 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   private extras = new Set<Executor>()
   private actorHosts = new Map<string, Executor>()
   private waiting: ExecTask[] = []
+  /** Time limits, by task: a timer each for short ones; long ones (every task has one) share a sweep. */
   private timers = new Map<string, ReturnType<typeof setTimeout>>()
+  private deadlines = new Map<string, { at: number; ms: number }>()
+  private sweeper?: ReturnType<typeof setInterval>
   private closed = false
 
   constructor(private readonly policy: PoolPolicy, protected readonly say: (line: string) => void) {
@@ -127,7 +133,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
       case 'begin': {
         const task = e.tasks.get(m.task)
         const ms = task?.spec.opts.timeoutMs
-        if (ms !== undefined && !this.timers.has(m.task)) this.timers.set(m.task, setTimeout(() => this.timeout(m.task, ms), ms))
+        if (ms !== undefined && !this.timers.has(m.task) && !this.deadlines.has(m.task)) this.limit(m.task, ms)
         break
       }
       case 'log': host.log(m.task, m.lines); break
@@ -230,7 +236,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     }
     // An actor's calls queue behind each other in its executor: theirs start when they begin ('begin').
     const ms = task.spec.opts.timeoutMs
-    if (ms !== undefined && !task.spec.actor) this.timers.set(task.spec.id, setTimeout(() => this.timeout(task.spec.id, ms), ms))
+    if (ms !== undefined && !task.spec.actor) this.limit(task.spec.id, ms)
     this.send(e, { k: 'run', task })
   }
 
@@ -281,7 +287,25 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     return [...this.executors.filter((x): x is Executor => !!x), ...this.extras, ...this.actorHosts.values()]
   }
 
+  /**
+   * Ends the task past `ms`. A timer per task costs the hot path (the coordinator gives every task
+   * its job's limit, 15 minutes by default), so limits of more than SWEEP_ABOVE_MS are checked by
+   * one sweep a second instead: a second late at most.
+   */
+  private limit(taskId: string, ms: number): void {
+    if (ms <= SWEEP_ABOVE_MS) { this.timers.set(taskId, setTimeout(() => this.timeout(taskId, ms), ms)); return }
+    this.deadlines.set(taskId, { at: Date.now() + ms, ms })
+    if (this.sweeper) return
+    this.sweeper = setInterval(() => {
+      const now = Date.now()
+      for (const [id, d] of this.deadlines) if (d.at <= now) { this.deadlines.delete(id); this.timeout(id, d.ms) }
+      if (this.deadlines.size === 0) { clearInterval(this.sweeper); this.sweeper = undefined }
+    }, 1000)
+    ;(this.sweeper as { unref?: () => void }).unref?.()
+  }
+
   private clearTimer(taskId: string): void {
+    this.deadlines.delete(taskId)
     const t = this.timers.get(taskId)
     if (t) { clearTimeout(t); this.timers.delete(taskId) }
   }
@@ -325,6 +349,8 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   async close(): Promise<void> {
     this.closed = true
     for (const t of this.timers.values()) clearTimeout(t)
+    clearInterval(this.sweeper)
+    this.deadlines.clear()
     for (const e of this.all()) { e.dead = true; e.handle.kill() }
     await this.closed_()
   }
