@@ -220,9 +220,10 @@ async function protocolAttacks(g: GridProcs, grid: Grid, attempt: Attempt): Prom
   for (const [name, f] of Object.entries(cases)) {
     await attempt(`${name} and drops its worker`, async () => {
       const before = await workerIds(g)
-      await Promise.allSettled([grid.get(f.remote(), { timeoutMs: 20_000 }), grid.get(f.remote(), { timeoutMs: 20_000 })])
-      await grid.get(grid.remote(() => 1).remote(), { timeoutMs: 20_000 })
-      return (await workerIds(g)) !== before
+      await Promise.allSettled([grid.get(f.remote(), { timeoutMs: 10_000 }), grid.get(f.remote(), { timeoutMs: 10_000 })])
+      // Dropped workers show as other ids, or as a grid that no longer runs a trivial task.
+      const works = await grid.get(grid.remote(() => 1).remote(), { timeoutMs: 10_000 }).then(() => true, () => false)
+      return !works || (await workerIds(g)) !== before
     })
   }
 }
