@@ -828,7 +828,8 @@ export class Control {
     o.locations.clear()
     if (o.holders) { o.holders = undefined; this.opts.store.removeLocations(o.id) }
     o.inline = undefined
-    const freedError = serializeError(new ObjectLostError(`object ${o.id} was freed by its owner`, { objectId: o.id }))
+    // Built as data, not thrown: a job's end disposes every object it made, and a stack each costs more than the rest.
+    const freedError: SerializedError = { type: 'ObjectLostError', message: `object ${o.id} was freed by its owner`, objectId: o.id }
     for (const p of o.pulls ?? []) this.sessions.get(p.peer)?.send({ t: 'pullFail', req: p.req, id: o.id, error: freedError })
     o.pulls = undefined
     if (o.state === 'pending') return // never made; its task's result will be dropped when it lands
