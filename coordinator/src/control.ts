@@ -749,7 +749,7 @@ export class Control {
     this.trustNoted.add(t.job)
     const job = this.jobs.get(t.job)!
     const line = `[coordinator] job ${job.id}: ${WAITING_FOR_TRUST}`
-    ;(job.log ??= new JobLog(this.opts.maxJobLogBytes ?? DEFAULT_MAX_JOB_LOG_BYTES, MAX_JOB_LOG_LINES)).add(line)
+    this.logOf(job).add(line)
     for (const l of job.listeners) l({ type: 'log', line })
     this.opts.log(line)
   }
@@ -1405,7 +1405,7 @@ export class Control {
     const job = this.jobs.get(t.job)!
     // Job code wrote these lines: each is cut to size, and the job keeps only its most recent ones (job-log.ts).
     const clipped = lines.map((line) => clip(line, JOB_TEXT_LIMITS.logLineChars))
-    const log = job.log ??= new JobLog(this.opts.maxJobLogBytes ?? DEFAULT_MAX_JOB_LOG_BYTES, MAX_JOB_LOG_LINES)
+    const log = this.logOf(job)
     for (const line of clipped) {
       const full = `[${t.spec.name} ${t.id} @ ${s.id}] ${line}`
       log.add(full)
@@ -1447,7 +1447,7 @@ export class Control {
   }
 
   private jobRow(j: JobRec): JobRow {
-    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner, ...(j.taskTimeoutMs ? { taskTimeoutMs: j.taskTimeoutMs } : {}) }
+    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner, ...(j.taskTimeoutMs !== undefined ? { taskTimeoutMs: j.taskTimeoutMs } : {}) }
   }
 
   private finishJob(job: JobRec, state: 'finished' | 'failed' | 'cancelled', err?: SerializedError): void {
@@ -1533,6 +1533,11 @@ export class Control {
     if (!this.jobs.has(jobId)) return undefined
     return [...this.actors.values()].filter((a) => a.job === jobId)
       .map((a) => ({ id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size }))
+  }
+
+  /** A job's log, made with its first line. */
+  private logOf(job: JobRec): JobLog {
+    return job.log ??= new JobLog(this.opts.maxJobLogBytes ?? DEFAULT_MAX_JOB_LOG_BYTES, MAX_JOB_LOG_LINES)
   }
 
   /** A job's most recent log lines (within `maxJobLogBytes`), and how many older ones were dropped. */
