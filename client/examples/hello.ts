@@ -1,7 +1,7 @@
 // A first Colony job: `npx colony submit client/examples/hello.ts`.
 // Exported functions and classes are the job's remote functions and actors;
 // the default export is the job's main, and gets the grid.
-import type { Grid } from '@colony/client'
+import type { Grid } from '@colony-grid/client'
 
 export function square(x: number): number {
   return x * x

@@ -1,5 +1,5 @@
 // Nested tasks: each task submits two more until depth 0. `npx colony submit client/examples/tree-sum.ts --args "[6]"`
-import { current, type Grid } from '@colony/client'
+import { current, type Grid } from '@colony-grid/client'
 
 export async function treeSum(depth: number): Promise<number> {
   if (depth === 0) return 1

@@ -1,7 +1,7 @@
 /**
  * Bundles a job file with esbuild into one ES module. Its exports are the job's
  * remote functions and classes; its default export is `main(grid, ...args)`.
- * Imports of '@colony/client' resolve to a small shim over the executor's `colony`
+ * Imports of '@colony-grid/client' resolve to a small shim over the executor's `colony`
  * global (job-shim.ts), so job code can call `current()` without shipping the client.
  */
 import { build, type Plugin } from 'esbuild'

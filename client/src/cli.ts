@@ -47,8 +47,8 @@ const num = (v: string | undefined, name: string): number | undefined => {
 
 /** The built pages: the join page, the IDE, and the demo's where that package is installed (it is optional). */
 function pageFolders(): string[] {
-  const folders = ['@colony/worker-web', '@colony/client'].map((pkg) => join(dirname(fileURLToPath(import.meta.resolve(`${pkg}/package.json`))), 'dist-web'))
-  try { folders.push(join(dirname(fileURLToPath(import.meta.resolve('@colony/demo/package.json'))), 'dist-web')) } catch { /* no demo */ }
+  const folders = ['@colony-grid/worker-web', '@colony-grid/client'].map((pkg) => join(dirname(fileURLToPath(import.meta.resolve(`${pkg}/package.json`))), 'dist-web'))
+  try { folders.push(join(dirname(fileURLToPath(import.meta.resolve('@colony-grid/demo/package.json'))), 'dist-web')) } catch { /* no demo */ }
   return folders
 }
 
@@ -56,7 +56,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const { values } = parseArgs({ args, options: {
     port: { type: 'string' }, data: { type: 'string' }, memory: { type: 'boolean' }, peers: { type: 'string' }, host: { type: 'string' },
   } })
-  const { startCoordinator } = await import('@colony/coordinator')
+  const { startCoordinator } = await import('@colony-grid/coordinator')
   const port = num(values.port ?? process.env.PORT, 'port') ?? 8787
   const dataDir = resolve(values.data ?? '.colony')
   const reconcileMs = num(process.env.COLONY_RECONCILE_MS, 'COLONY_RECONCILE_MS')
@@ -90,7 +90,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   })
   const peers: { close(): Promise<void> }[] = []
   if (withPeers) {
-    const { startNodeWorker } = await import('@colony/worker-web/node')
+    const { startNodeWorker } = await import('@colony-grid/worker-web/node')
     const n = num(values.peers, 'peers') ?? Math.max(1, availableParallelism() - 1)
     // The operator's own peers: trusted, so they may run jobs' mains.
     for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.trusted, executors: 1 }))
@@ -130,7 +130,7 @@ async function cmdWorker(args: string[]): Promise<void> {
   const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
   const token = values.token ?? process.env.COLONY_JOIN_TOKEN ?? savedTokens().join
   if (!token) fail('worker needs --token JOIN_TOKEN (colony start prints it)')
-  const { startNodeWorker } = await import('@colony/worker-web/node')
+  const { startNodeWorker } = await import('@colony-grid/worker-web/node')
   const waiting = setTimeout(() => console.error(`still trying to reach ${url}: is the coordinator running? (retrying; Ctrl-C stops)`), 3000)
   const env = process.env
   const peer = await startNodeWorker({

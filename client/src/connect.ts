@@ -3,8 +3,8 @@
  * The same call works in Node and in the browser; inside a task, use the grid the
  * task was given (`main(grid)`) or `current()`.
  */
-import { Grid, Peer, type DataPlaneOptions, type RtcFactory, type WebSocketFactory, type WebSocketLike } from '@colony/worker-web'
-import type { TaskLogMsg } from '@colony/shared'
+import { Grid, Peer, type DataPlaneOptions, type RtcFactory, type WebSocketFactory, type WebSocketLike } from '@colony-grid/worker-web'
+import type { TaskLogMsg } from '@colony-grid/shared'
 
 export interface ConnectOptions {
   /** The submit token (`colony start` prints it). In Node it defaults to $COLONY_TOKEN, else ./.colony/tokens.json. */
@@ -23,21 +23,21 @@ export interface ConnectOptions {
   timeoutMs?: number
   /** Fetch and serve large objects peer to peer (default in Node; $COLONY_P2P=0 turns it off). */
   p2p?: boolean
-  /** In a browser: WebRTC for peer-to-peer objects (`browserRtc` from '@colony/worker-web/browser'); without it, the coordinator relays. */
+  /** In a browser: WebRTC for peer-to-peer objects (`browserRtc` from '@colony-grid/worker-web/browser'); without it, the coordinator relays. */
   rtc?: RtcFactory
 }
 
 /** The WebSocket and, in Node, WebRTC for this platform. In a browser, WebRTC is what `rtc` gives. */
 async function platform(p2p: boolean, rtc?: RtcFactory): Promise<{ webSocket: WebSocketFactory; dataPlane?: DataPlaneOptions }> {
   if (typeof process !== 'undefined' && process.versions?.node) {
-    const { nodeWebSocket, nodeRtc, nodeSha256 } = await import(/* @vite-ignore */ NODE_ONLY.peer) as typeof import('@colony/worker-web/node')
+    const { nodeWebSocket, nodeRtc, nodeSha256 } = await import(/* @vite-ignore */ NODE_ONLY.peer) as typeof import('@colony-grid/worker-web/node')
     return { webSocket: nodeWebSocket, dataPlane: p2p ? { rtc: nodeRtc(process.env.COLONY_RTC_BIND_ADDRESS || undefined), sha256: nodeSha256 } : undefined }
   }
   return { webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike, dataPlane: p2p && rtc ? { rtc } : undefined }
 }
 
 /** Imported only in Node; by name through a variable, so page bundlers leave them out. */
-const NODE_ONLY = { peer: '@colony/worker-web/node', fs: 'node:fs/promises' }
+const NODE_ONLY = { peer: '@colony-grid/worker-web/node', fs: 'node:fs/promises' }
 
 function printLog(m: TaskLogMsg): void {
   for (const line of m.lines) console.log(`[${m.name} @ ${m.peer}] ${line}`)

@@ -1,5 +1,5 @@
 /**
- * What `@colony/client` is inside a job bundle on a peer (CLI bundles and the web IDE's):
+ * What `@colony-grid/client` is inside a job bundle on a peer (CLI bundles and the web IDE's):
  * `current()`, the running task's grid, and `ml`, the peer's `colony.ml`. The client itself
  * is not shipped. Source text, for the bundlers' virtual module.
  */

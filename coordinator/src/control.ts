@@ -9,7 +9,7 @@ import {
   grantPayload, CancelledError, LimitError, MAX_CHECKPOINT_BYTES, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
   type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
-} from '@colony/shared'
+} from '@colony-grid/shared'
 import { PeerSession, type PeerSocket } from './peer-session.js'
 import { largestAgreement, type Vote } from './quorum.js'
 import { Reputations } from './reputation.js'
@@ -18,7 +18,7 @@ import { PlannedLinks } from './links.js'
 import { allFull, pickPeer } from './scheduler.js'
 import { FairQueue } from './fair-queue.js'
 import { JobLog } from './job-log.js'
-import { JOB_TEXT_LIMITS, clip } from '@colony/shared'
+import { JOB_TEXT_LIMITS, clip } from '@colony-grid/shared'
 import type { ActorRow, ControlStore, JobRow } from './store/types.js'
 import type { TokenGrant } from './tokens.js'
 

@@ -12,7 +12,7 @@
  * (reputation.ts), so dropping an id does not wash a quarantine.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { PeerRole } from '@colony/shared'
+import type { PeerRole } from '@colony-grid/shared'
 
 /** What the coordinator keeps of a peer's identity: never the secret itself. */
 export interface Identity { secretHash: string; role: PeerRole; origin: string }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { encodeFrame, type CoordinatorToPeer, type PeerInfo, type PeerKind, type PeerRole } from '@colony/shared'
+import { encodeFrame, type CoordinatorToPeer, type PeerInfo, type PeerKind, type PeerRole } from '@colony-grid/shared'
 
 /** What the coordinator needs of a socket; @hono/node-ws's context satisfies it. */
 export interface PeerSocket {

@@ -4,7 +4,7 @@
  * says when results agree; peers that disagree with an accepted result lose reputation
  * (reputation.ts).
  */
-import { decodeValue, type ResultOut, type SerializedError } from '@colony/shared'
+import { decodeValue, type ResultOut, type SerializedError } from '@colony-grid/shared'
 
 /** What one replica said: its results, or the error its code threw. */
 export interface Vote { replica: string; peer: string; results?: ResultOut[]; error?: SerializedError }

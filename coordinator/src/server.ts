@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net'
 import {
   AuthError, ColonyError, DEFAULT_LIMITS, LimitError, ProtocolError, decodeFrame, encodeFrame, encodeValue, newPeerId,
   parsePeerMessage, type ErrorMsg, type HelloMsg, type Limits,
-} from '@colony/shared'
+} from '@colony-grid/shared'
 import { Control, DEFAULT_QUOTAS, type Quotas } from './control.js'
 import type { PeerSession, PeerSocket } from './peer-session.js'
 import { MemoryStore } from './store/memory.js'

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { newToken } from '@colony/shared'
+import { newToken } from '@colony-grid/shared'
 
 /**
  * The three tokens `colony start` prints: the operator's submit token, the join token (anyone may

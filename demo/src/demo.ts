@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { connect, createScoringPool, type ModelSource, type ScoringResult } from '@colony/client'
-import { startCoordinator } from '@colony/coordinator'
-import { startNodeWorker } from '@colony/worker-web/node'
+import { connect, createScoringPool, type ModelSource, type ScoringResult } from '@colony-grid/client'
+import { startCoordinator } from '@colony-grid/coordinator'
+import { startNodeWorker } from '@colony-grid/worker-web/node'
 import { HELD_OUT_FROM, loadDigits } from './digits.js'
 import { MODEL_DIR } from './mnist-model.js'
 import { digitsReport } from './report.js'
@@ -78,7 +78,7 @@ if (values.headless) {
   await headless()
 } else {
   // The interactive demo is `colony up`, which prints the /demo link.
-  const cli = fileURLToPath(import.meta.resolve('@colony/client/cli'))
+  const cli = fileURLToPath(import.meta.resolve('@colony-grid/client/cli'))
   const args = ['up', ...(values.peers ? ['--peers', values.peers] : [])]
   spawn(process.execPath, [cli, ...args], { stdio: 'inherit' }).on('exit', (code) => process.exit(code ?? 0))
 }

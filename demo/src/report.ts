@@ -1,5 +1,5 @@
 /** What a scoring run of the digits shows at the end: accuracy, the confusion matrix, and the speed-up over one peer. */
-import type { PeerContribution, ScoringResult } from '@colony/client/browser'
+import type { PeerContribution, ScoringResult } from '@colony-grid/client/browser'
 
 export interface DigitsReport {
   accuracy: number

@@ -13,7 +13,7 @@ type GridProcs = Awaited<ReturnType<typeof startGrid>>
 const BUNDLE_LIMIT = 200_000
 const USER_FILES = {
   'boom.ts': [
-    "import type { Grid } from '@colony/client'",
+    "import type { Grid } from '@colony-grid/client'",
     '',
     'export function explode(n: number) {',
     '  if (n > 2) {',
@@ -28,14 +28,14 @@ const USER_FILES = {
     '',
   ].join('\n'),
   'spin.ts': [
-    "import type { Grid } from '@colony/client'",
+    "import type { Grid } from '@colony-grid/client'",
     'export function spin() { for (;;) {} }',
     'export default async function main(grid: Grid) { return grid.get(grid.remote(spin).remote()) }',
     '',
   ].join('\n'),
   'tensors.ts': [
     "import * as tf from '@tensorflow/tfjs'",
-    "import type { Grid } from '@colony/client'",
+    "import type { Grid } from '@colony-grid/client'",
     'export function matsum(n: number) {',
     '  const ones = tf.ones([n, n])',
     '  return tf.sum(tf.matMul(ones, ones)).dataSync()[0]',

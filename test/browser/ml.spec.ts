@@ -1,11 +1,11 @@
 /** ML in tabs: backends picked by measurement, tfjs ready inside tasks, and WebGPU agreeing with wasm. */
 import { test, expect, type Page } from '@playwright/test'
-import type { Grid } from '@colony/client'
+import type { Grid } from '@colony-grid/client'
 
 process.env.COLONY_RTC_BIND_ADDRESS = ''
 const { startGrid, api } = await import('../dist/harness.js')
-const { connect } = await import('@colony/client')
-const { matmulProbeModel } = await import('@colony/worker-web/dist/browser/onnx-probe-model.js')
+const { connect } = await import('@colony-grid/client')
+const { matmulProbeModel } = await import('@colony-grid/worker-web/dist/browser/onnx-probe-model.js')
 
 type GridProcs = Awaited<ReturnType<typeof startGrid>>
 let g: GridProcs

@@ -5,14 +5,14 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test, expect, type Page } from '@playwright/test'
-import type { Grid } from '@colony/client'
+import type { Grid } from '@colony-grid/client'
 import { openTab } from './tab.js'
 
 // Inside the test namespace Chromium offers its veth address, never loopback: Node peers must not bind to 127.0.0.1.
 process.env.COLONY_RTC_BIND_ADDRESS = ''
 const { startGrid } = await import('../dist/harness.js')
-const { connect, createScoringPool } = await import('@colony/client')
-const { MODEL_DIR, loadDigits, onnxInProcess } = await import('@colony/demo')
+const { connect, createScoringPool } = await import('@colony-grid/client')
+const { MODEL_DIR, loadDigits, onnxInProcess } = await import('@colony-grid/demo')
 
 type GridProcs = Awaited<ReturnType<typeof startGrid>>
 const BATCH = 250

@@ -1,12 +1,12 @@
 /** Browser tabs as workers: join, share work with a Node peer, move objects tab to tab, host actors, vanish. */
 import { test, expect, type Page } from '@playwright/test'
 import { openTab as open } from './tab.js'
-import type { Grid, ObjectRef } from '@colony/client'
+import type { Grid, ObjectRef } from '@colony-grid/client'
 
 // Inside the test namespace Chromium offers its veth address, never loopback: Node peers must not bind to 127.0.0.1.
 process.env.COLONY_RTC_BIND_ADDRESS = ''
 const { startGrid, api, metric } = await import('../dist/harness.js')
-const { connect } = await import('@colony/client')
+const { connect } = await import('@colony-grid/client')
 
 type GridProcs = Awaited<ReturnType<typeof startGrid>>
 type PeerRow = { id: string; kind: string; role: string; capabilities: string[]; tasksDone: number; bytesHeld: number }

@@ -2,8 +2,8 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
-import { AuthError, connect, type Grid } from '@colony/client'
-import { decodeFrame, encodeFrame, PROTOCOL_VERSION } from '@colony/shared'
+import { AuthError, connect, type Grid } from '@colony-grid/client'
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION } from '@colony-grid/shared'
 import { api, freePort, startGrid, until, type GridProcs } from './harness.js'
 
 let g: GridProcs

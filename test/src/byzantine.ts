@@ -3,7 +3,7 @@
  * real protocol, but answers every task it is given with a wrong value.
  */
 import WebSocket from 'ws'
-import { PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeValue } from '@colony/shared'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeValue } from '@colony-grid/shared'
 
 export interface ByzantinePeer {
   id: string

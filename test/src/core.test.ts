@@ -1,7 +1,7 @@
 /** Tasks, DAGs, nesting, actors and the object API, on a real coordinator with two Node peer processes. */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, CancelledError, TaskError, TimeoutError, ObjectRef, type Grid } from '@colony/client'
+import { connect, CancelledError, TaskError, TimeoutError, ObjectRef, type Grid } from '@colony-grid/client'
 import { api, startGrid, type GridProcs } from './harness.js'
 
 declare const colony: { grid: Grid }

@@ -1,9 +1,9 @@
 /** Objects move peer to peer over WebRTC, the coordinator relays none of it, and grants guard every read. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Grid, ObjectRef } from '@colony/client'
-import type { Peer } from '@colony/worker-web'
-import type { Grant, PullPlanMsg } from '@colony/shared'
+import type { Grid, ObjectRef } from '@colony-grid/client'
+import type { Peer } from '@colony-grid/worker-web'
+import type { Grant, PullPlanMsg } from '@colony-grid/shared'
 import { existsSync } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { api, freePort, metric, withGrid, type GridProcs } from './harness.js'

@@ -6,8 +6,8 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, type Grid } from '@colony/client'
-import { JOB_TEXT_LIMITS, taskOfObject } from '@colony/shared'
+import { connect, type Grid } from '@colony-grid/client'
+import { JOB_TEXT_LIMITS, taskOfObject } from '@colony-grid/shared'
 import { api, until, withGrid, type GridProcs } from './harness.js'
 
 declare const colony: { grid: Grid }

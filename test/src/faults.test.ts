@@ -1,7 +1,7 @@
 /** Peers and the coordinator killed with SIGKILL mid-job: the job still gives the right answer, once. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Grid, ObjectRef } from '@colony/client'
+import type { Grid, ObjectRef } from '@colony-grid/client'
 
 declare const colony: { grid: Grid }
 import { api, metric, startGrid, withGrid } from './harness.js'

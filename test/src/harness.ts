@@ -8,7 +8,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { connect, type Grid } from '@colony/client'
+import { connect, type Grid } from '@colony-grid/client'
 
 // Tests keep WebRTC on loopback: no packet goes to any other address (see PLATFORM.md).
 process.env.COLONY_RTC_BIND_ADDRESS ??= '127.0.0.1'

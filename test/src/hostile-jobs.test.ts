@@ -5,8 +5,8 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, TaskError, type ObjectRef } from '@colony/client'
-import { startNodeWorker } from '@colony/worker-web/node'
+import { connect, TaskError, type ObjectRef } from '@colony-grid/client'
+import { startNodeWorker } from '@colony-grid/worker-web/node'
 import { api, until, withGrid, type GridProcs } from './harness.js'
 
 type PeerRow = { id: string; role: string }

@@ -2,8 +2,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
-import { connect, LimitError, ObjectRef } from '@colony/client'
-import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '@colony/shared'
+import { connect, LimitError, ObjectRef } from '@colony-grid/client'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '@colony-grid/shared'
 import { api, startProc, until, withGrid } from './harness.js'
 
 const makeToken = async (g: { url: string; submitToken: string }, role: 'submit' | 'join', label: string) => {

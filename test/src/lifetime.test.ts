@@ -3,7 +3,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { connect, ObjectLostError, TaskError, type Grid } from '@colony/client'
+import { connect, ObjectLostError, TaskError, type Grid } from '@colony-grid/client'
 import { api, until, withGrid, type GridProcs } from './harness.js'
 
 setFlagsFromString('--expose-gc')

@@ -1,7 +1,7 @@
 /** Result validation by redundancy: replicas on distinct peers, agreement, reputation and quarantine. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { TaskError } from '@colony/client'
+import { TaskError } from '@colony-grid/client'
 import { byzantinePeer } from './byzantine.js'
 import { api, metric, withGrid } from './harness.js'
 

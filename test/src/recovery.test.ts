@@ -1,7 +1,7 @@
 /** Recovery paths: actors restarted elsewhere, objects rebuilt from lineage, hung peers found by heartbeats. */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { PeerDiedError, type ObjectRef } from '@colony/client'
+import { PeerDiedError, type ObjectRef } from '@colony-grid/client'
 import { api, until, withGrid } from './harness.js'
 
 type TaskRow = { id: string; name: string; state: string; attempts: number; peer?: string }

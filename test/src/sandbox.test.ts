@@ -10,7 +10,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { connect as tcpConnect, createServer as createUnixServer } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
-import { connect, TaskError, type Grid } from '@colony/client'
+import { connect, TaskError, type Grid } from '@colony-grid/client'
 import { ROOT, api, startGrid, startProc, until, type GridProcs, type Proc } from './harness.js'
 
 let g: GridProcs

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { MemoryStore, SqliteStore, type ControlStore } from '@colony/coordinator'
+import { MemoryStore, SqliteStore, type ControlStore } from '@colony-grid/coordinator'
 
 function fill(s: ControlStore): void {
   s.putJob({ id: 'j_1', name: 'demo', state: 'running', createdAt: 1 })

@@ -1,5 +1,5 @@
 /**
- * Bundles the editor's file in the browser with esbuild-wasm. `@colony/client` resolves to
+ * Bundles the editor's file in the browser with esbuild-wasm. `@colony-grid/client` resolves to
  * the page's client API (the driver runs here) or, on a peer, to what a task can use
  * there: `current()` and `ml` (the peer's `colony.ml`). '@tensorflow/tfjs' and
  * 'onnxruntime-web' resolve to the peer's copies. Other files of the IDE resolve by
@@ -16,7 +16,7 @@ export class BundleError extends Error {
   constructor(message: string, readonly file?: string, readonly line?: number, readonly column?: number) { super(message) }
 }
 
-/** The module '@colony/client' becomes: the page's API, or task-side stand-ins on peers. */
+/** The module '@colony-grid/client' becomes: the page's API, or task-side stand-ins on peers. */
 function clientShim(apiNames: string[]): string {
   // In the page, the real client (main is the driver); on a peer, what a task can use (job-shim.ts).
   const lines = [
@@ -62,7 +62,7 @@ export async function bundle(file: string, files: Record<string, string>, apiNam
       b.onResolve({ filter: /^(@tensorflow\/tfjs|onnxruntime-web)$/ }, (a) => ({ path: a.path, namespace: 'colony-ml' }))
       b.onLoad({ filter: /.*/, namespace: 'colony-ml' }, (a) => ({ contents: mlShim(a.path === 'onnxruntime-web' ? 'ort' : 'tf', ML_EXPORTS[a.path === 'onnxruntime-web' ? 'ort' : 'tfjs']), loader: 'js' }))
       b.onResolve({ filter: /^[^./]/ }, (a) => (a.kind === 'entry-point' ? { path: a.path, namespace: 'ide' } : {
-        errors: [{ text: `'${a.path}' cannot be imported here: jobs in the IDE bundle their own files, '@colony/client', '@tensorflow/tfjs' and 'onnxruntime-web' (the last two inside tasks).` }],
+        errors: [{ text: `'${a.path}' cannot be imported here: jobs in the IDE bundle their own files, '@colony-grid/client', '@tensorflow/tfjs' and 'onnxruntime-web' (the last two inside tasks).` }],
       }))
       b.onLoad({ filter: /.*/, namespace: 'ide' }, (a) => ({ contents: files[a.path], loader: 'ts' }))
     },

@@ -1,5 +1,5 @@
 /** The IDE's cluster panel: peers, the task timeline of the current job, its live objects and actors, the job history. */
-import type { ActorSummary, JobInfo, ObjectSummary, PeerInfo, TaskInfo } from '@colony/shared'
+import type { ActorSummary, JobInfo, ObjectSummary, PeerInfo, TaskInfo } from '@colony-grid/shared'
 
 type Api = <T>(path: string) => Promise<T | undefined>
 

@@ -6,7 +6,7 @@ export const EXAMPLES: Example[] = [
     file: 'hello.ts',
     title: 'Hello tasks',
     about: 'Ten remote calls that return futures, gathered with get.',
-    source: `import type { Grid } from '@colony/client'
+    source: `import type { Grid } from '@colony-grid/client'
 
 // An exported function runs on the grid's peers.
 export function greet(i: number): string {
@@ -25,7 +25,7 @@ export default async function main(grid: Grid) {
     file: 'dag.ts',
     title: 'A DAG of refs',
     about: 'Refs passed as arguments chain tasks; nothing comes back to the page until the end.',
-    source: `import type { Grid } from '@colony/client'
+    source: `import type { Grid } from '@colony-grid/client'
 
 export function square(x: number) { return x * x }
 export function add(a: number, b: number) { return a + b }
@@ -47,7 +47,7 @@ export default async function main(grid: Grid) {
     file: 'monte-carlo-pi.ts',
     title: 'Nested Monte Carlo π',
     about: 'A task that submits tasks of its own: 4 batches of 8 samplers each.',
-    source: `import { current, type Grid } from '@colony/client'
+    source: `import { current, type Grid } from '@colony-grid/client'
 
 /** Throws darts at the unit square; returns how many land in the quarter circle. */
 export function sample(n: number, seed: number) {
@@ -78,7 +78,7 @@ export default async function main(grid: Grid) {
     file: 'counter.ts',
     title: 'An actor counter',
     about: 'A stateful actor: its calls run one at a time, in order.',
-    source: `import type { Grid } from '@colony/client'
+    source: `import type { Grid } from '@colony-grid/client'
 
 export class Counter {
   count = 0
@@ -97,7 +97,7 @@ export default async function main(grid: Grid) {
     file: 'mnist-scoring.ts',
     title: 'MNIST scoring',
     about: "The demo's convnet scores 2,000 digits across every peer, with scoreDataset.",
-    source: `import { scoreDataset, type Grid } from '@colony/client'
+    source: `import { scoreDataset, type Grid } from '@colony-grid/client'
 
 export default async function main(grid: Grid) {
   // The model and digits the coordinator serves for the /demo page.

@@ -3,9 +3,9 @@
  * the driver: it joins the grid as a peer with the submit token, uploads the bundle so
  * peers can import its exports, and calls the job's `main(grid)`.
  */
-import { TaskError, type ColonyError, type TaskLogMsg } from '@colony/shared'
+import { TaskError, type ColonyError, type TaskLogMsg } from '@colony-grid/shared'
 import * as api from '../api.js'
-import { browserRtc } from '@colony/worker-web/browser'
+import { browserRtc } from '@colony-grid/worker-web/browser'
 import { BundleError, bundle } from './bundler.js'
 import { ClusterPanel } from './cluster.js'
 import { CodeEditor } from './editor.js'
@@ -20,7 +20,7 @@ const tokenInput = $<HTMLInputElement>('token')
 tokenInput.value = params.get('token') ?? localStorage.getItem('colony.submitToken') ?? ''
 tokenInput.addEventListener('change', () => localStorage.setItem('colony.submitToken', tokenInput.value.trim()))
 
-// The job's bundle imports '@colony/client' through this (see bundler.ts).
+// The job's bundle imports '@colony-grid/client' through this (see bundler.ts).
 ;(globalThis as { __colonyClient?: unknown }).__colonyClient = api
 const API_NAMES = Object.keys(api)
 
@@ -77,7 +77,7 @@ $('new-file').addEventListener('click', () => {
   const name = prompt('File name', 'my-job.ts')?.trim()
   if (!name) return
   const full = name.endsWith('.ts') ? name : `${name}.ts`
-  if (!store.has(full)) store.set(full, `import type { Grid } from '@colony/client'\n\nexport function work(x: number) { return x * 2 }\n\nexport default async function main(grid: Grid) {\n  return grid.get(grid.remote(work).remote(21))\n}\n`)
+  if (!store.has(full)) store.set(full, `import type { Grid } from '@colony-grid/client'\n\nexport function work(x: number) { return x * 2 }\n\nexport default async function main(grid: Grid) {\n  return grid.get(grid.remote(work).remote(21))\n}\n`)
   open(full)
 })
 $('reset-file').addEventListener('click', () => { store.reset(file); editor.load(store.get(file) ?? '') })

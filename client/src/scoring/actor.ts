@@ -5,7 +5,7 @@
  * It ships to peers as source, so it stands alone: no imports, only the `colony` global
  * (test/src/scoring.test.ts compiles its source on its own, as a peer does).
  */
-import type { ColonyMl } from '@colony/worker-web'
+import type { ColonyMl } from '@colony-grid/worker-web'
 import type { ModelPayload, Shard, ShardScore, ScoringActorOptions } from './types.js'
 
 declare const colony: { ml: ColonyMl; peerId: string }

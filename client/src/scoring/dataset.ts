@@ -1,6 +1,6 @@
 /** Turns a dataset (refs, shards, one tensor, or rows) into shard refs in the grid. */
-import { ObjectRef } from '@colony/shared'
-import type { Grid } from '@colony/worker-web'
+import { ObjectRef } from '@colony-grid/shared'
+import type { Grid } from '@colony-grid/worker-web'
 import type { Dataset, Shard } from './types.js'
 
 function isShard(v: unknown): v is Shard {

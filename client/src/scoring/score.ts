@@ -8,8 +8,8 @@
  * re-runs the shards of a peer that vanishes. Each shard's result is counted once, and
  * results come back in dataset order.
  */
-import { CancelledError, PeerDiedError, TimeoutError, type ObjectRef } from '@colony/shared'
-import type { ActorHandle, Grid } from '@colony/worker-web'
+import { CancelledError, PeerDiedError, TimeoutError, type ObjectRef } from '@colony-grid/shared'
+import type { ActorHandle, Grid } from '@colony-grid/worker-web'
 import { ColonyScoringActor } from './actor.js'
 import { shardRefs } from './dataset.js'
 import { modelPayload } from './model.js'

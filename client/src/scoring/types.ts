@@ -1,5 +1,5 @@
 /** The scoring library's shapes: datasets, models, options, events and results. */
-import type { ObjectRef } from '@colony/shared'
+import type { ObjectRef } from '@colony-grid/shared'
 
 export type NumericArray = Float32Array | Float64Array | Uint8Array | Uint8ClampedArray | Int8Array | Uint16Array | Int16Array | Int32Array | Uint32Array
 

@@ -1,4 +1,4 @@
-import { returnId, type FnDef, type SerializedError, type TaskState } from '@colony/shared'
+import { returnId, type FnDef, type SerializedError, type TaskState } from '@colony-grid/shared'
 import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
 
 /** Keeps the tables in maps. For tests, and for grids that need no durability. */

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskState } from '@colony/shared'
+import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskState } from '@colony-grid/shared'
 import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
 
 const SCHEMA = `

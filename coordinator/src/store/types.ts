@@ -4,7 +4,7 @@
  * writes are queued and committed together by `commit()`, once per event-loop turn.
  * After a crash, `load()` gives back everything that was committed.
  */
-import type { FnDef, JobState, PeerKind, PeerRole, SerializedError, TaskSpec, TaskState } from '@colony/shared'
+import type { FnDef, JobState, PeerKind, PeerRole, SerializedError, TaskSpec, TaskState } from '@colony-grid/shared'
 
 export interface JobRow {
   id: string

@@ -2,8 +2,8 @@
  * The scoring demo at /demo: this page is a driver (it joins as a peer with the submit
  * token), puts the digits into the grid as shards, and scores them on every worker.
  */
-import { connect, createScoringPool, type Grid, type PeerInfo, type ScoringPool, type ScoringResult } from '@colony/client/browser'
-import { browserRtc } from '@colony/worker-web/browser'
+import { connect, createScoringPool, type Grid, type PeerInfo, type ScoringPool, type ScoringResult } from '@colony-grid/client/browser'
+import { browserRtc } from '@colony-grid/worker-web/browser'
 import { HELD_OUT_FROM, decodeDigits, type Digits } from '../digits-file.js'
 import { digitsReport, type DigitsReport } from '../report.js'
 import { ThroughputChart } from './throughput-chart.js'

@@ -5,7 +5,7 @@
  */
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { nodeRtc } from '@colony/worker-web/node'
+import { nodeRtc } from '@colony-grid/worker-web/node'
 
 const [role, bytesArg] = process.argv.slice(2)
 

@@ -6,8 +6,8 @@
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { connect, createScoringPool, type Grid } from '@colony/client'
-import { MODEL_DIR, hasOrtNode, loadDigits, onnxInProcess } from '@colony/demo'
+import { connect, createScoringPool, type Grid } from '@colony-grid/client'
+import { MODEL_DIR, hasOrtNode, loadDigits, onnxInProcess } from '@colony-grid/demo'
 import { startGrid } from '../harness.js'
 
 const BATCH = 1000

@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { chromium, type Page } from '@playwright/test'
-import { connect } from '@colony/client'
+import { connect } from '@colony-grid/client'
 import { startGrid } from '../harness.js'
 
 const BYTES = 16 * 1024 * 1024

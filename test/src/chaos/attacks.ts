@@ -7,8 +7,8 @@
  * that fails throws, so a broken scenario cannot pass as a refused attack).
  */
 import WebSocket from 'ws'
-import { connect, type Grid } from '@colony/client'
-import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '@colony/shared'
+import { connect, type Grid } from '@colony-grid/client'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '@colony-grid/shared'
 import { byzantinePeer } from '../byzantine.js'
 import { api, until, type GridProcs } from '../harness.js'
 

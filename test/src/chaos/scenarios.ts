@@ -4,9 +4,9 @@
  * test/src/chaos.test.ts runs small versions of each.
  */
 import WebSocket from 'ws'
-import { connect, ObjectRef, type Grid } from '@colony/client'
-import { PROTOCOL_VERSION, decodeFrame, encodeFrame, type Grant, type PullPlanMsg } from '@colony/shared'
-import type { Peer } from '@colony/worker-web'
+import { connect, ObjectRef, type Grid } from '@colony-grid/client'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame, type Grant, type PullPlanMsg } from '@colony-grid/shared'
+import type { Peer } from '@colony-grid/worker-web'
 import { byzantinePeer } from '../byzantine.js'
 import { forgedMain, jobAttacks, quarantineWash, volunteerAttacks } from './attacks.js'
 import { api, metric, startGrid, type GridProcs } from '../harness.js'

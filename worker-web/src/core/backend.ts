@@ -1,4 +1,4 @@
-import type { FnDef, ObjectId, ObjectInfo, TaskId, TaskSpec } from '@colony/shared'
+import type { FnDef, ObjectId, ObjectInfo, TaskId, TaskSpec } from '@colony-grid/shared'
 
 /**
  * What the Grid API needs underneath. A driver's backend talks to the coordinator

@@ -6,7 +6,7 @@
 import {
   AuthError, DURABLE_TYPES, LimitError, ProtocolError, decodeFrame, encodeFrame, deserializeError,
   type ColonyError, type CoordinatorToPeer, type HelloMsg, type PeerToCoordinator, type WelcomeMsg,
-} from '@colony/shared'
+} from '@colony-grid/shared'
 import { nextTurn } from './turn.js'
 
 /** The parts of a WebSocket used here; the browser's and the `ws` package's both fit. */

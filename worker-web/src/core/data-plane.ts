@@ -11,7 +11,7 @@
  *   holder -> reader  end   { id }
  *   reader -> holder  abort { id }
  */
-import { decodeFrame, encodeFrame, sha256Hex, verifyGrant, type Grant, type ObjectId, type PeerId, type PullPlanMsg, type SignalMsg } from '@colony/shared'
+import { decodeFrame, encodeFrame, sha256Hex, verifyGrant, type Grant, type ObjectId, type PeerId, type PullPlanMsg, type SignalMsg } from '@colony-grid/shared'
 import type { LocalObjectStore } from './object-store.js'
 import { deferred, type Deferred } from './turn.js'
 

@@ -19,7 +19,7 @@
  * job with no executor of its own gets an extra one even when every regular one is busy
  * with other jobs (endless or blocked tasks), so one user's tasks cannot starve another's.
  */
-import { TimeoutError, serializeError } from '@colony/shared'
+import { TimeoutError, serializeError } from '@colony-grid/shared'
 import type { ExecTask, ExecutorHost, ExecutorPool, ToExecutor, ToHost } from './executor-protocol.js'
 import { nextTurn } from './turn.js'
 

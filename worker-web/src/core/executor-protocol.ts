@@ -2,7 +2,7 @@
  * Between a peer and its executors (Node child processes, or Web Workers in a tab).
  * Job code runs only on the executor side; it never sees the token or the socket.
  */
-import type { FnDef, ObjectId, ObjectInfo, SerializedError, TaskId, TaskSpec } from '@colony/shared'
+import type { FnDef, ObjectId, ObjectInfo, SerializedError, TaskId, TaskSpec } from '@colony-grid/shared'
 
 export interface ExecTask {
   spec: TaskSpec

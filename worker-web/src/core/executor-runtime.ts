@@ -6,7 +6,7 @@
 import {
   LimitError, MAX_CHECKPOINT_BYTES, ObjectRef, decodeValue, encodeValue, serializeError, deserializeError,
   type FnDef, type ObjectId, type ObjectInfo, type SerializedError, type TaskId, type TaskSpec,
-} from '@colony/shared'
+} from '@colony-grid/shared'
 import type { GridBackend } from './backend.js'
 import type { ExecTask, GridOp, GridRequest, ToExecutor, ToHost } from './executor-protocol.js'
 import { Grid, setAmbientGrid } from './grid.js'

@@ -6,7 +6,7 @@
 import {
   ActorHandleBase, IdMinter, ObjectRef, TimeoutError, decodeValue, deserializeError, encodeValue, encodeValueWithRefs, hashString, returnId,
   setActorHandleFactory, taskOfObject, type ActorHandleData, type FnDef, type TaskOptions, type TaskSpec,
-} from '@colony/shared'
+} from '@colony-grid/shared'
 import type { GridBackend } from './backend.js'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -1,4 +1,4 @@
-import { LimitError, type JobId, type ObjectId } from '@colony/shared'
+import { LimitError, type JobId, type ObjectId } from '@colony-grid/shared'
 
 /**
  * The bytes of the objects this peer holds: primaries (results it made, objects it

@@ -3,7 +3,7 @@
  * the holders (relayed by the coordinator until the WebRTC data plane lands), and
  * serving the objects this peer holds to others.
  */
-import { deserializeError, sha256Hex, type ChunkMsg, type JobId, type ObjectId, type ObjectInfo, type PullFailMsg, type PullPlanMsg, type ServeMsg } from '@colony/shared'
+import { deserializeError, sha256Hex, type ChunkMsg, type JobId, type ObjectId, type ObjectInfo, type PullFailMsg, type PullPlanMsg, type ServeMsg } from '@colony-grid/shared'
 import type { ControlConnection } from './connection.js'
 import type { DataPlane } from './data-plane.js'
 import type { LocalObjectStore } from './object-store.js'

@@ -6,7 +6,7 @@
 import {
   PROTOCOL_VERSION, DEFAULT_LIMITS, JOB_TEXT_LIMITS, returnId, sha256Hex, serializeError, clip, clipError, parsePeerMessage, ColonyError, LimitError, ProtocolError,
   type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind, type PeerRole, type PeerToCoordinator, type DoneMsg, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
-} from '@colony/shared'
+} from '@colony-grid/shared'
 import type { GridBackend } from './backend.js'
 import { ControlConnection, type WebSocketFactory } from './connection.js'
 import type { ExecOutcome, ExecutorHost, ExecutorPool, GridOp, GridRequest } from './executor-protocol.js'

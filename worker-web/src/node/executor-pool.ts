@@ -21,7 +21,7 @@ import { ExecutorPoolBase, type ExecutorHandle, type SpawnCallbacks } from '../c
 import { kill, type Confinement } from './confine.js'
 import { mlFiles, type MlFiles } from './ml-files.js'
 import { SandboxDir } from './sandbox-dir.js'
-import { clip } from '@colony/shared'
+import { clip } from '@colony-grid/shared'
 
 /** Lines of an executor's own output (outside any task's log) passed on to the peer's log. */
 const OUTPUT_LINES = 50

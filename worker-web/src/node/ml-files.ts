@@ -84,7 +84,7 @@ let ready: Promise<MlFiles> | undefined
 export function mlFiles(): Promise<MlFiles> {
   return ready ??= (async () => {
     const cache = privateCache()
-    const dir = join(cache, `tfjs${version('@tensorflow/tfjs')}-ort${version('onnxruntime-web')}-colony${version('@colony/worker-web')}`)
+    const dir = join(cache, `tfjs${version('@tensorflow/tfjs')}-ort${version('onnxruntime-web')}-colony${version('@colony-grid/worker-web')}`)
     if (!existsSync(join(dir, STAMP))) {
       // Built aside and renamed into place, so peers starting together never see half a folder.
       const part = mkdtempSync(`${dir}.part-`)
