@@ -14,6 +14,14 @@ const HELP = `colony: a volunteer compute grid
 
   colony up       [--port 8787] [--peers N] [--data .colony]   coordinator + local Node peers (what npm start runs)
   colony start    [--port 8787] [--data .colony] [--memory]    the coordinator alone (SQLite store in --data)
+                  Both also take:
+                  --host ADDR          listen on ADDR (default 127.0.0.1, this machine only; 0.0.0.0: every address)
+                  --public-url URL     the URL other machines use (https://grid.example.org behind a TLS proxy);
+                                       every printed link and page uses it
+                  --tls-cert FILE --tls-key FILE   serve HTTPS and WSS with this PEM certificate and key
+                  --trust-proxy        behind a reverse proxy: peers' addresses from X-Forwarded-For
+                  (or COLONY_HOST, COLONY_PUBLIC_URL, COLONY_TLS_CERT, COLONY_TLS_KEY, COLONY_TRUST_PROXY=1; TURN: COLONY_TURN_SECRET,
+                  COLONY_TURN_URLS, COLONY_TURN_TTL_S; see the README's "Run a grid for other machines")
   colony worker   --url URL --token JOIN_TOKEN [--executors N] [--capabilities a,b] [--relay] [--ice-relay-only] [--rtc-bind ADDR] [--store-mb 2048] [--native-ml]
                   [--memory-mb 1024] [--executor-uid 65534] [--trusted] [--unconfined]
                   Job code runs in executors with namespaces of their own (Linux: no signals to
@@ -52,11 +60,38 @@ function pageFolders(): string[] {
   return folders
 }
 
+/**
+ * The coordinator, for `colony start` and `colony up`. It is an optional peer dependency of this
+ * package, so that a driver's install leaves it out (and its native SQLite addon): say what to install.
+ */
+async function loadCoordinator(): Promise<typeof import('@colony-grid/coordinator')> {
+  try {
+    return await import('@colony-grid/coordinator')
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    if (err.code !== 'ERR_MODULE_NOT_FOUND' || !err.message.includes("'@colony-grid/coordinator'")) throw e
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    fail(`this command runs a coordinator, and @colony-grid/coordinator is not installed (an install of @colony-grid/client alone leaves it out). Install it next to the client:\n  npm install @colony-grid/coordinator@${version}`)
+  }
+}
+
 async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const { values } = parseArgs({ args, options: {
     port: { type: 'string' }, data: { type: 'string' }, memory: { type: 'boolean' }, peers: { type: 'string' }, host: { type: 'string' },
+    'public-url': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'trust-proxy': { type: 'boolean' },
   } })
-  const { startCoordinator } = await import('@colony-grid/coordinator')
+  const env = process.env
+  const host = values.host ?? (env.COLONY_HOST || undefined)
+  const publicUrl = values['public-url'] ?? (env.COLONY_PUBLIC_URL || undefined)
+  const tls = readTls(values['tls-cert'] ?? (env.COLONY_TLS_CERT || undefined), values['tls-key'] ?? (env.COLONY_TLS_KEY || undefined))
+  const turn = env.COLONY_TURN_SECRET ? {
+    secret: env.COLONY_TURN_SECRET,
+    urls: (env.COLONY_TURN_URLS ?? '').split(',').map((u) => u.trim()).filter(Boolean),
+    ttlSeconds: num(env.COLONY_TURN_TTL_S, 'COLONY_TURN_TTL_S'),
+  } : undefined
+  if (turn && turn.urls.length === 0) fail('COLONY_TURN_SECRET needs COLONY_TURN_URLS too: the TURN server\'s URLs, e.g. turn:turn.example.org:3478')
+  if (!turn && env.COLONY_TURN_URLS) fail('COLONY_TURN_URLS needs COLONY_TURN_SECRET: coturn\'s static-auth-secret (use-auth-secret)')
+  const { startCoordinator } = await loadCoordinator()
   const port = num(values.port ?? process.env.PORT, 'port') ?? 8787
   const dataDir = resolve(values.data ?? '.colony')
   const reconcileMs = num(process.env.COLONY_RECONCILE_MS, 'COLONY_RECONCILE_MS')
@@ -83,9 +118,11 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   }).filter(([, v]) => v !== undefined))
   const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host: values.host, dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas,
+    port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
+    if (e.code === 'EADDRNOTAVAIL') fail(`cannot listen on ${host}: this machine has no such address (--host)`)
+    if (/public URL|TURN/.test(e.message)) fail(e.message)
     throw e
   })
   const peers: { close(): Promise<void> }[] = []
@@ -93,7 +130,9 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     const { startNodeWorker } = await import('@colony-grid/worker-web/node')
     const n = num(values.peers, 'peers') ?? Math.max(1, availableParallelism() - 1)
     // The operator's own peers: trusted, so they may run jobs' mains.
-    for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.trusted, executors: 1 }))
+    // Over TLS they use the public URL, which the certificate names; otherwise the shortest way in.
+    const url = tls ? coord.url : coord.localUrl
+    for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url, token: coord.tokens.trusted, executors: 1 }))
   }
   console.log(`Colony coordinator on ${coord.url} (${coord.store.kind} store${coord.store.kind === 'sqlite' ? ` in ${dataDir}` : ''})
   submit token: ${coord.tokens.submit}
@@ -107,7 +146,7 @@ ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   Scoring demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}` : ''}
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
   Join your own:     npx colony worker --trusted --url ${coord.url} --token ${coord.tokens.trusted}
-  Run a job:         ${port === 8787 ? '' : `COLONY_URL=${coord.url} `}npx colony submit client/examples/hello.ts
+  Run a job:         ${coord.url === 'http://127.0.0.1:8787' ? '' : `COLONY_URL=${coord.url} `}npx colony submit client/examples/hello.ts${reachHint(coord.url, host)}
 Ctrl-C stops.`)
   const stop = async () => {
     for (const p of peers) await p.close().catch(() => {})
@@ -116,6 +155,31 @@ Ctrl-C stops.`)
   }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
+}
+
+/** `--tls-cert` and `--tls-key`, read; both or neither. */
+function readTls(certFile: string | undefined, keyFile: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (!certFile && !keyFile) return undefined
+  if (!certFile || !keyFile) fail('HTTPS needs both --tls-cert FILE and --tls-key FILE (PEM)')
+  const read = (f: string, what: string) => { try { return readFileSync(f) } catch (e) { fail(`cannot read the TLS ${what} ${f}: ${(e as Error).message}`) } }
+  return { cert: read(certFile, 'certificate'), key: read(keyFile, 'key') }
+}
+
+/** What to do when Node refuses the coordinator's certificate (a private CA, or a self-signed one). */
+function certificateHint(message: string): string | undefined {
+  return /certificate|CERT_|self.signed/i.test(message)
+    ? 'Node does not trust its certificate: if it comes from a private CA (or is self-signed), run with NODE_EXTRA_CA_CERTS=/path/to/ca.pem.'
+    : undefined
+}
+
+/** A line for the operator when other machines cannot reach the printed links as things stand. */
+function reachHint(url: string, host: string | undefined): string {
+  const loopbackOnly = !host || host === '127.0.0.1' || host === 'localhost' || host === '::1'
+  const loopbackUrl = /^https?:\/\/(127\.|localhost|\[::1\])/.test(url)
+  if (loopbackOnly && loopbackUrl) return '\n  Only this machine can reach these links: pass --host 0.0.0.0 (and --public-url, or --tls-*) to serve others.'
+  if (loopbackOnly) return `\n  Listening on ${host ?? '127.0.0.1'} only: ${url} must be a proxy on this machine that forwards here (or pass --host 0.0.0.0).`
+  if (url.startsWith('http:')) return '\n  Plain HTTP: tabs on other machines get no WebGPU and no wasm threads (not a secure context). Serve HTTPS: --tls-cert/--tls-key, or a proxy such as Caddy.'
+  return ''
 }
 
 async function cmdWorker(args: string[]): Promise<void> {
@@ -142,7 +206,7 @@ async function cmdWorker(args: string[]): Promise<void> {
     storeMb: num(values['store-mb'], 'store-mb'), nativeMl: values['native-ml'],
     rtcConnectTimeoutMs: num(env.COLONY_RTC_CONNECT_TIMEOUT_MS, 'COLONY_RTC_CONNECT_TIMEOUT_MS'),
     confine: values.unconfined ? 'off' : 'auto', executorUid: num(values['executor-uid'], 'executor-uid'),
-  }).catch((e: Error) => fail(e.name === 'ConfinementError' ? e.message : `could not join ${url}: ${e.message}`))
+  }).catch((e: Error) => fail(e.name === 'ConfinementError' ? e.message : `could not join ${url}: ${e.message}${certificateHint(e.message) ? ` ${certificateHint(e.message)}` : ''}`))
   clearTimeout(waiting)
   console.log(`joined ${url} as ${peer.peerId}; Ctrl-C leaves`)
   if (values.trusted && !peer.trusted) console.error('colony: --trusted, but the coordinator does not trust this token: jobs\' mains will not run here (use the trusted join token that colony start prints)')
@@ -162,7 +226,10 @@ async function api(url: string, token: string, path: string, init: RequestInit =
   let res: Response
   try {
     res = await fetch(new URL(path, url), { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...init.headers } })
-  } catch (e) { fail(`cannot reach the coordinator at ${url}: ${(e as Error).cause ?? (e as Error).message}. Is it running (npm start)?`) }
+  } catch (e) {
+    const why = String((e as Error).cause ?? (e as Error).message)
+    fail(`cannot reach the coordinator at ${url}: ${why}. ${certificateHint(why) ?? 'Is it running (npm start)?'}`)
+  }
   const body = await res.json().catch(() => ({})) as { error?: { message: string } }
   if (!res.ok) fail(`${init.method ?? 'GET'} ${path}: HTTP ${res.status}: ${body.error?.message ?? res.statusText}`)
   return body

@@ -19,6 +19,7 @@ import { allFull, pickPeer } from './scheduler.js'
 import { FairQueue } from './fair-queue.js'
 import { JobLog } from './job-log.js'
 import { JOB_TEXT_LIMITS, clip } from '@colony-grid/shared'
+import type { IceServersFor } from './ice-servers.js'
 import type { ActorRow, ControlStore, JobRow } from './store/types.js'
 import type { TokenGrant } from './tokens.js'
 
@@ -117,8 +118,8 @@ export interface ControlOptions {
   /** After a restart, how long to wait for known peers to come back before rescheduling their work. */
   reconcileMs: number
   heartbeatTimeoutMs: number
-  /** STUN/TURN servers handed to peers for the data plane. */
-  iceServers: { urls: string | string[]; username?: string; credential?: string }[]
+  /** The STUN/TURN servers (and TURN credentials of its own) each peer gets in its welcome. */
+  iceServersFor: IceServersFor
   quotas: Quotas
   /** The time limit of a task (or actor call) that sets no `timeoutMs`, for jobs that set no `taskTimeoutMs`; 0: none. A job's `main` has none. */
   defaultTaskTimeoutMs?: number
@@ -281,7 +282,7 @@ export class Control {
     }
     s.send({
       t: 'welcome', peerId: id, jobId: s.jobId, limits: this.opts.limits, pingMs: Math.max(100, Math.floor(this.opts.heartbeatTimeoutMs / 4)),
-      grantKey: s.grantKey, iceServers: this.opts.iceServers, peerSecret: secret, trusted: s.trusted,
+      grantKey: s.grantKey, iceServers: this.opts.iceServersFor(id), peerSecret: secret, trusted: s.trusted,
     })
     if (this.reconcileUntil && [...this.expectedPeers].every((p) => this.sessions.has(p))) this.endReconcile()
     this.requestTick()

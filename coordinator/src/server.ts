@@ -10,6 +10,7 @@ import { streamSSE } from 'hono/streaming'
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { createHash } from 'node:crypto'
+import { createServer as createHttpsServer } from 'node:https'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import {
@@ -25,11 +26,25 @@ import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
 import { peerCredentials } from './identity.js'
 import { jsonSafe } from './json-safe.js'
 import { servePages } from './pages.js'
+import { iceServersFor, type TurnSecretOptions } from './ice-servers.js'
+import { publicUrlOf } from './public-url.js'
 
 export interface CoordinatorOptions {
   /** Default 8787; 0 picks a free port. */
   port?: number
+  /** The address to listen on; default 127.0.0.1 (this machine only). `0.0.0.0` serves other machines. */
   host?: string
+  /**
+   * The URL other machines reach this coordinator at (`https://grid.example.org`): every link
+   * and page uses it. Default: this server's own address (its first LAN address when it listens on all).
+   */
+  publicUrl?: string
+  /** Behind a reverse proxy (Caddy): take peers' addresses from X-Forwarded-For. Only when the proxy is the sole way in. */
+  trustProxy?: boolean
+  /** PEM certificate and key: serve HTTPS and WSS (otherwise plain HTTP, e.g. behind a TLS proxy). */
+  tls?: { cert: string | Buffer; key: string | Buffer }
+  /** TURN with coturn's shared secret (`use-auth-secret`): each peer gets time-limited credentials of its own. */
+  turn?: TurnSecretOptions
   /** 'sqlite' (default) keeps state in `<dataDir>/colony.db`; 'memory' keeps nothing across restarts. */
   store?: 'sqlite' | 'memory' | ControlStore
   /** Default `./.colony`. */
@@ -62,7 +77,10 @@ export interface CoordinatorOptions {
 }
 
 export interface Coordinator {
+  /** The public URL (see CoordinatorOptions.publicUrl). */
   url: string
+  /** Where a process on this machine reaches it (the listening address; loopback when it listens on all). */
+  localUrl: string
   port: number
   tokens: Tokens
   control: Control
@@ -76,9 +94,16 @@ function bearer(c: Context): string | undefined {
   return h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined
 }
 
-/** Where a request (or a WebSocket upgrade) comes from, as @hono/node-server's Node socket says. */
-function remoteAddress(c: Context): string | undefined {
-  return (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress
+/**
+ * Where a request (or a WebSocket upgrade) comes from. Behind a reverse proxy every socket is the
+ * proxy's, and volunteers would share one origin (and one reputation): with `trustProxy`, the
+ * address the proxy appended last to X-Forwarded-For, which the client cannot forge.
+ */
+function remoteAddress(c: Context, trustProxy: boolean): string | undefined {
+  const socket = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress
+  if (!trustProxy) return socket
+  const forwarded = c.req.header('x-forwarded-for')?.split(',').map((a) => a.trim()).filter(Boolean)
+  return forwarded?.at(-1) ?? socket
 }
 
 function errorBody(err: ColonyError | Error, code?: string) {
@@ -102,7 +127,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     maxPipelineDepth: opts.maxPipelineDepth ?? 64,
     reconcileMs: opts.reconcileMs ?? 5000,
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
-    iceServers: opts.iceServers ?? [],
+    iceServersFor: iceServersFor(opts.iceServers ?? [], opts.turn),
     quotas: { ...DEFAULT_QUOTAS, ...opts.quotas },
     defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
     maxJobLogBytes: opts.maxJobLogBytes,
@@ -154,6 +179,10 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     if (!info) throw new HttpNotFound(`no token ${c.req.param('id')} that can be revoked`)
     return c.json({ ...info, peersDropped: control.dropToken(info.id) })
   })
+
+  // What a page needs before it has a token: the public URL (the join page links to it from an insecure origin).
+  const publicInfo = { url: '' }
+  app.get('/api/public', (c) => c.json({ url: publicInfo.url, secure: publicInfo.url.startsWith('https:') }))
 
   app.get('/healthz', (c) => c.json({ ok: true, peers: control.sessions.size, store: store.kind, queued: control.queuedTasks() }))
 
@@ -284,7 +313,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
   let helloTimeouts = 0
   app.get('/ws', upgradeWebSocket((c) => {
-    const address = remoteAddress(c)
+    const address = remoteAddress(c, opts.trustProxy === true)
     let session: PeerSession | undefined
     let helloTimer: ReturnType<typeof setTimeout> | undefined
     let bad = 0
@@ -393,15 +422,21 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   if (opts.webRoots?.length) servePages(app, opts.webRoots)
 
   const port = opts.port ?? 8787
+  const hostname = opts.host ?? '127.0.0.1'
   const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port, hostname: opts.host ?? '127.0.0.1' }, () => resolve(s))
+    const s = serve({
+      fetch: app.fetch, port, hostname,
+      ...(opts.tls ? { createServer: createHttpsServer, serverOptions: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
+    }, () => resolve(s))
     s.once('error', reject)
   })
   injectWebSocket(server)
   const actualPort = (server.address() as AddressInfo).port
-  const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1'
+  const scheme = opts.tls ? 'https' : 'http'
+  const urls = publicUrlOf({ scheme, hostname, port: actualPort, publicUrl: opts.publicUrl })
+  publicInfo.url = urls.publicUrl
   return {
-    url: `http://${host}:${actualPort}`, port: actualPort, tokens, control, store,
+    url: urls.publicUrl, localUrl: urls.localUrl, port: actualPort, tokens, control, store,
     async close() {
       control.close()
       for (const ws of wss.clients) ws.terminate()

@@ -77,6 +77,26 @@ async function leave(): Promise<void> {
   $('title').textContent = 'Lend this tab to the grid'
 }
 
+/**
+ * Over plain HTTP from another machine the page is not a secure context: no WebGPU, no
+ * SharedArrayBuffer (so no wasm threads). Say so before Join, and link to the coordinator's
+ * HTTPS address when it has one; the tab joins with what works either way.
+ */
+async function explainInsecure(): Promise<void> {
+  if (isSecureContext) return
+  $('insecure').hidden = false
+  const info = await fetch('/api/public').then((r) => r.json() as Promise<{ url?: string; secure?: boolean }>).catch(() => ({} as { url?: string; secure?: boolean }))
+  if (info.secure && info.url) {
+    const a = $<HTMLAnchorElement>('secure-url')
+    a.href = `${info.url}/join${location.hash}`
+    a.textContent = `${info.url}/join`
+    $('secure-link').hidden = false
+  } else {
+    $('no-secure-link').hidden = false
+  }
+}
+void explainInsecure()
+
 $('join').addEventListener('click', () => void join())
 $('leave').addEventListener('click', () => void leave())
 document.addEventListener('visibilitychange', () => { if (tab && pauseHidden.checked) tab.pause(document.hidden) })

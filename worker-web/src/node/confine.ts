@@ -129,7 +129,8 @@ async function check(c: Confinement, opts: ProbeOptions): Promise<string | undef
     const s = net.connect(${port}, '127.0.0.1')
     const report = (connected) => { s.destroy(); process.send({ pid: process.pid, uid: process.getuid(), connected, unreadable }, () => process.exit(0)) }
     s.once('connect', () => report(true)); s.once('error', () => report(false))`
-  const { file, args } = c.command([process.execPath, '-e', code], 512 * 1024 * 1024)
+  // RLIMIT_DATA counts address space V8 reserves up front: Node 24 needs over 512 MiB of it just to start.
+  const { file, args } = c.command([process.execPath, '-e', code], 1024 * 1024 * 1024)
   try {
     const report = await new Promise<ProbeReport>((resolve, reject) => {
       const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: {}, detached: true, cwd: '/' })

@@ -4,3 +4,4 @@ export { ConfinementError, probeConfinement, type Confinement } from './confine.
 export { refuseInspectorSignal } from './inspector-guard.js'
 export { nodeWebSocket } from './ws.js'
 export { nodeRtc, nodeSha256 } from './rtc.js'
+export { permissionFlag } from './permission-flag.js'

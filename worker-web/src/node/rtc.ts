@@ -13,6 +13,15 @@ export function nodeSha256(): StreamingHash {
   return { update: (b) => { h.update(b) }, digest: () => h.digest('hex') }
 }
 
+/**
+ * The polyfill writes TURN credentials into a URL (`turn:user:pass@host`), which libdatachannel
+ * percent-decodes: unencoded, coturn's time-limited usernames (`expiry:name`, with a colon) and
+ * base64 passwords (`/`, `+`) would be cut apart and every allocation refused.
+ */
+function urlSafeCredentials<T extends { username?: string; credential?: string }>(s: T): T {
+  return s.username && s.credential ? { ...s, username: encodeURIComponent(s.username), credential: encodeURIComponent(s.credential) } : s
+}
+
 /** `bindAddress`: bind ICE to one local address (127.0.0.1 when all peers are on loopback). */
 export function nodeRtc(bindAddress?: string): RtcFactory {
   const Base = polyfill.RTCPeerConnection as unknown as new (c: object) => {
@@ -35,6 +44,6 @@ export function nodeRtc(bindAddress?: string): RtcFactory {
   const wrtc = { ...polyfill, RTCPeerConnection: PeerConnection }
   return ({ initiator, iceServers, relayOnly }) => new SimplePeer({
     initiator, wrtc: wrtc as unknown as SimplePeer.Options['wrtc'], trickle: true,
-    config: { iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' },
+    config: { iceServers: iceServers.map(urlSafeCredentials), iceTransportPolicy: relayOnly ? 'relay' : 'all' },
   }) as unknown as RtcPeerLike
 }

@@ -1,0 +1,36 @@
+/**
+ * The STUN/TURN servers each peer gets in its welcome. TURN relays bytes for anyone who
+ * holds its credentials, so a volunteer never gets one password shared by the whole grid:
+ * with a secret shared with coturn (`use-auth-secret`, its "TURN REST API"), each peer gets a
+ * username of its own that carries an expiry, and a password that is an HMAC of it. coturn
+ * checks both without asking the coordinator; a peer gets fresh ones on every (re)connect.
+ */
+import { createHmac } from 'node:crypto'
+
+export interface IceServer { urls: string | string[]; username?: string; credential?: string }
+
+export interface TurnSecretOptions {
+  /** coturn's `static-auth-secret`. */
+  secret: string
+  /** `turn:host:3478?transport=udp`, `turns:host:5349`, ... */
+  urls: string[]
+  /** How long credentials stay valid (default a day). */
+  ttlSeconds?: number
+}
+
+export type IceServersFor = (peerId: string) => IceServer[]
+
+/** coturn's scheme: username `<unix expiry>:<name>`, credential base64(HMAC-SHA1(secret, username)). */
+export function turnCredentials(secret: string, name: string, ttlSeconds: number, now = Date.now()): { username: string; credential: string } {
+  const username = `${Math.floor(now / 1000) + ttlSeconds}:${name}`
+  return { username, credential: createHmac('sha1', secret).update(username).digest('base64') }
+}
+
+/** Static servers (STUN, or a TURN server with fixed credentials) plus, with a secret, a TURN entry per peer. */
+export function iceServersFor(fixed: IceServer[], turn?: TurnSecretOptions): IceServersFor {
+  if (!turn) return () => fixed
+  if (!turn.secret || turn.urls.length === 0) throw new Error('TURN with a shared secret needs the secret and at least one turn: URL')
+  for (const u of turn.urls) if (!/^turns?:/.test(u)) throw new Error(`TURN URLs start with turn: or turns: (got ${u})`)
+  const ttl = turn.ttlSeconds ?? 86_400
+  return (peerId) => [...fixed, { urls: turn.urls, ...turnCredentials(turn.secret, peerId, ttl) }]
+}

@@ -1,0 +1,156 @@
+/**
+ * The grid across machines that are not the coordinator's: HTTPS from the coordinator itself
+ * and through Caddy, public URLs in every link, coturn with credentials of each peer's own,
+ * Node volunteers and Chromium tabs in two homes behind symmetric NAT (net/topology.ts), and a
+ * peer on a newer Node. Real processes, namespaces, certificates and browsers throughout.
+ */
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import WebSocket from 'ws'
+import { connect } from '@colony-grid/client'
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '@colony-grid/shared'
+import { permissionFlag } from '@colony-grid/worker-web/node'
+import { ROOT, freePort, startGrid, startProc, until } from './harness.js'
+import { makeCert } from './net/tls.js'
+import { joinTab, startNatGrid, type NatGrid } from './net/nat-grid.js'
+
+const run = promisify(execFile)
+
+/** Every http(s) link a coordinator printed. */
+const linksIn = (out: string) => [...out.matchAll(/https?:\/\/[^\s)'"]+/g)].map((m) => m[0])
+
+describe('addresses and HTTPS from the coordinator itself', () => {
+  it('serves HTTPS and WSS with --tls-cert: a Node peer and the CLI trust it through NODE_EXTRA_CA_CERTS, and every link is https', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'colony-tls-'))
+    const cert = await makeCert(dir, { ips: ['127.0.0.1'] })
+    const port = await freePort()
+    const env = { NODE_EXTRA_CA_CERTS: cert.certFile }
+    const coord = startProc(['start', '--memory', '--data', dir, '--port', String(port), '--tls-cert', cert.certFile, '--tls-key', cert.keyFile])
+    const procs = [coord]
+    try {
+      const m = await coord.waitFor(/submit token: (\w+)\s+join token:\s+(\w+)\s+trusted join token:\s+(\w+)[\s\S]*Ctrl-C stops/)
+      const url = `https://127.0.0.1:${port}`
+      const links = linksIn(coord.output())
+      assert.ok(links.length >= 8, coord.output())
+      for (const l of links) assert.ok(l.startsWith(url), `printed ${l}, not under ${url}`)
+      const worker = startProc(['worker', '--url', url, '--token', m[3], '--trusted', '--executors', '1'], { env })
+      procs.push(worker)
+      await worker.waitFor(/joined \S+ as p_/)
+      // The README's job, submitted and followed (server-sent events) over HTTPS by the CLI.
+      const submit = startProc(['submit', join(ROOT, 'client', 'examples', 'hello.ts'), '--url', url, '--token', m[1]], { env })
+      procs.push(submit)
+      await submit.waitFor(/"sumOfSquares": 385/, 60_000)
+      // Without the CA, Node refuses the certificate, and the CLI says what to do.
+      const refused = startProc(['status', '--url', url, '--token', m[1]])
+      procs.push(refused)
+      await refused.waitFor(/cannot reach the coordinator[\s\S]*certificate/i)
+    } finally {
+      for (const p of procs.reverse()) await p.kill()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('prints the --public-url in every link, and refuses a malformed one with a clear error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'colony-url-'))
+    const port = await freePort()
+    const coord = startProc(['start', '--memory', '--data', dir, '--port', String(port)], { env: { COLONY_PUBLIC_URL: 'https://grid.example.org/' } })
+    const bad = startProc(['start', '--memory', '--data', dir, '--port', String(await freePort()), '--public-url', 'grid.example.org'])
+    try {
+      await coord.waitFor(/Ctrl-C stops/)
+      const links = linksIn(coord.output())
+      assert.ok(links.length >= 8)
+      for (const l of links) assert.ok(l === 'https://grid.example.org' || l.startsWith('https://grid.example.org/'), `printed ${l}`)
+      assert.match(coord.output(), /Listening on 127\.0\.0\.1 only: https:\/\/grid\.example\.org must be a proxy on this machine/)
+      // The page's view: what it may link to from an insecure origin.
+      const info = await (await fetch(`http://127.0.0.1:${port}/api/public`)).json() as { url: string; secure: boolean }
+      assert.deepEqual(info, { url: 'https://grid.example.org', secure: true })
+      await bad.waitFor(/colony: the public URL must be a full URL such as https:\/\/grid\.example\.org \(got grid\.example\.org\)/)
+    } finally {
+      await coord.kill(); await bad.kill()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('TURN credentials of each peer\'s own', () => {
+  it('welcomes every peer with a username that names it and expires, and a password that is coturn\'s HMAC of it; nothing static', async () => {
+    const g = await startGrid({ workers: 0, memory: true, env: { COLONY_TURN_SECRET: 'sesame', COLONY_TURN_URLS: 'turn:turn.example.org:3478?transport=udp', COLONY_TURN_TTL_S: '600' } })
+    try {
+      const welcome = async () => {
+        const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
+        await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
+        ws.send(encodeFrame([{ t: 'hello', v: PROTOCOL_VERSION, token: g.joinToken, role: 'worker', kind: 'node', capabilities: [], resources: { cpu: 1 } }]))
+        const msgs = await new Promise<Record<string, unknown>[]>((r) => ws.once('message', (d: Buffer) => r(decodeFrame(new Uint8Array(d)) as Record<string, unknown>[])))
+        ws.close()
+        return msgs.find((m) => m.t === 'welcome') as { peerId: string; iceServers: { urls: string[]; username: string; credential: string }[] }
+      }
+      const [a, b] = [await welcome(), await welcome()]
+      const { createHmac } = await import('node:crypto')
+      for (const w of [a, b]) {
+        assert.equal(w.iceServers.length, 1)
+        const s = w.iceServers[0]
+        assert.deepEqual(s.urls, ['turn:turn.example.org:3478?transport=udp'])
+        const [expiry, name] = s.username.split(':')
+        assert.equal(name, w.peerId)
+        assert.ok(Math.abs(Number(expiry) - (Date.now() / 1000 + 600)) < 30, `expires in about 600 s: ${s.username}`)
+        assert.equal(s.credential, createHmac('sha1', 'sesame').update(s.username).digest('base64'))
+      }
+      assert.notEqual(a.iceServers[0].credential, b.iceServers[0].credential)
+    } finally {
+      await g.stop()
+    }
+  })
+
+  it('refuses a TURN configuration with half its parts', async () => {
+    const p = startProc(['start', '--memory', '--port', String(await freePort())], { env: { COLONY_TURN_SECRET: 'sesame' } })
+    try { await p.waitFor(/COLONY_TURN_SECRET needs COLONY_TURN_URLS too/) } finally { await p.kill() }
+  })
+})
+
+describe('a peer on Node after 20', () => {
+  it('picks --permission where the binary has it, and a Node 24 peer confines its executors and runs tasks', async () => {
+    assert.equal(permissionFlag({ version: '20.20.2' }), '--experimental-permission')
+    assert.equal(permissionFlag({ version: '22.12.0' }), '--experimental-permission')
+    assert.equal(permissionFlag({ version: '22.13.0' }), '--permission')
+    assert.equal(permissionFlag({ version: '24.1.0' }), '--permission')
+    assert.equal(permissionFlag({ version: '24.1.0', flags: new Set(['--experimental-permission']) }), '--experimental-permission')
+    const node24 = await nodeBinary(24)
+    const g = await startGrid({ workers: 0, memory: true })
+    try {
+      const w = startProc(['worker', '--url', g.url, '--token', g.trustedToken, '--trusted', '--executors', '1', '--capabilities', 'node24'], { node: node24 })
+      g.workers.push(w)
+      await w.waitFor(/executors: confined: own PID, network/, 30_000)
+      await w.waitFor(/joined \S+ as p_/)
+      const grid = await connect(g.url, { token: g.submitToken, onLog: false })
+      try {
+        const where = grid.remote(() => process.version, { capabilities: ['node24'] })
+        assert.match(await grid.get(where.remote(), { timeoutMs: 30_000 }), /^v24\./)
+        // Its permission model is on: a read outside the job's folder is refused.
+        const peek = grid.remote(async () => { const fs = await import('node:fs'); try { fs.readFileSync('/etc/hostname'); return 'read' } catch (e) { return (e as { code?: string }).code } }, { capabilities: ['node24'] })
+        assert.equal(await grid.get(peek.remote(), { timeoutMs: 30_000 }), 'ERR_ACCESS_DENIED')
+      } finally { await grid.close() }
+    } finally {
+      await g.stop()
+    }
+  })
+})
+
+/**
+ * A Node binary of another major version, from the registry's node-linux-<arch> package
+ * (what the `node` package installs), cached so the suite fetches it once; in the temp folder,
+ * because executors run it as another user, who cannot enter root's home.
+ */
+async function nodeBinary(major: number): Promise<string> {
+  const dir = join(tmpdir(), 'colony-test-cache', `node${major}-${process.arch}`)
+  const bin = join(dir, 'package', 'bin', 'node')
+  if (existsSync(bin)) return bin
+  mkdirSync(dir, { recursive: true })
+  const { stdout } = await run('npm', ['pack', `node-linux-${process.arch}@${major}`, '--pack-destination', dir, '--silent'], { timeout: 300_000 })
+  await run('tar', ['xzf', join(dir, stdout.trim().split('\n').at(-1)!), '-C', dir])
+  return bin
+}
