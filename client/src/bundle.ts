@@ -14,7 +14,7 @@ export function connect() { throw new Error('a job bundle runs on the grid: use 
 const clientShim: Plugin = {
   name: 'colony-client-shim',
   setup(b) {
-    b.onResolve({ filter: /^@colony\/client$/ }, () => ({ path: 'colony-client', namespace: 'colony-shim' }))
+    b.onResolve({ filter: /^@colony-grid\/client$/ }, () => ({ path: 'colony-client', namespace: 'colony-shim' }))
     b.onLoad({ filter: /.*/, namespace: 'colony-shim' }, () => ({ contents: SHIM, loader: 'js' }))
   },
 }

@@ -50,7 +50,7 @@ export async function bundle(file: string, files: Record<string, string>, apiNam
   const plugin: esbuild.Plugin = {
     name: 'colony-ide',
     setup(b) {
-      b.onResolve({ filter: /^@colony\/client(\/browser)?$/ }, () => ({ path: 'client', namespace: 'colony-client' }))
+      b.onResolve({ filter: /^@colony-grid\/client(\/browser)?$/ }, () => ({ path: 'client', namespace: 'colony-client' }))
       b.onResolve({ filter: /^colony-task$/ }, () => ({ path: 'task', namespace: 'colony-client' }))
       b.onLoad({ filter: /.*/, namespace: 'colony-client' }, (a) => ({ contents: a.path === 'task' ? TASK_CLIENT_SHIM : clientShim(apiNames), loader: 'js' }))
       b.onResolve({ filter: /^\.{0,2}\// }, (a) => {

@@ -7,8 +7,13 @@ import type { MlConfig } from './ml.js'
 
 export class BrowserExecutorPool extends ExecutorPoolBase {
   constructor(executors: number, private readonly ml: MlConfig, log?: (line: string) => void) {
-    // One task per worker; tasks waiting in get may hold theirs, so up to 4x extra workers start.
-    super({ size: executors, tasksPerExecutor: 1, maxExtra: executors * 4 }, log ?? ((l) => console.warn(`[executors] ${l}`)))
+    // One task per worker, and at most `executors` computing at once: what the volunteer offered. A task
+    // waiting in get keeps its worker but not its slot, so an extra worker may run the work it waits on
+    // (nested tasks on a lone tab would deadlock otherwise). Extras compute only in place of waiting
+    // tasks, so their number bounds memory, not cpu: at least 8, enough for a binary tree of depth 3 on
+    // a 1-CPU tab (7 waiting at once, and a leaf).
+    super({ size: executors, tasksPerExecutor: 1, maxComputing: executors, maxExtra: Math.max(8, executors * 4) },
+      log ?? ((l) => console.warn(`[executors] ${l}`)))
   }
 
   protected spawn(cb: SpawnCallbacks): ExecutorHandle {

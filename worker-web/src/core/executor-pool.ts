@@ -15,9 +15,19 @@
  * that comes.
  *
  * Executors are shared fairly between jobs: tasks wait first come, first served within a
- * job, but a job whose next task cannot be placed does not hold back another job's; and a
- * job with no executor of its own gets an extra one even when every regular one is busy
- * with other jobs (endless or blocked tasks), so one user's tasks cannot starve another's.
+ * job, but a job whose next task cannot be placed does not hold back another job's.
+ *
+ * Extra executors, past `size`, serve one of two ends (PoolPolicy.maxComputing):
+ * - Node: a job with no executor of its own gets an extra one even when every regular one is
+ *   busy with other jobs (endless or blocked tasks), so one user's tasks cannot starve
+ *   another's. The coordinator counts on it: it over-commits a peer by one task per cpu slot
+ *   for a user under their fair share.
+ * - Browsers: a tab runs one task per executor, and its volunteer chose how many run at once,
+ *   so at most `size` tasks compute at a time, whatever the coordinator sends (it pipelines a
+ *   few more, which wait here). A task waiting in get gives its slot to other work (as the
+ *   coordinator also counts it), and only then does an extra start, to run the work the
+ *   blocked task would otherwise deadlock on. When what it waits for is ready, it resumes only
+ *   once a slot is free again: the pool holds back the reply that would wake it.
  */
 import { TimeoutError, serializeError } from '@colony-grid/shared'
 import type { ExecTask, ExecutorHost, ExecutorPool, ToExecutor, ToHost } from './executor-protocol.js'
@@ -44,14 +54,31 @@ export interface PoolPolicy {
   tasksPerExecutor: number
   /**
    * Extra executors started when none can take a task: browsers, where tasks waiting in get hold
-   * theirs; Node, where a job's own executor always has room, so only for a job with none of its own.
+   * theirs (with maxComputing); Node, where a job's own executor always has room, so only for a
+   * job with none of its own.
    */
   maxExtra: number
+  /**
+   * At most this many tasks compute at once, over the regular executors and the extras (browsers:
+   * `size`, what the tab offers); a task waiting in get does not count. Extras then start only in
+   * place of tasks waiting in get, never for more computing. Unset (Node): no such cap, and an
+   * extra may start for a job with no executor of its own. Actors are not counted (an actor
+   * holds no cpu unless given it, and the coordinator places those only where it is free).
+   */
+  maxComputing?: number
   /**
    * Each executor is started for one job, when that job's first task comes, and `spawn` gets the
    * job's id (Node: the executor may read that job's folder only). Otherwise `size` start at once.
    */
   spawnPerJob?: boolean
+}
+
+/** What a task is doing in get/wait, as its executor tells (only the pool's own count of slots depends on it). */
+interface GetState {
+  /** It said it waits in get or wait (the 'blocked' grid op). */
+  blocked: boolean
+  /** Its object requests not yet answered (replies held back included). */
+  reqs: number
 }
 
 interface Executor {
@@ -77,6 +104,10 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   private extras = new Set<Executor>()
   private actorHosts = new Map<string, Executor>()
   private waiting: ExecTask[] = []
+  /** maxComputing pools: each ordinary task's part in get, by task (see waitsInGet). */
+  private gets = new Map<string, GetState>()
+  /** maxComputing pools: replies that would wake a task waiting in get, held until a slot is free, oldest first. */
+  private held: { e: Executor; task: string; m: ToExecutor }[] = []
   /** Time limits, by task: a timer each for short ones; long ones (every task has one) share a sweep. */
   private timers = new Map<string, ReturnType<typeof setTimeout>>()
   private deadlines = new Map<string, { at: number; ms: number }>()
@@ -106,25 +137,30 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     e.handle = this.spawn({
       onMessages: (msgs) => {
         if (!Array.isArray(msgs)) return
+        let waitsChanged = false
         for (const m of msgs) {
           if (m?.k === 'started') { markStarted(); continue }
           // Job code shares the executor's channel: accept word only of tasks this executor was given.
           if (!m || typeof m !== 'object' || !('task' in m) || !e.tasks.has(m.task)) continue
-          try { this.fromExecutor(e, m) } catch (err) { this.say(`bad message from an executor (${m.k}): ${(err as Error).message}`) }
+          try { waitsChanged = this.fromExecutor(e, m) || waitsChanged } catch (err) { this.say(`bad message from an executor (${m.k}): ${(err as Error).message}`) }
         }
+        // A task now waiting in get has given its slot up: waiting work may take it.
+        if (waitsChanged && !e.dead) this.drain()
       },
       onExit: (reason) => { if (!e.dead && !this.closed) this.replace(e, reason) },
     }, e.job)
     return e
   }
 
-  private fromExecutor(e: Executor, m: ToHost): void {
+  /** Handles one message of a task of `e`; true if that task may now wait in get (maxComputing pools). */
+  private fromExecutor(e: Executor, m: ToHost): boolean {
     const host = this.host!
+    const get = m.k === 'started' ? undefined : this.gets.get(m.task)
     switch (m.k) {
       case 'done': {
         const task = e.tasks.get(m.task)
         e.tasks.delete(m.task)
-        this.clearTimer(m.task)
+        this.forget(m.task)
         if (task?.spec.createsActor && m.outcome.error) this.retire(e) // the actor never came to be
         host.done(m.task, m.outcome)
         this.freed(e)
@@ -137,15 +173,53 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
         break
       }
       case 'log': host.log(m.task, m.lines); break
-      case 'grid': host.grid(m.task, m.op); break
+      case 'grid': {
+        const op = m.op
+        if (!get || op?.op !== 'blocked') { host.grid(m.task, op); break }
+        get.blocked = !!op.blocked
+        host.grid(m.task, op)
+        return get.blocked
+      }
       case 'req':
+        if (get) get.reqs++
         host.request(m.task, m.op).then(
-          (value) => this.send(e, { k: 'reply', req: m.req, value }),
-          (err) => this.send(e, { k: 'reply', req: m.req, error: serializeError(err) }),
+          (value) => this.reply(e, m.task, { k: 'reply', req: m.req, value }),
+          (err) => this.reply(e, m.task, { k: 'reply', req: m.req, error: serializeError(err) }),
         )
-        break
+        return !!get?.blocked
       case 'started': break
     }
+    return false
+  }
+
+  /**
+   * Answers a task's object request. In maxComputing pools, the answer that would wake a task
+   * waiting in get (its last one outstanding) waits while the pool computes all it may: the task
+   * resumes when a slot is free (see drain), not beside the work that took its slot.
+   */
+  private reply(e: Executor, task: string, m: ToExecutor): void {
+    const get = this.gets.get(task)
+    if (get && !e.dead && e.tasks.has(task)) {
+      if (get.blocked && get.reqs === 1 && this.computing() >= this.policy.maxComputing!) { this.held.push({ e, task, m }); return }
+      get.reqs--
+    }
+    this.send(e, m)
+  }
+
+  /** A task waiting in get: it said so, and it waits for an answer (once answered, it computes again). */
+  private waitsInGet(task: string): boolean {
+    const get = this.gets.get(task)
+    return !!get && get.blocked && get.reqs > 0
+  }
+
+  /** Ordinary tasks in executors, less those waiting in get: what counts against maxComputing. */
+  private computing(): number {
+    let n = 0
+    for (const e of [...this.executors, ...this.extras]) {
+      if (!e || e.dead) continue
+      for (const id of e.tasks.keys()) if (!this.waitsInGet(id)) n++
+    }
+    return n
   }
 
   private send(e: Executor, m: ToExecutor): void {
@@ -190,6 +264,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
    * whose next task must wait does not hold back the tasks of other jobs behind it.
    */
   private drain(): void {
+    if (this.policy.maxComputing !== undefined) this.wake()
     const stuck = new Set<string>()
     for (let i = 0; i < this.waiting.length;) {
       const task = this.waiting[i]
@@ -201,13 +276,29 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   }
 
   /**
+   * maxComputing pools: tasks whose get is answered resume (their held replies go), oldest first,
+   * while a slot is free. They go before new work: they are older, and their finishing frees more.
+   */
+  private wake(): void {
+    this.held = this.held.filter(({ e, task }) => !e.dead && e.tasks.has(task))
+    while (this.held.length && this.computing() < this.policy.maxComputing!) {
+      const { e, task, m } = this.held.shift()!
+      this.gets.get(task)!.reqs--
+      this.send(e, m)
+    }
+  }
+
+  /**
    * Where a task of `job` runs: an idle executor of this job (or a fresh one); else a new one in an
    * empty slot; else the least busy executor of this job; else a new one in place of an idle
-   * executor of another job; else an extra one, when allowed (a job with no executor of its own is
-   * not kept waiting behind other jobs' busy ones). Undefined if none can take it now. A new
-   * executor takes work at once (it queues until started).
+   * executor of another job; else an extra one, when allowed: in maxComputing pools, in place of a
+   * task waiting in get, and only while fewer than maxComputing tasks compute; otherwise so that a
+   * job with no executor of its own is not kept waiting behind other jobs' busy ones. Undefined if
+   * none can take it now. A new executor takes work at once (it queues until started).
    */
   private pick(job: string): Executor | undefined {
+    const cap = this.policy.maxComputing
+    if (cap !== undefined && this.computing() >= cap) return undefined
     const regular = this.executors.filter((x): x is Executor => !!x && !x.dead)
     const free = [...regular, ...this.extras].filter((x) => (x.job === undefined || x.job === job) && x.tasks.size < this.policy.tasksPerExecutor)
     const leastBusy = free.length ? free.reduce((a, b) => (b.tasks.size < a.tasks.size ? b : a)) : undefined
@@ -218,7 +309,8 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     if (leastBusy) return leastBusy
     const idle = regular.find((x) => x.tasks.size === 0)
     if (idle) return this.replace(idle, 'the next task is of another job', true, job)
-    // Every executor is busy with other work: one more, so a job with none of its own is not kept waiting behind them.
+    // Every executor is busy with other work: one more. Capped (browsers): some of that work waits in get,
+    // and this one takes its slot. Otherwise (Node): so a job with none of its own is not kept waiting behind them.
     if (this.extras.size < this.policy.maxExtra) {
       const e = this.make(-2, job)
       this.extras.add(e)
@@ -230,6 +322,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   private dispatch(e: Executor, task: ExecTask): void {
     e.job = task.job
     e.tasks.set(task.spec.id, task)
+    if (this.policy.maxComputing !== undefined && e.index !== -1) this.gets.set(task.spec.id, { blocked: false, reqs: 0 })
     if (task.fn) {
       if (e.knownFns.has(`${task.job}/${task.fn.id}`)) task = { ...task, fn: undefined }
       else e.knownFns.add(`${task.job}/${task.fn.id}`)
@@ -255,6 +348,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     if (!e) return
     const task = e.tasks.get(taskId)!
     e.tasks.delete(taskId)
+    this.gets.delete(taskId)
     this.host!.done(taskId, { error: serializeError(new TimeoutError(
       `task ${task.spec.name} (${taskId}) ran past its time limit of ${ms} ms and was stopped. ` +
       'Give it more with the task\'s { timeoutMs } option, or the job\'s taskTimeoutMs (connect option, or the job\'s "taskTimeoutMs")', { taskId, taskName: task.spec.name })) })
@@ -262,7 +356,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   }
 
   cancel(taskId: string): void {
-    this.clearTimer(taskId)
+    this.forget(taskId)
     const queued = this.waiting.findIndex((t) => t.spec.id === taskId)
     if (queued >= 0) { this.waiting.splice(queued, 1); return }
     const e = this.all().find((x) => x.tasks.has(taskId))
@@ -304,6 +398,12 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     ;(this.sweeper as { unref?: () => void }).unref?.()
   }
 
+  /** A task left its executor: its time limit and its part in get go. */
+  private forget(taskId: string): void {
+    this.clearTimer(taskId)
+    this.gets.delete(taskId)
+  }
+
   private clearTimer(taskId: string): void {
     this.deadlines.delete(taskId)
     const t = this.timers.get(taskId)
@@ -314,7 +414,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   private retire(e: Executor): void {
     for (const a of e.actors) this.actorHosts.delete(a)
     e.actors.clear()
-    for (const id of e.tasks.keys()) { this.clearTimer(id); this.host!.done(id, { lost: true }) }
+    for (const id of e.tasks.keys()) { this.forget(id); this.host!.done(id, { lost: true }) }
     e.tasks.clear()
     e.dead = true
     e.handle.kill()
@@ -329,9 +429,9 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     if (e.dead) return undefined
     e.dead = true
     e.handle.kill()
-    for (const id of e.tasks.keys()) { this.clearTimer(id); this.host!.done(id, { lost: true }) }
+    for (const id of e.tasks.keys()) { this.forget(id); this.host!.done(id, { lost: true }) }
     for (const a of e.actors) { this.actorHosts.delete(a); this.host!.actorLost(a, reason) }
-    this.extras.delete(e)
+    if (this.extras.delete(e) && !this.closed) this.drain() // its slot, if it had one, is free: waiting work (and held replies) go on
     if (this.closed || e.index < 0) return undefined
     if (!quiet) this.say(`replacing executor ${e.index}: ${reason}`)
     if (forJob !== undefined) return (this.executors[e.index] = this.make(e.index, forJob))
@@ -351,6 +451,8 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     for (const t of this.timers.values()) clearTimeout(t)
     clearInterval(this.sweeper)
     this.deadlines.clear()
+    this.held = []
+    this.gets.clear()
     for (const e of this.all()) { e.dead = true; e.handle.kill() }
     await this.closed_()
   }

@@ -1,6 +1,6 @@
 /**
  * A Node peer's executors: child processes, each started for one job, under two layers.
- * - Node's permission model (`--experimental-permission`): file reads only in that job's folder
+ * - Node's permission model (`--experimental-permission`, `--permission` from Node 22.13): file reads only in that job's folder
  *   (sandbox-dir.ts), the executor script and the ML runtimes' folder; no writes, no child
  *   processes, no workers, no addons (unless --native-ml); a heap cap; an empty environment; its
  *   cwd is its job's folder, which it cannot write.
@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { ToHost } from '../core/executor-protocol.js'
+import { permissionFlag } from './permission-flag.js'
 import { ExecutorPoolBase, type ExecutorHandle, type SpawnCallbacks } from '../core/executor-pool.js'
 import { kill, type Confinement } from './confine.js'
 import { mlFiles, type MlFiles } from './ml-files.js'
@@ -101,7 +102,7 @@ export class NodeExecutorPool extends ExecutorPoolBase {
     const { file, args } = this.opts.confinement.command([
       process.execPath,
       // No --allow-fs-write, --allow-child-process or --allow-worker: none of those.
-      '--experimental-permission', ...readable.map((dir) => `--allow-fs-read=${dir}`),
+      permissionFlag(), ...readable.map((dir) => `--allow-fs-read=${dir}`),
       // Only with --native-ml: addons run native code, which the permission model does not confine.
       ...(native ? ['--allow-addons'] : []),
       `--max-old-space-size=${memoryMb}`, '--enable-source-maps', '--no-warnings',

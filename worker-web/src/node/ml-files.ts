@@ -6,6 +6,9 @@
  * it holds only public code.
  * onnxruntime-node is used where it is installed and the peer opts in (`--native-ml`);
  * it is not a dependency (it is ~300 MB).
+ * The runtimes themselves (tfjs, its wasm backend, onnxruntime-web) are optional peer dependencies:
+ * a peer without them gets a folder whose ml.mjs only says what to install, and advertises no
+ * tfjs or ort capability (worker.ts).
  */
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -16,8 +19,10 @@ import { fileURLToPath } from 'node:url'
 const require = createRequire(import.meta.url)
 
 export interface MlFiles {
-  /** Holds ml.mjs and the wasm files of tfjs and onnxruntime-web. */
+  /** Holds ml.mjs and the wasm files of tfjs and onnxruntime-web (without them: an ml.mjs that says what to install). */
   dir: string
+  /** The ML runtimes this peer lacks (none: `colony.ml` works). */
+  missing: string[]
   /** The folder of onnxruntime-node, where it is installed. */
   ortNodeDir?: string
   /** What executors must read to load it: its folder and onnxruntime-common's. */
@@ -31,6 +36,20 @@ const packageDir = (name: string, from = require) => {
   return dir
 }
 const version = (name: string) => (JSON.parse(readFileSync(join(packageDir(name), 'package.json'), 'utf8')) as { version: string }).version
+
+/** What `colony.ml` needs on a Node peer: optional peer dependencies of @colony-grid/worker-web. */
+export const ML_RUNTIMES = ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-wasm', 'onnxruntime-web'] as const
+
+/** The ML runtimes that cannot be found from here. */
+export function missingMlRuntimes(): string[] {
+  return ML_RUNTIMES.filter((name) => { try { packageDir(name); return false } catch { return true } })
+}
+
+/** The command that installs them, at the versions this package was built with. */
+export function mlInstallCommand(missing: readonly string[] = ML_RUNTIMES): string {
+  const ranges = (JSON.parse(readFileSync(join(packageDir('@colony-grid/worker-web'), 'package.json'), 'utf8')) as { peerDependencies?: Record<string, string> }).peerDependencies ?? {}
+  return `npm install ${missing.map((name) => ranges[name] ? `${name}@${ranges[name]}` : name).join(' ')}`
+}
 
 function findOrtNode(): Pick<MlFiles, 'ortNodeDir' | 'ortNodeReadable'> {
   try {
@@ -53,6 +72,14 @@ async function build(dir: string): Promise<void> {
   }
   copy('@tensorflow/tfjs-backend-wasm', /\.wasm$/)
   copy('onnxruntime-web', /^ort-wasm-simd-threaded\.(wasm|mjs)$/)
+}
+
+/** Without the runtimes: a module that fails, on first use of `colony.ml`, saying what the peer's operator can install. */
+function buildWithout(dir: string, missing: string[]): void {
+  const why = `colony.ml: this Node peer has no ML runtimes (${missing.join(', ')} not installed). `
+    + `Its operator can add them with: ${mlInstallCommand(missing)}. `
+    + "A task that needs them can ask for a peer that has them: { capabilities: ['tfjs-wasm'] } or ['ort-wasm']."
+  writeFileSync(join(dir, 'ml.mjs'), `throw new Error(${JSON.stringify(why)})\n`)
 }
 
 export function hasOrtNode(): boolean { return !!findOrtNode().ortNodeDir }
@@ -84,11 +111,16 @@ let ready: Promise<MlFiles> | undefined
 export function mlFiles(): Promise<MlFiles> {
   return ready ??= (async () => {
     const cache = privateCache()
-    const dir = join(cache, `tfjs${version('@tensorflow/tfjs')}-ort${version('onnxruntime-web')}-colony${version('@colony-grid/worker-web')}`)
+    const missing = missingMlRuntimes()
+    const runtimes = missing.length
+      ? `no-ml${ML_RUNTIMES.map((name, i) => (missing.includes(name) ? i : '')).join('')}` // the message names what is missing
+      : `tfjs${version('@tensorflow/tfjs')}-ort${version('onnxruntime-web')}`
+    const dir = join(cache, `${runtimes}-colony${version('@colony-grid/worker-web')}`)
     if (!existsSync(join(dir, STAMP))) {
       // Built aside and renamed into place, so peers starting together never see half a folder.
       const part = mkdtempSync(`${dir}.part-`)
-      await build(part)
+      if (missing.length) buildWithout(part, missing)
+      else await build(part)
       writeFileSync(join(part, STAMP), '')
       try { renameSync(part, dir) } catch {
         if (existsSync(join(dir, STAMP))) rmSync(part, { recursive: true, force: true }) // another peer won
@@ -98,6 +130,6 @@ export function mlFiles(): Promise<MlFiles> {
     // Readable by executors of any uid; writable by none, not even this user's (an executor under a
     // user namespace is this user, and trace_events writes into its cwd, which it may set to here).
     if ((lstatSync(dir).mode & 0o777) !== 0o555) chmodSync(dir, 0o555)
-    return { dir: realpathSync(dir), ...findOrtNode() }
+    return { dir: realpathSync(dir), missing, ...findOrtNode() }
   })()
 }

@@ -9,7 +9,7 @@ import { Peer } from '../core/peer.js'
 import { NodeExecutorPool } from './executor-pool.js'
 import { nodeWebSocket } from './ws.js'
 import { nodeRtc, nodeSha256 } from './rtc.js'
-import { hasOrtNode, mlFiles } from './ml-files.js'
+import { hasOrtNode, mlFiles, mlInstallCommand } from './ml-files.js'
 import { ConfinementError, cgroupV2Writable, probeConfinement, unconfined, type Confinement } from './confine.js'
 import { refuseInspectorSignal } from './inspector-guard.js'
 
@@ -54,6 +54,26 @@ async function confinement(opts: NodeWorkerOptions): Promise<Confinement> {
   }
 }
 
+/** Said once per process (`colony up` starts several peers in one). */
+let saidNoMl = false
+
+/**
+ * What this peer offers for `colony.ml`: 'tfjs-wasm' and 'ort-wasm' where the runtimes are installed
+ * (they are optional peer dependencies), and 'ort-native' where onnxruntime-node is and the peer opts in.
+ */
+async function mlCapabilities(opts: NodeWorkerOptions, say: (line: string) => void): Promise<string[]> {
+  const { missing } = await mlFiles()
+  if (missing.length && !saidNoMl) {
+    saidNoMl = true
+    say(`ML is off on this peer: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed, so tasks here cannot use colony.ml (it offers no tfjs or ort capability). To turn it on: ${mlInstallCommand(missing)}`)
+  }
+  return [
+    ...(missing.length ? [] : ['tfjs-wasm', 'ort-wasm']),
+    // 'ort-native': onnxruntime-node is installed here, so tasks may ask for `colony.ml.session(m, { backend: 'native' })`.
+    ...(opts.nativeMl && hasOrtNode() ? ['ort-native'] : []),
+  ]
+}
+
 export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
   const say = opts.log ?? ((l: string) => console.error(`[peer] ${l}`))
   refuseInspectorSignal(say)
@@ -63,6 +83,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
   const pool = new NodeExecutorPool({ executors, confinement: confined, memoryMb, nativeMl: opts.nativeMl, log: opts.log })
   const memory = confined.kind === 'none' ? 'no cap on other memory' : `${memoryMb + 1024} MB memory${cgroupV2Writable() ? ' (RLIMIT_DATA; cgroup v2 is not used)' : ''}`
   say(`executors: ${confined.summary}; ${memoryMb} MB heap, ${memory} each; folder ${pool.sandbox}`)
+  const mlCaps = await mlCapabilities(opts, say)
   const downloads = new Map<string, Promise<string>>()
   // Bundles are per job: each job's executors read only their job's folder (sandbox-dir.ts).
   const bundleUrl = (hash: string, job?: string): Promise<string> => {
@@ -88,8 +109,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
   // `peer` exists by the time a task asks for a bundle; its secret comes with the coordinator's welcome.
   const peer: Peer = new Peer({
     url: opts.url, token: opts.token, role: 'worker', kind: 'node', webSocket: nodeWebSocket,
-    // 'ort-native': onnxruntime-node is installed here, so tasks may ask for `colony.ml.session(m, { backend: 'native' })`.
-    capabilities: ['node', 'wasm', ...(opts.nativeMl && hasOrtNode() ? ['ort-native'] : []), ...(opts.capabilities ?? [])],
+    capabilities: ['node', 'wasm', ...mlCaps, ...(opts.capabilities ?? [])],
     resources: { cpu: executors },
     executors: pool, bundleUrl, log: opts.log, storeBytes: (opts.storeMb ?? 2048) * 1024 * 1024,
     dataPlane: opts.p2p === false ? undefined : {
