@@ -3,7 +3,8 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Grid, ObjectRef } from '@colony-grid/client'
 import type { Peer } from '@colony-grid/worker-web'
-import type { Grant, PullPlanMsg } from '@colony-grid/shared'
+import { grantPayload, hmacSha256Hex, nobleSha256Stream, sha256Hex, sha256HexSync, verifyGrantSync, type Grant, type PullPlanMsg } from '@colony-grid/shared'
+import { createHash, createHmac } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { api, freePort, metric, withGrid, type GridProcs } from './harness.js'
@@ -117,6 +118,123 @@ describe('peer-to-peer objects', () => {
       await assert.rejects(data.fetch({ ...plan, holders: [{ peer: plan.holders[0].peer, grant: { ...genuine, exp: Date.now() - 1 } }] }), /grant refused/)
       // The genuine one still works.
       assert.equal((await data.fetch(plan)).byteLength, plan.size)
+    })
+  })
+})
+
+/**
+ * A browser page served over plain HTTP on a LAN address is not a secure context: it has no
+ * `crypto.subtle`. A Node peer started like this is in the same place: no WebCrypto (no
+ * globalThis.crypto), and no node:crypto for the shared hashing either, so it hashes and checks
+ * grants with @noble/hashes, as such a page does. (Its data plane still hashes with node:crypto,
+ * as every Node peer's does.)
+ */
+const INSECURE = { NODE_OPTIONS: '--no-experimental-global-webcrypto --import=data:text/javascript,delete%20process.getBuiltinModule' }
+const MIB = 1024 * 1024
+/** The default connect timeout (not the tests' 1.5 s): on a busy machine a channel may take longer, and these tests count what went peer to peer. */
+const PATIENT = { COLONY_RTC_CONNECT_TIMEOUT_MS: '5000' }
+
+/** A MiB of bytes that depend on `v`, and a checksum of every byte's value and place. */
+const makeFn = function make(n: number, v: number) { const b = new Uint8Array(n); for (let i = 0; i < n; i++) b[i] = (i * v + (i >> 8)) & 255; return b }
+const sumFn = function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i++) s = (s + b[i] * ((i % 997) + 1)) % 1_000_003; return s }
+const want = (v: number) => sumFn(makeFn(MIB, v))
+
+describe('a peer without WebCrypto (a page that is not a secure context)', () => {
+  it('hashes and checks grants with @noble/hashes exactly as node:crypto does', async () => {
+    const bytes = makeFn(3 * MIB + 12_345, 17)
+    const want = createHash('sha256').update(bytes).digest('hex')
+    const h = nobleSha256Stream()
+    for (let off = 0; off < bytes.length; off += 61_440) h.update(bytes.subarray(off, off + 61_440))
+    assert.equal(h.digest(), want)
+    assert.equal(sha256HexSync(bytes), want)
+    assert.equal(await sha256Hex(bytes), want)
+    const key = new Uint8Array(32).map((_, i) => i * 7)
+    const g = { obj: 'o.x', job: 'j_1', to: 'p_a', holder: 'p_b', exp: Date.now() + 60_000 }
+    const sig = createHmac('sha256', key).update(grantPayload(g)).digest('hex')
+    assert.equal(hmacSha256Hex(key, grantPayload(g)), sig)
+    assert.equal(verifyGrantSync({ ...g, sig }, key, g), true)
+    assert.equal(verifyGrantSync({ ...g, sig: sig.replace(/^./, (c) => (c === '0' ? '1' : '0')) }, key, g), false)
+    assert.equal(verifyGrantSync(undefined as unknown as Grant, key, g), false)
+  })
+
+  it('returns, serves and reads 1 MiB objects peer to peer, with nothing relayed and no stall', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'], { env: PATIENT })
+      await g.addWorker(1, ['--capabilities', 'b'], { env: { ...INSECURE, ...PATIENT } })
+      const makeA = grid.remote(makeFn, { capabilities: ['a'] }), makeB = grid.remote(makeFn, { capabilities: ['b'] })
+      const sumA = grid.remote(sumFn, { capabilities: ['a'] }), sumB = grid.remote(sumFn, { capabilities: ['b'] })
+      // Made on the peer without WebCrypto (it hashes its result), read on the other: it checks the grant and serves.
+      const fromInsecure = makeB.remote(MIB, 3)
+      assert.equal(await grid.get(sumA.remote(fromInsecure), { timeoutMs: 10_000 }), want(3))
+      assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0, 'it served its result peer to peer')
+      // Made on the other peer, read on the one without WebCrypto.
+      const toInsecure = makeA.remote(MIB, 5)
+      assert.equal(await grid.get(sumB.remote(toInsecure), { timeoutMs: 10_000 }), want(5))
+      assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0, 'it read an object peer to peer')
+      // This driver reads from it too, checking the bytes with @noble/hashes as they arrive, as a browser does.
+      const data = (grid as unknown as { peer: Peer }).peer.data as unknown as { newHash: () => unknown }
+      data.newHash = nobleSha256Stream
+      assert.equal(sumFn(await grid.get(fromInsecure, { timeoutMs: 10_000 })), want(3))
+      assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0, 'this driver read it peer to peer')
+    })
+  })
+
+  it('hashes its results and checks what the relay brings it, when it has no data channels', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'])
+      await g.addWorker(1, ['--capabilities', 'b', '--relay'], { env: INSECURE })
+      const makeA = grid.remote(makeFn, { capabilities: ['a'] }), makeB = grid.remote(makeFn, { capabilities: ['b'] })
+      const sumA = grid.remote(sumFn, { capabilities: ['a'] }), sumB = grid.remote(sumFn, { capabilities: ['b'] })
+      assert.equal(await grid.get(sumA.remote(makeB.remote(MIB, 7)), { timeoutMs: 15_000 }), want(7))
+      assert.equal(await grid.get(sumB.remote(makeA.remote(MIB, 9)), { timeoutMs: 15_000 }), want(9))
+      assert.ok(await metric(g, 'colony_relayed_bytes_total') >= 2 * MIB)
+    })
+  })
+})
+
+describe('failed transfers settle at once', () => {
+  it('a transfer that does not match its hash is refused, naming object and holder, and the relay delivers instead', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'])
+      const peer = (grid as unknown as { peer: Peer }).peer
+      const objects = peer.objects as unknown as { onPullPlan(m: PullPlanMsg): void }
+      const original = objects.onPullPlan.bind(objects)
+      const plans: PullPlanMsg[] = []
+      // The reader expects other bytes than the holder has: as if the holder's copy were corrupt.
+      const wrong = '0'.repeat(64)
+      objects.onPullPlan = (m) => { plans.push(m); original({ ...m, hash: wrong }) }
+      const make = grid.remote(makeFn, { capabilities: ['a'] })
+      const made = make.remote(MIB, 11)
+      await grid.wait([made], { timeoutMs: 10_000 })
+      const t0 = Date.now()
+      assert.equal(sumFn(await grid.get(made, { timeoutMs: 10_000 })), want(11))
+      assert.ok(Date.now() - t0 < 5_000, `the fallback took ${Date.now() - t0} ms`)
+      assert.equal(plans.length, 1, 'the data plane was tried first')
+      assert.ok(await metric(g, 'colony_relayed_bytes_total') >= MIB, 'the relay delivered it')
+      // Straight to the data plane: the refusal says what and who.
+      const plan = plans[0]
+      const holder = plan.holders[0].peer
+      await assert.rejects(peer.data!.fetch({ ...plan, hash: wrong }), (e: Error) => e.message.includes(made.id) && e.message.includes(holder) && /does not match its hash/.test(e.message))
+    })
+  })
+
+  it('a holder that fails while serving answers the reader at once, and the reader takes the relay', async () => {
+    await withGrid({ workers: 0, memory: true }, async (g, grid) => {
+      await g.addWorker(1, ['--capabilities', 'a'], { env: PATIENT })
+      const peer = (grid as unknown as { peer: Peer }).peer
+      // This driver holds a 1 MiB put; serving it peer to peer fails (its store throws), through the relay it works.
+      const ref = grid.put(makeFn(MIB, 13))
+      const store = peer.store as unknown as { getFor(id: string, job: string): Uint8Array | undefined }
+      const getFor = store.getFor.bind(store)
+      let failed = 0
+      store.getFor = (id, job) => { if (id === ref.id) { failed++; throw new Error('the disk under this store went away') } return getFor(id, job) }
+      const sum = grid.remote(sumFn, { capabilities: ['a'] })
+      const t0 = Date.now()
+      // Well under the reader's 15 s stall timer: the holder's error reaches it at once.
+      assert.equal(await grid.get(sum.remote(ref), { timeoutMs: 8_000 }), want(13))
+      assert.ok(failed >= 1, 'the reader asked this driver peer to peer first')
+      assert.ok(Date.now() - t0 < 8_000)
+      assert.ok(await metric(g, 'colony_relayed_bytes_total') >= MIB, 'the relay delivered it')
     })
   })
 })

@@ -26,10 +26,13 @@ export interface Proc {
   kill(signal?: NodeJS.Signals): Promise<void>
 }
 
-export function startProc(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Proc {
+/** The CLI with `args`, as a process of its own; `ns`: in that network namespace (a machine of net/topology.ts); `node`: another Node binary. */
+export function startProc(args: string[], opts: { cwd?: string; env?: Record<string, string>; ns?: string; node?: string } = {}): Proc {
   // COLONY_PROFILE_DIR=dir writes a CPU profile of every coordinator and peer process there.
   const prof = process.env.COLONY_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.COLONY_PROFILE_DIR}`] : []
-  const child = spawn(process.execPath, [...prof, CLI, ...args], {
+  const node = opts.node ?? process.execPath
+  const [file, argv] = opts.ns ? ['ip', ['netns', 'exec', opts.ns, node, ...prof, CLI, ...args]] : [node, [...prof, CLI, ...args]]
+  const child = spawn(file, argv, {
     cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
@@ -88,9 +91,10 @@ export interface GridProcs {
   startCoordinator(): Promise<void>
   /**
    * A Node worker process. It joins with the trusted join token (the tests' own machines) unless
-   * `trusted: false`: then with the plain join token, as an anonymous volunteer.
+   * `trusted: false`: then with the plain join token, as an anonymous volunteer. `env`: added to its environment
+   * (NODE_OPTIONS, say).
    */
-  addWorker(executors?: number, args?: string[], opts?: { trusted?: boolean }): Promise<Proc>
+  addWorker(executors?: number, args?: string[], opts?: { trusted?: boolean; env?: Record<string, string> }): Promise<Proc>
   stop(): Promise<void>
 }
 
@@ -110,9 +114,9 @@ export async function startGrid(opts: { workers?: number; executors?: number; me
       g.joinToken = m[2]
       g.trustedToken = m[3]
     },
-    async addWorker(executors = opts.executors ?? 1, args: string[] = [], { trusted = true }: { trusted?: boolean } = {}) {
+    async addWorker(executors = opts.executors ?? 1, args: string[] = [], { trusted = true, env }: { trusted?: boolean; env?: Record<string, string> } = {}) {
       const token = trusted ? g.trustedToken : g.joinToken
-      const w = startProc(['worker', '--url', g.url, '--token', token, '--executors', String(executors), ...(trusted ? ['--trusted'] : []), ...args])
+      const w = startProc(['worker', '--url', g.url, '--token', token, '--executors', String(executors), ...(trusted ? ['--trusted'] : []), ...args], { env })
       const m = await w.waitFor(/joined \S+ as (p_\w+)/)
       g.workers.push(w)
       g.workerIds.push(m[1])

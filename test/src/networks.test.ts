@@ -154,3 +154,70 @@ async function nodeBinary(major: number): Promise<string> {
   await run('tar', ['xzf', join(dir, stdout.trim().split('\n').at(-1)!), '-C', dir])
   return bin
 }
+
+describe('machines behind NAT: a public network with the coordinator, coturn and Caddy; two homes behind symmetric NAT', () => {
+  let g: NatGrid
+  before(async () => { g = await startNatGrid(process.env.NAT_RELAY_ONLY ? { workerArgs: ['--ice-relay-only'] } : {}) })
+  after(async () => { await g?.close() })
+
+  /** colony_relayed_bytes_total, read from the operator's machine through Caddy. */
+  const relayedBytes = () => g.drive(g.topo.public, async (_grid, url: string) => {
+    const text = await (await fetch(`${url}/metrics`)).text()
+    return Number(/colony_relayed_bytes_total (\d+)/.exec(text)![1])
+  }, g.url)
+
+  it('prints the public HTTPS URL in every link, and peers join through Caddy (WebSocket) with the test CA', async () => {
+    const links = linksIn(g.coordinator.output())
+    assert.ok(links.length >= 8)
+    for (const l of links) assert.ok(l === g.url || l.startsWith(`${g.url}/`), `printed ${l}`)
+    assert.equal(g.homePeers.length, 2)
+  })
+
+  it('moves objects between the two homes through coturn, with 0 bytes through the coordinator', async () => {
+    const before = await relayedBytes()
+    const out = await g.drive(g.topo.public, async (grid) => {
+      const make = grid.remote((n: number) => new Uint8Array(n).fill(7), { capabilities: ['home1'] })
+      const read = grid.remote((b: Uint8Array) => b.length + b[12345], { capabilities: ['home2'] })
+      return grid.get(read.remote(make.remote(3 << 20)), { timeoutMs: 60_000 })
+    }, null)
+    assert.equal(out, (3 << 20) + 7)
+    assert.equal(await relayedBytes() - before, 0, 'nothing came through the coordinator')
+    assert.ok(g.coturn.allocations() >= 2, `both home peers allocated a relay on coturn (${g.coturn.allocations()})`)
+  })
+
+  it('a tab that opens the printed HTTPS join link is a secure context, offers webgpu, and runs tasks', async () => {
+    const link = /Join a tab:\s+(\S+)/.exec(g.coordinator.output())![1]
+    const b = await g.browser(g.topo.homes[0])
+    const { page } = await joinTab(b, link)
+    assert.equal(await page.evaluate(() => isSecureContext), true)
+    assert.equal(await page.isVisible('#insecure'), false)
+    assert.match(await page.textContent('#s-caps') ?? '', /\bwebgpu\b/)
+    const out = await g.drive(g.topo.public, async (grid) => {
+      const f = grid.remote(() => ({ secure: isSecureContext, subtle: typeof crypto.subtle, isolated: crossOriginIsolated }), { capabilities: ['webgpu'] })
+      return grid.get(f.remote(), { timeoutMs: 60_000 })
+    }, null)
+    assert.deepEqual(out, { secure: true, subtle: 'object', isolated: true })
+  })
+
+  it('a tab on plain HTTP from another machine says what it lacks, links to HTTPS, and still moves objects over 64 KiB both ways', async () => {
+    const b = await g.browser(g.topo.homes[1])
+    const page = await b.newPage()
+    await page.goto(`${g.plainUrl}/join#token=${g.joinToken}&caps=plain`)
+    assert.equal(await page.evaluate(() => isSecureContext), false)
+    await page.waitForSelector('#secure-link', { state: 'visible' })
+    assert.equal(await page.getAttribute('#secure-url', 'href'), `${g.url}/join#token=${g.joinToken}&caps=plain`)
+    assert.match(await page.textContent('#insecure') ?? '', /WebGPU and multi-threaded wasm/)
+    await page.click('#join')
+    await page.waitForFunction(() => document.getElementById('s-conn')?.textContent === 'connected', null, { timeout: 60_000 })
+    const before = await relayedBytes()
+    const out = await g.drive(g.topo.public, async (grid) => {
+      const make = grid.remote((n: number) => new Uint8Array(n).fill(3), { capabilities: ['home1'] })
+      const onTab = grid.remote((b: Uint8Array) => { const out = new Uint8Array(b.length * 2); out.set(b); out.set(b, b.length); return out }, { capabilities: ['plain'] })
+      const back = grid.remote((b: Uint8Array) => b.length + b[b.length - 1], { capabilities: ['home1'] })
+      // A 1 MiB argument into the tab, and its 2 MiB result out of it: both checked by hash on arrival.
+      return grid.get(back.remote(onTab.remote(make.remote(1 << 20))), { timeoutMs: 60_000 })
+    }, null)
+    assert.equal(out, (2 << 20) + 3)
+    assert.equal(await relayedBytes() - before, 0, 'peer to peer, through coturn')
+  })
+})

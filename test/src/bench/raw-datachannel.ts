@@ -23,7 +23,7 @@ if (role === 'send' || role === 'recv') {
   const total = Number(bytesArg)
   const config = JSON.parse(configArg ?? '{}') as RawChannelSetup
   const bind = config.bindAddress === undefined ? '127.0.0.1' : config.bindAddress ?? undefined
-  const peer = nodeRtc(bind)({ initiator: role === 'send', iceServers: config.iceServers ?? [], relayOnly: config.relayOnly === true || config.relayOnly === role as never })
+  const peer = nodeRtc(bind)({ initiator: role === 'send', iceServers: config.iceServers ?? [], relayOnly: !!config.relayOnly })
   peer.on('signal', ((d: unknown) => process.send!({ signal: d })) as never)
   peer.on('error', ((e: Error) => { process.send!({ error: e.message }) }) as never)
   process.on('message', (m: { signal?: unknown }) => { if (m.signal) peer.signal(m.signal) })

@@ -19,6 +19,8 @@ export interface NatGrid {
   topo: Topology
   cert: TestCert
   coturn: Coturn
+  /** coturn's shared secret and URL, for credentials of a baseline's own. */
+  turn: { secret: string; url: string }
   /** The public URL (HTTPS through Caddy), as the coordinator prints it. */
   url: string
   /** The same coordinator over plain HTTP from another machine: not a secure context for a tab. */
@@ -45,7 +47,7 @@ export interface NatGrid {
 
 const PORT_TLS = 8443, PORT_PLAIN = 8080, PORT_TURN = 3478
 
-export async function startNatGrid(opts: { homePeers?: boolean } = {}): Promise<NatGrid> {
+export async function startNatGrid(opts: { homePeers?: boolean; workerArgs?: string[] } = {}): Promise<NatGrid> {
   const dir = mkdtempSync(join(tmpdir(), 'colony-net-'))
   const cleanups: (() => Promise<unknown>)[] = [async () => rmSync(dir, { recursive: true, force: true })]
   const close = async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) }
@@ -84,9 +86,10 @@ ${url} {
     cleanups.push(() => stopChild(caddy))
     await waitForCaddy(caddy)
 
-    const env = { NODE_EXTRA_CA_CERTS: cert.certFile }
+    // Not the harness's loopback-only WebRTC: these machines have real (test) networks, and TURN takes a moment.
+    const env = { NODE_EXTRA_CA_CERTS: cert.certFile, COLONY_RTC_BIND_ADDRESS: '', COLONY_RTC_CONNECT_TIMEOUT_MS: '8000' }
     const g: NatGrid = {
-      topo, cert, coturn, url, plainUrl: `http://${pub.address}:${PORT_PLAIN}`,
+      topo, cert, coturn, turn: { secret, url: `turn:${pub.address}:${PORT_TURN}?transport=udp` }, url, plainUrl: `http://${pub.address}:${PORT_PLAIN}`,
       submitToken: m[1], joinToken: m[2], trustedToken: m[3], coordinator, homePeers: [], env,
       cli: (machine, args) => {
         const p = startProc(args, { ns: machine.ns, env })
@@ -125,7 +128,7 @@ finally { await grid.close() }`
     }
     if (opts.homePeers !== false) {
       for (const [i, home] of topo.homes.entries()) {
-        const p = g.cli(home, ['worker', '--url', url, '--token', g.joinToken, '--executors', '1', '--capabilities', `home${i + 1}`])
+        const p = g.cli(home, ['worker', '--url', url, '--token', g.joinToken, '--executors', '1', '--capabilities', `home${i + 1}`, ...(opts.workerArgs ?? [])])
         await p.waitFor(/joined \S+ as (p_\w+)/, 30_000)
         g.homePeers.push(p)
       }

@@ -56,6 +56,10 @@ export async function buildTopology(opts: { homes?: number; symmetric?: boolean;
     await ip('-n', pub, 'link', 'add', 'br0', 'type', 'bridge')
     await ip('-n', pub, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0')
     await ip('-n', pub, 'link', 'set', 'br0', 'up')
+    // The rest of the internet: packets to addresses nobody here has (a peer's private host
+    // candidate) leave and are lost, as they would be. Without a default route, sending to them
+    // fails at once (ENETUNREACH), and coturn closes the whole allocation that tried.
+    await ip('-n', pub, 'route', 'add', 'default', 'dev', 'br0')
     for (let i = 1; i <= (opts.homes ?? 2); i++) {
       const router = await add(`router${i}`)
       const home = await add(`home${i}`)
@@ -64,6 +68,7 @@ export async function buildTopology(opts: { homes?: number; symmetric?: boolean;
       await ip('-n', pub, 'link', 'set', `port${i}`, 'master', 'br0', 'up')
       await ip('-n', router, 'addr', 'add', `198.18.0.${10 + i}/24`, 'dev', 'wan0')
       await ip('-n', router, 'link', 'set', 'wan0', 'up')
+      await ip('-n', router, 'route', 'add', 'default', 'dev', 'wan0')
       await ip('-n', router, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', home)
       await ip('-n', router, 'addr', 'add', `198.19.${i}.1/24`, 'dev', 'lan0')
       await ip('-n', router, 'link', 'set', 'lan0', 'up')

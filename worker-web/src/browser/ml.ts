@@ -3,6 +3,7 @@
  * this tab measured fastest, and onnxruntime-web sessions cached per model (core/ml.ts).
  * Both load on first use, from files the coordinator serves under /ml/ (no model or runtime hub).
  */
+import { sha256Hex } from '@colony-grid/shared'
 import { colonyMl } from '../core/ml.js'
 import { matmulProbeModel, PROBE_INPUT_SIZE } from './onnx-probe-model.js'
 
@@ -51,10 +52,8 @@ function loadOrt(backend = 'wasm'): Promise<Ort> {
 export const ml = colonyMl({
   loadTf, loadOrt,
   defaults: () => ({ tfjsBackend: config.tfjsBackend, ortBackend: config.ortBackend }),
-  async sha256Hex(b) {
-    const h = new Uint8Array(await crypto.subtle.digest('SHA-256', b as Uint8Array<ArrayBuffer>))
-    return Array.from(h, (x) => x.toString(16).padStart(2, '0')).join('')
-  },
+  // WebCrypto where the page has it; @noble/hashes where it does not (a page from plain HTTP on a LAN address).
+  sha256Hex,
 })
 
 /** Times a matmul on each tfjs backend that works here; the fastest wins (SwiftShader WebGPU is slower than wasm). */

@@ -11,7 +11,7 @@
  *   holder -> reader  end   { id }
  *   reader -> holder  abort { id }
  */
-import { decodeFrame, encodeFrame, sha256Hex, verifyGrant, type Grant, type ObjectId, type PeerId, type PullPlanMsg, type SignalMsg } from '@colony-grid/shared'
+import { decodeFrame, encodeFrame, sha256Hex, sha256Stream, verifyGrantSync, type Grant, type ObjectId, type PeerId, type PullPlanMsg, type SignalMsg, type StreamingHash } from '@colony-grid/shared'
 import type { LocalObjectStore } from './object-store.js'
 import { deferred, type Deferred } from './turn.js'
 
@@ -37,11 +37,14 @@ export interface DataPlaneOptions {
   connectTimeoutMs?: number
   /** How long a transfer may stall before it is given up. */
   stallTimeoutMs?: number
-  /** A streaming SHA-256, so objects are hashed while they arrive (Node: node:crypto); else WebCrypto at the end. */
+  /**
+   * A streaming SHA-256, so objects are hashed while they arrive. By default the shared one: node:crypto
+   * in Node, @noble/hashes in browsers (which works without a secure context, where WebCrypto is missing).
+   */
   sha256?: () => StreamingHash
 }
 
-export interface StreamingHash { update(b: Uint8Array): void; digest(): string }
+export type { StreamingHash }
 
 const CHUNK = 60 * 1024 // plus the message header: under the 64 KiB a message may carry
 const WINDOW = 4 << 20 // bytes buffered in the channel before a sender waits; Chrome closes channels near 16 MB
@@ -57,9 +60,11 @@ type Wire =
 
 /** A transfer being received: chunks are copied into place and hashed as they come. */
 interface Incoming {
-  obj: ObjectId; size: number; hash?: string; buf: Uint8Array; got: number; hasher?: StreamingHash
+  obj: ObjectId; size: number; hash?: string; buf: Uint8Array; got: number; hasher: StreamingHash
   done: Deferred<Uint8Array>; timer?: ReturnType<typeof setTimeout>
 }
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 class Link {
   readonly connected = deferred<Link>()
@@ -83,11 +88,14 @@ export class DataPlane {
   private iceServers: IceServer[] = []
   private readonly links = new Map<PeerId, Link>()
   private readonly hashes = new Map<ObjectId, Promise<string>>()
+  private readonly newHash: () => StreamingHash
   private nextId = 1
   bytesIn = 0
   bytesOut = 0
 
-  constructor(private readonly sendSignal: (m: SignalMsg) => void, private readonly store: LocalObjectStore, private readonly opts: DataPlaneOptions) {}
+  constructor(private readonly sendSignal: (m: SignalMsg) => void, private readonly store: LocalObjectStore, private readonly opts: DataPlaneOptions) {
+    this.newHash = opts.sha256 ?? sha256Stream
+  }
 
   /** From the coordinator's welcome: who this peer is, its grant key, and the ICE servers. */
   configure(selfId: PeerId, grantKey: Uint8Array, iceServers: IceServer[]): void {
@@ -179,10 +187,10 @@ export class DataPlane {
 
   private request(link: Link, obj: ObjectId, grant: Grant, size: number, hash?: string): Promise<Uint8Array> {
     const id = this.nextId++
-    const inc: Incoming = { obj, size, hash, buf: new Uint8Array(size), got: 0, hasher: this.opts.sha256?.(), done: deferred() }
+    const inc: Incoming = { obj, size, hash, buf: new Uint8Array(size), got: 0, hasher: this.newHash(), done: deferred() }
     link.incoming.set(id, inc)
     this.armStall(link, id, inc)
-    link.write({ t: 'req', id, obj, grant })
+    try { link.write({ t: 'req', id, obj, grant }) } catch (e) { this.failIncoming(link, id, `could not ask ${link.remote} for ${obj}: ${messageOf(e)}`) }
     return inc.done.promise
   }
 
@@ -206,33 +214,51 @@ export class DataPlane {
     if (!m || typeof m !== 'object' || typeof m.id !== 'number') return
     link.lastUsed = Date.now()
     switch (m.t) {
-      case 'req': void this.serve(link, m.id, m.obj, m.grant); return
+      // serve() answers every error it meets to the reader; it never rejects.
+      case 'req': this.serve(link, m.id, m.obj, m.grant).catch(() => {}); return
       case 'abort': link.serving.delete(m.id); return
-      case 'err': this.failIncoming(link, m.id, `${link.remote} refused ${link.incoming.get(m.id)?.obj}: ${m.message}`); return
+      case 'err': {
+        const obj = link.incoming.get(m.id)?.obj
+        this.failIncoming(link, m.id, `${link.remote} did not send ${obj}: ${String(m.message).slice(0, 300)}`)
+        return
+      }
     }
     const inc = link.incoming.get(m.id)
     if (!inc) return
-    this.armStall(link, m.id, inc)
-    if (m.t === 'hdr') {
-      if (m.size !== inc.size) this.failIncoming(link, m.id, `${link.remote} offers ${m.size} bytes of ${inc.obj}; it has ${inc.size}`)
-      inc.hash ??= m.hash
-    } else if (m.t === 'data') {
-      if (inc.got + m.b.byteLength > inc.size) { this.failIncoming(link, m.id, `${link.remote} sent more than ${inc.size} bytes of ${inc.obj}`); return }
-      inc.buf.set(m.b, inc.got)
-      inc.hasher?.update(m.b)
-      inc.got += m.b.byteLength
-      this.bytesIn += m.b.byteLength
-    } else if (m.t === 'end') {
-      link.incoming.delete(m.id)
+    // Whatever goes wrong with a transfer settles it: the reader moves on to another holder or the relay.
+    try {
+      this.armStall(link, m.id, inc)
+      if (m.t === 'hdr') {
+        if (m.size !== inc.size) { this.failIncoming(link, m.id, `${link.remote} offers ${m.size} bytes of ${inc.obj}; it has ${inc.size}`); return }
+        inc.hash ??= m.hash
+      } else if (m.t === 'data') {
+        if (!(m.b instanceof Uint8Array)) { this.failIncoming(link, m.id, `${link.remote} sent a malformed chunk of ${inc.obj}`); return }
+        if (inc.got + m.b.byteLength > inc.size) { this.failIncoming(link, m.id, `${link.remote} sent more than ${inc.size} bytes of ${inc.obj}`); return }
+        inc.buf.set(m.b, inc.got)
+        inc.hasher.update(m.b)
+        inc.got += m.b.byteLength
+        this.bytesIn += m.b.byteLength
+      } else if (m.t === 'end') {
+        link.incoming.delete(m.id)
+        clearTimeout(inc.timer)
+        this.finish(inc, link.remote)
+      }
+    } catch (e) {
+      const message = `receiving ${inc.obj} from ${link.remote} failed: ${messageOf(e)}; trying another copy or the relay`
+      this.failIncoming(link, m.id, message)
       clearTimeout(inc.timer)
-      void this.finish(inc, link.remote)
+      inc.done.reject(new Error(message)) // a no-op where failIncoming settled it already
     }
   }
 
-  private async finish(inc: Incoming, from: PeerId): Promise<void> {
+  /** Checks a complete transfer: size, then the hash its producer reported (else the holder's). */
+  private finish(inc: Incoming, from: PeerId): void {
     if (inc.got !== inc.size) { inc.done.reject(new Error(`got ${inc.got} bytes of ${inc.obj} from ${from}; expected ${inc.size}`)); return }
-    const hash = inc.hasher ? inc.hasher.digest() : inc.hash ? await sha256Hex(inc.buf) : undefined
-    if (inc.hash && hash !== inc.hash) { inc.done.reject(new Error(`${inc.obj} from ${from} does not match its hash`)); return }
+    const hash = inc.hasher.digest()
+    if (inc.hash && hash !== inc.hash) {
+      inc.done.reject(new Error(`${inc.obj} from ${from} does not match its hash (sha256 ${hash.slice(0, 16)}…, expected ${String(inc.hash).slice(0, 16)}…): ${from} holds a corrupt copy; trying another copy or the relay`))
+      return
+    }
     inc.done.resolve(inc.buf)
   }
 
@@ -240,19 +266,26 @@ export class DataPlane {
   hashOf(id: ObjectId, bytes: Uint8Array): Promise<string> {
     let h = this.hashes.get(id)
     if (!h) {
-      const hasher = this.opts.sha256?.()
-      h = hasher ? Promise.resolve().then(() => { hasher.update(bytes); return hasher.digest() }) : sha256Hex(bytes)
+      const custom = this.opts.sha256
+      h = custom ? Promise.resolve().then(() => { const s = custom(); s.update(bytes); return s.digest() }) : sha256Hex(bytes)
       this.hashes.set(id, h)
+      // A failure is not kept: the next caller hashes again.
+      h.catch(() => { if (this.hashes.get(id) === h) this.hashes.delete(id) })
     }
     return h
   }
 
+  /** The hash of an object made here, already computed (a put): serving it needs no second pass. */
+  knowHash(id: ObjectId, hash: string): void { this.hashes.set(id, Promise.resolve(hash)) }
+
+  /**
+   * Serves one request. Every failure answers the reader at once with `err` (it then tries another holder
+   * or the relay), unless the channel itself is gone, which the reader sees as a close.
+   */
   private async serve(link: Link, id: number, obj: ObjectId, grant: Grant): Promise<void> {
     link.serving.add(id) // busy from here, so the link is not evicted under this request
     try {
-      const ok = !!grant && typeof grant === 'object' && typeof grant.sig === 'string' &&
-        await verifyGrant(grant, this.grantKey, { obj, to: link.remote, holder: this.selfId })
-      if (!ok) { link.write({ t: 'err', id, message: 'grant refused' }); return }
+      if (!verifyGrantSync(grant, this.grantKey, { obj, to: link.remote, holder: this.selfId })) { link.write({ t: 'err', id, message: 'grant refused' }); return }
       // The grant names the object's job too: bytes held here for another job are not served on it.
       const bytes = this.store.getFor(obj, grant.job)
       if (!bytes) { link.write({ t: 'err', id, message: 'not held here' }); return }
@@ -265,7 +298,12 @@ export class DataPlane {
         this.bytesOut += b.byteLength
       }
       if (link.serving.has(id)) link.write({ t: 'end', id })
-    } catch { /* the channel closed; the reader tries elsewhere */ } finally { link.serving.delete(id) }
+    } catch (e) {
+      // The reader is told now, rather than waiting out its stall timer.
+      if (!link.closed && link.serving.has(id)) {
+        try { link.write({ t: 'err', id, message: `serving it failed: ${messageOf(e).slice(0, 200)}` }) } catch { /* the channel closed: the reader sees that */ }
+      }
+    } finally { link.serving.delete(id) }
   }
 
   /** Waits until the channel's buffer is under the window (backpressure). */

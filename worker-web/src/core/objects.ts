@@ -35,7 +35,12 @@ export class ObjectResolver {
   constructor(
     private readonly conn: ControlConnection, private readonly store: LocalObjectStore, private chunkBytes: number,
     private readonly data?: DataPlane,
+    /** Where a fallback to the relay is reported (once per holder). */
+    private readonly say?: (line: string) => void,
   ) {}
+
+  /** Holders whose failed transfers were reported already. */
+  private readonly reported = new Set<string>()
 
   setChunkBytes(n: number): void { this.chunkBytes = n }
 
@@ -116,17 +121,19 @@ export class ObjectResolver {
     if (!m.last) return
     const bytes = pull.chunks.length === 1 ? pull.chunks[0] : concat(pull.chunks, pull.got)
     if (m.size !== undefined && bytes.byteLength !== m.size) {
-      pull.done.reject(new Error(`object ${pull.id}: got ${bytes.byteLength} bytes, expected ${m.size}`))
+      pull.done.reject(new Error(`object ${pull.id}: got ${bytes.byteLength} bytes through the coordinator's relay, expected ${m.size}`))
       return
     }
-    void this.checked(bytes, m.hash).then((ok) => {
-      if (!ok) { pull.done.reject(new Error(`object ${pull.id} does not match the hash its producer reported`)); return }
+    // Settles the pull whatever happens: a failed check fails it (its task goes back to the coordinator), never a hang.
+    const accept = (hash: string | undefined) => {
+      if (m.hash && hash !== m.hash) {
+        pull.done.reject(new Error(`object ${pull.id} came through the coordinator's relay but does not match the hash its producer reported: its holder has a corrupt copy`))
+        return
+      }
       this.keepCopy(pull, bytes)
-    }, (e: unknown) => pull.done.reject(e))
-  }
-
-  private async checked(bytes: Uint8Array, hash?: string): Promise<boolean> {
-    return !hash || (await sha256Hex(bytes)) === hash
+    }
+    if (!m.hash) { accept(undefined); return }
+    sha256Hex(bytes).then(accept).catch((e: unknown) => pull.done.reject(new Error(`object ${pull.id}: could not check the bytes the relay sent: ${e instanceof Error ? e.message : String(e)}`)))
   }
 
   /** The coordinator named holders to read from directly; if none of them delivers, the coordinator relays. */
@@ -137,7 +144,15 @@ export class ObjectResolver {
     if (!this.data) { viaRelay(); return }
     this.data.fetch(m).then((bytes) => {
       if (this.pulls.get(m.req) === pull) this.keepCopy(pull, bytes)
-    }, viaRelay)
+    }, (e: unknown) => {
+      const holders = m.holders.map((h) => h.peer).join(', ')
+      if (this.say && !this.reported.has(holders)) {
+        if (this.reported.size >= 1000) this.reported.clear()
+        this.reported.add(holders)
+        this.say(`could not read ${m.id} from ${holders || 'any holder'} peer to peer (${e instanceof Error ? e.message : String(e)}); reading it through the coordinator's relay`)
+      }
+      viaRelay()
+    }).catch((e: unknown) => pull.done.reject(e))
   }
 
   onPullFail(m: PullFailMsg): void {
@@ -145,17 +160,21 @@ export class ObjectResolver {
     if (pull) pull.done.reject(deserializeError(m.error))
   }
 
-  /** Another peer wants an object held here; send it in chunks, minding the socket's buffer. */
+  /** Another peer wants an object held here; send it in chunks, minding the socket's buffer. Never rejects: a failure is a serveFail. */
   async serve(m: ServeMsg): Promise<void> {
-    const bytes = this.store.get(m.id)
-    if (!bytes) { this.conn.send({ t: 'serveFail', req: m.req, reason: `object ${m.id} is not held here` }); return }
-    const step = this.chunkBytes
-    let seq = 0
-    for (let off = 0; off < bytes.byteLength || seq === 0; off += step) {
-      const end = Math.min(bytes.byteLength, off + step)
-      this.conn.send({ t: 'chunk', req: m.req, seq: seq++, data: bytes.subarray(off, end), last: end >= bytes.byteLength, size: bytes.byteLength })
-      this.bytesOut += end - off
-      if (this.conn.bufferedAmount > 8 * step) await drain(this.conn, 2 * step)
+    try {
+      const bytes = this.store.get(m.id)
+      if (!bytes) { this.conn.send({ t: 'serveFail', req: m.req, reason: `object ${m.id} is not held here` }); return }
+      const step = this.chunkBytes
+      let seq = 0
+      for (let off = 0; off < bytes.byteLength || seq === 0; off += step) {
+        const end = Math.min(bytes.byteLength, off + step)
+        this.conn.send({ t: 'chunk', req: m.req, seq: seq++, data: bytes.subarray(off, end), last: end >= bytes.byteLength, size: bytes.byteLength })
+        this.bytesOut += end - off
+        if (this.conn.bufferedAmount > 8 * step) await drain(this.conn, 2 * step)
+      }
+    } catch (e) {
+      try { this.conn.send({ t: 'serveFail', req: m.req, reason: `serving object ${m.id} failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 300) }) } catch { /* the connection is down: the coordinator sees that */ }
     }
   }
 

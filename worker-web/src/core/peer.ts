@@ -4,7 +4,7 @@
  * serves and fetches them, and, for workers, hands tasks to its executors.
  */
 import {
-  PROTOCOL_VERSION, DEFAULT_LIMITS, JOB_TEXT_LIMITS, returnId, sha256Hex, serializeError, clip, clipError, parsePeerMessage, ColonyError, LimitError, ProtocolError,
+  PROTOCOL_VERSION, DEFAULT_LIMITS, JOB_TEXT_LIMITS, returnId, sha256Hex, sha256Stream, serializeError, clip, clipError, parsePeerMessage, ColonyError, LimitError, ProtocolError,
   type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind, type PeerRole, type PeerToCoordinator, type DoneMsg, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
 } from '@colony-grid/shared'
 import type { GridBackend } from './backend.js'
@@ -93,7 +93,7 @@ export class Peer implements ExecutorHost {
       onRefused: (err) => this.say(`the coordinator closed the connection (${err.message}); joining again shortly`),
     })
     if (opts.dataPlane) this.data = new DataPlane((m) => this.conn.send(m), this.store, opts.dataPlane)
-    this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes, this.data)
+    this.objects = new ObjectResolver(this.conn, this.store, DEFAULT_LIMITS.relayChunkBytes, this.data, this.say)
   }
 
   /**
@@ -328,10 +328,15 @@ export class Peer implements ExecutorHost {
     const info: ObjectInfo = { id, job, size: bytes.byteLength }
     if (small) info.inline = bytes
     this.objects.learned(info)
-    // A put must go out now (tasks using it follow in order), so it is hashed only where hashing is synchronous (Node).
+    // A put must go out now (tasks using it follow in order), so it is hashed synchronously: node:crypto in
+    // Node, @noble/hashes in browsers (WebCrypto has no synchronous hash, and no hash at all outside a secure context).
     let hash: string | undefined
-    const hasher = small ? undefined : this.opts.dataPlane?.sha256?.()
-    if (hasher) { hasher.update(bytes); hash = hasher.digest() }
+    if (!small) {
+      const hasher = (this.opts.dataPlane?.sha256 ?? sha256Stream)()
+      hasher.update(bytes)
+      hash = hasher.digest()
+      this.data?.knowHash(id, hash)
+    }
     this.conn.send({ t: 'put', id, size: bytes.byteLength, inline: small ? bytes : undefined, hash, parent, ...(replicate && replicate > 1 && !small ? { replicate } : {}) })
   }
 
