@@ -157,7 +157,7 @@ async function nodeBinary(major: number): Promise<string> {
 
 describe('machines behind NAT: a public network with the coordinator, coturn and Caddy; two homes behind symmetric NAT', () => {
   let g: NatGrid
-  before(async () => { g = await startNatGrid(process.env.NAT_RELAY_ONLY ? { workerArgs: ['--ice-relay-only'] } : {}) })
+  before(async () => { g = await startNatGrid() })
   after(async () => { await g?.close() })
 
   /** colony_relayed_bytes_total, read from the operator's machine through Caddy. */

@@ -11,6 +11,7 @@ import { createNodeWebSocket } from '@hono/node-ws'
 import WebSocket from 'ws'
 import { connect, type Grid, type ObjectRef } from '@colony-grid/client'
 import { rawDataChannelMiBps } from './raw-datachannel.js'
+import { natFigures } from './nat-bench.js'
 import { scoringFigures } from './scoring.js'
 import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
@@ -180,6 +181,14 @@ async function main(): Promise<void> {
     record({ name: 'object_p2p_node_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: p2p, unit: 'MiB/s' })
     record({ name: 'object_p2p_vs_raw_ratio', value: p2p / raw, unit: 'ratio', target: '>= 0.9' })
     record({ name: 'object_p2p_into_task_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: await withPair(false, (grid) => objectTransfer(grid, MIB64, true)), unit: 'MiB/s' })
+  }
+  if (want('object_turn') || want('tab_join_https')) {
+    // Machines behind NAT: network namespaces, coturn, Caddy and Chromium; needs root.
+    const nat = await natFigures(MIB64)
+    record({ name: 'raw_datachannel_turn_mb_per_s', value: nat.rawTurn, unit: 'MiB/s', target: 'baseline' })
+    record({ name: 'object_turn_mb_per_s', baseline: 'raw_datachannel_turn_mb_per_s', value: nat.objectTurn, unit: 'MiB/s' })
+    record({ name: 'object_turn_vs_raw_ratio', value: nat.objectTurn / nat.rawTurn, unit: 'ratio', target: '>= 0.9' })
+    record({ name: 'tab_join_https_s', value: nat.tabJoinHttps, unit: 's', target: '<= 5' })
   }
   if (want('object_relay')) record({ name: 'object_relay_mb_per_s', baseline: 'raw_datachannel_node_mb_per_s', value: await withPair(true, (grid) => objectTransfer(grid, MIB64)), unit: 'MiB/s' })
   if (want('tab')) {

@@ -39,7 +39,7 @@ export interface NatGrid {
    * Runs `fn(grid, arg)` in a driver process on `m` (its source ships, as a remote function's
    * does: it captures nothing) and returns what it returns, as JSON.
    */
-  drive<A, R>(m: Machine, fn: (grid: import('@colony-grid/client').Grid, arg: A) => Promise<R>, arg: A, timeoutMs?: number): Promise<R>
+  drive<A, R>(m: Machine, fn: (grid: import('@colony-grid/client').Grid, arg: A) => Promise<R>, arg: A, timeoutMs?: number, onOutput?: (text: string) => void): Promise<R>
   /** Chromium on `m` (Playwright drives it over a pipe; its network is that machine's). */
   browser(m: Machine): Promise<Browser>
   close(): Promise<void>
@@ -96,14 +96,14 @@ ${url} {
         cleanups.push(() => p.kill())
         return p
       },
-      async drive(machine, fn, arg, timeoutMs = 120_000) {
+      async drive(machine, fn, arg, timeoutMs = 120_000, onOutput) {
         const code = `import { connect } from '@colony-grid/client'
 const grid = await connect(${JSON.stringify(url)}, { token: ${JSON.stringify(g.submitToken)} })
 try { const out = await (${fn.toString()})(grid, ${JSON.stringify(arg)}); process.stdout.write('\\nRESULT ' + JSON.stringify(out ?? null) + '\\n') }
 finally { await grid.close() }`
         const child = topo.spawn(machine, process.execPath, ['--input-type=module', '-e', code], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
         let out = ''
-        child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+        child.stdout!.on('data', (d: Buffer) => { out += d.toString(); onOutput?.(out) })
         child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
         const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
         const code_ = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)))
