@@ -120,6 +120,8 @@ export interface ControlOptions {
   heartbeatTimeoutMs: number
   /** The STUN/TURN servers (and TURN credentials of its own) each peer gets in its welcome. */
   iceServersFor: IceServersFor
+  /** How often connected peers get fresh ones (before their TURN credentials expire); 0: never. */
+  iceRefreshMs?: number
   quotas: Quotas
   /** The time limit of a task (or actor call) that sets no `timeoutMs`, for jobs that set no `taskTimeoutMs`; 0: none. A job's `main` has none. */
   defaultTaskTimeoutMs?: number
@@ -208,12 +210,21 @@ export class Control {
   /** `put` objects whose holder left: errors only if the holder is not back within the heartbeat timeout. */
   private putGrace = new Map<string, NodeJS.Timeout>()
   private heartbeatTimer: NodeJS.Timeout
+  private iceTimer?: NodeJS.Timeout
   private closed = false
 
   constructor(private readonly opts: ControlOptions) {
     this.loadFromStore()
     this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(500, opts.heartbeatTimeoutMs / 4))
     this.heartbeatTimer.unref()
+    if (opts.iceRefreshMs) {
+      // A peer connected for longer than its TURN credentials live could open no new relayed channel.
+      this.iceTimer = setInterval(() => {
+        for (const s of this.sessions.values()) if (s.p2p) s.send({ t: 'ice', iceServers: opts.iceServersFor(s.id) })
+        this.requestTick()
+      }, opts.iceRefreshMs)
+      this.iceTimer.unref()
+    }
   }
 
   // ------------------------------------------------------------------ peers
@@ -1749,6 +1760,7 @@ export class Control {
   close(): void {
     this.closed = true
     clearInterval(this.heartbeatTimer)
+    clearInterval(this.iceTimer)
     clearTimeout(this.reconcileTimer)
     clearTimeout(this.ackTimer)
     for (const t of this.putGrace.values()) clearTimeout(t)

@@ -20,6 +20,8 @@ export interface TurnSecretOptions {
 
 export type IceServersFor = (peerId: string) => IceServer[]
 
+export const DEFAULT_TURN_TTL_S = 86_400
+
 /** coturn's scheme: username `<unix expiry>:<name>`, credential base64(HMAC-SHA1(secret, username)). */
 export function turnCredentials(secret: string, name: string, ttlSeconds: number, now = Date.now()): { username: string; credential: string } {
   const username = `${Math.floor(now / 1000) + ttlSeconds}:${name}`
@@ -31,6 +33,6 @@ export function iceServersFor(fixed: IceServer[], turn?: TurnSecretOptions): Ice
   if (!turn) return () => fixed
   if (!turn.secret || turn.urls.length === 0) throw new Error('TURN with a shared secret needs the secret and at least one turn: URL')
   for (const u of turn.urls) if (!/^turns?:/.test(u)) throw new Error(`TURN URLs start with turn: or turns: (got ${u})`)
-  const ttl = turn.ttlSeconds ?? 86_400
+  const ttl = turn.ttlSeconds ?? DEFAULT_TURN_TTL_S
   return (peerId) => [...fixed, { urls: turn.urls, ...turnCredentials(turn.secret, peerId, ttl) }]
 }

@@ -26,7 +26,7 @@ import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
 import { peerCredentials } from './identity.js'
 import { jsonSafe } from './json-safe.js'
 import { servePages } from './pages.js'
-import { iceServersFor, type TurnSecretOptions } from './ice-servers.js'
+import { DEFAULT_TURN_TTL_S, iceServersFor, type TurnSecretOptions } from './ice-servers.js'
 import { publicUrlOf } from './public-url.js'
 
 export interface CoordinatorOptions {
@@ -128,6 +128,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     reconcileMs: opts.reconcileMs ?? 5000,
     heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
     iceServersFor: iceServersFor(opts.iceServers ?? [], opts.turn),
+    // Fresh TURN credentials at half their life (renewed on every reconnect too).
+    iceRefreshMs: opts.turn ? ((opts.turn.ttlSeconds ?? DEFAULT_TURN_TTL_S) * 1000) / 2 : 0,
     quotas: { ...DEFAULT_QUOTAS, ...opts.quotas },
     defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
     maxJobLogBytes: opts.maxJobLogBytes,

@@ -200,6 +200,8 @@ export interface SignalFromMsg { t: 'signal'; from: PeerId; link: string; data: 
 export interface DropMsg { t: 'drop'; ids: ObjectId[] }
 /** Fetch these objects and keep them (not evictable): another copy, for a put that asked for `replicate`. */
 export interface ReplicateMsg { t: 'replicate'; infos: ObjectInfo[] }
+/** Fresh STUN/TURN servers (TURN credentials expire): used for data channels opened from now on. */
+export interface IceMsg { t: 'ice'; iceServers: WelcomeMsg['iceServers'] }
 /** A peer left: drop data channels to it now, rather than wait for WebRTC to notice. */
 export interface PeerLeftMsg { t: 'peerLeft'; peer: PeerId }
 export interface CancelTaskMsg { t: 'cancelTask'; task: TaskId; reason: string }
@@ -211,7 +213,7 @@ export interface PongMsg { t: 'pong' }
 
 export type CoordinatorToPeer =
   | WelcomeMsg | AckMsg | RunMsg | ObjMsg | CancelTaskMsg | ServeMsg | ChunkMsg | PullFailMsg
-  | TaskLogMsg | ErrorMsg | PongMsg | PullPlanMsg | SignalFromMsg | PeerLeftMsg | DropMsg | ReplicateMsg
+  | TaskLogMsg | ErrorMsg | PongMsg | PullPlanMsg | SignalFromMsg | PeerLeftMsg | DropMsg | ReplicateMsg | IceMsg
 
 // ---- HTTP API shapes ----
 export type TaskState = 'waiting' | 'ready' | 'running' | 'finished' | 'failed' | 'cancelled'

@@ -106,6 +106,25 @@ describe('TURN credentials of each peer\'s own', () => {
     }
   })
 
+  it('hands connected peers fresh credentials before theirs expire', async () => {
+    const g = await startGrid({ workers: 0, memory: true, env: { COLONY_TURN_SECRET: 'sesame', COLONY_TURN_URLS: 'turn:turn.example.org:3478', COLONY_TURN_TTL_S: '2' } })
+    const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
+    try {
+      await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
+      const seen: { t: string; iceServers?: { username: string }[] }[] = []
+      ws.on('message', (d: Buffer) => { seen.push(...decodeFrame(new Uint8Array(d)) as typeof seen) })
+      ws.send(encodeFrame([{ t: 'hello', v: PROTOCOL_VERSION, token: g.joinToken, role: 'worker', kind: 'node', capabilities: [], resources: { cpu: 1 }, p2p: true }]))
+      const expiry = (m: { iceServers?: { username: string }[] }) => Number(m.iceServers![0].username.split(':')[0])
+      const first = await until(async () => seen.find((m) => m.t === 'welcome'), 5000, 'the welcome')
+      // Half the credentials' life later, a fresh set that outlives the first.
+      const fresh = await until(async () => seen.find((m) => m.t === 'ice' && expiry(m) > expiry(first)), 5000, 'fresh credentials')
+      assert.ok(expiry(fresh) - Date.now() / 1000 > 1)
+    } finally {
+      ws.close()
+      await g.stop()
+    }
+  })
+
   it('refuses a TURN configuration with half its parts', async () => {
     const p = startProc(['start', '--memory', '--port', String(await freePort())], { env: { COLONY_TURN_SECRET: 'sesame' } })
     try { await p.waitFor(/COLONY_TURN_SECRET needs COLONY_TURN_URLS too/) } finally { await p.kill() }

@@ -108,6 +108,9 @@ export class DataPlane {
     this.newHash = opts.sha256 ?? sha256Stream
   }
 
+  /** Fresh STUN/TURN servers (TURN credentials expire): for links opened from now on. */
+  setIceServers(iceServers: IceServer[]): void { this.iceServers = iceServers }
+
   /** From the coordinator's welcome: who this peer is, its grant key, and the ICE servers. */
   configure(selfId: PeerId, grantKey: Uint8Array, iceServers: IceServer[]): void {
     if (this.selfId && this.selfId !== selfId) this.closeAll()

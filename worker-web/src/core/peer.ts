@@ -153,6 +153,7 @@ export class Peer implements ExecutorHost {
       case 'pullPlan': this.objects.onPullPlan(m); break
       case 'signal': this.data?.onSignal(m.from, m.link, m.data); break
       case 'peerLeft': this.data?.dropPeer(m.peer); break
+      case 'ice': this.data?.setIceServers(m.iceServers); break
       case 'drop': for (const id of m.ids) this.objects.drop(id); break
       case 'replicate': for (const info of m.infos) void this.objects.replicate(info); break
       case 'cancelTask':
