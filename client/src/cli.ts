@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleJob } from './bundle.js'
@@ -146,7 +146,7 @@ ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   Scoring demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}` : ''}
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
   Join your own:     npx colony worker --trusted --url ${coord.url} --token ${coord.tokens.trusted}
-  Run a job:         ${coord.url === 'http://127.0.0.1:8787' ? '' : `COLONY_URL=${coord.url} `}npx colony submit client/examples/hello.ts${reachHint(coord.url, host)}
+  Run a job:         ${coord.url === 'http://127.0.0.1:8787' ? '' : `COLONY_URL=${coord.url} `}npx colony submit ${exampleJob()}${reachHint(coord.url, host)}
 Ctrl-C stops.`)
   const stop = async () => {
     for (const p of peers) await p.close().catch(() => {})
@@ -163,6 +163,12 @@ function readTls(certFile: string | undefined, keyFile: string | undefined): { c
   if (!certFile || !keyFile) fail('HTTPS needs both --tls-cert FILE and --tls-key FILE (PEM)')
   const read = (f: string, what: string) => { try { return readFileSync(f) } catch (e) { fail(`cannot read the TLS ${what} ${f}: ${(e as Error).message}`) } }
   return { cert: read(certFile, 'certificate'), key: read(keyFile, 'key') }
+}
+
+/** The example job that ships with this package, as a path from here (client/examples/hello.ts in the repository). */
+function exampleJob(): string {
+  const file = join(dirname(fileURLToPath(import.meta.resolve('@colony-grid/client/package.json'))), 'examples', 'hello.ts')
+  return relative(process.cwd(), file) || file
 }
 
 /** What to do when Node refuses the coordinator's certificate (a private CA, or a self-signed one). */
