@@ -1610,14 +1610,15 @@ export class Control {
   /**
    * Places ready tasks, taken round-robin across users (fair-queue.ts). When the grid is
    * full, a user under their fair share (capacity / users with work) may still be placed,
-   * over-committing a peer by at most one task per cpu slot: the peer runs it at once in an
+   * over-committing a Node peer by at most one task per cpu slot: the peer runs it at once in an
    * executor of its own, so one user's endless tasks cannot starve another's.
    */
   private schedule(): void {
     const workers = this.sessions.values.bind(this.sessions)
     const fixed = this.opts.pipelineDepth
     const depth = fixed ? () => fixed : (peer: PeerSession) => peer.pipelineDepth(this.opts.pipelineTargetMs, this.opts.maxPipelineDepth)
-    const overDepth = (peer: PeerSession) => depth(peer) + 1
+    // A tab computes no more tasks than it offers (extras serve only blocked nesting): over-committing one only queues.
+    const overDepth = (peer: PeerSession) => depth(peer) + (peer.kind === 'browser' ? 0 : 1)
     const q = this.ready
     let full = false
     let share: ((user: string) => boolean) | undefined

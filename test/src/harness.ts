@@ -2,7 +2,8 @@
  * Test harness: real coordinator and worker processes on loopback, started through
  * the CLI exactly as a person would, and waited on by what they print.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { after } from 'node:test'
+import { ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -14,6 +15,18 @@ import { connect, type Grid } from '@colony-grid/client'
 process.env.COLONY_RTC_BIND_ADDRESS ??= '127.0.0.1'
 // A data channel that cannot form on loopback never will: give up quickly and use the relay.
 process.env.COLONY_RTC_CONNECT_TIMEOUT_MS ??= '1500'
+
+// A test file whose tests are done but whose process stays (a child, a socket or a timer
+// left open) would wait out the runner's 180 s and say only "timed out": say what is still open.
+if (process.env.NODE_TEST_CONTEXT) after(() => {
+  const watchdog = setTimeout(() => {
+    const children = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles()
+      .filter((h): h is ChildProcess => h instanceof ChildProcess).map((c) => `pid ${c.pid}: ${c.spawnargs.join(' ').slice(0, 200)}`)
+    console.error(`[harness] 30 s after its last test this file is still running; open: ${process.getActiveResourcesInfo().join(', ')}${children.length ? `\n  children:\n  ${children.join('\n  ')}` : ''}`)
+    process.exit(1)
+  }, 30_000)
+  watchdog.unref()
+})
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const CLI = join(ROOT, "client", "bin", "colony.js")
