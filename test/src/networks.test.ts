@@ -218,6 +218,27 @@ describe('machines behind NAT: a public network with the coordinator, coturn and
     assert.deepEqual(out, { secure: true, subtle: 'object', isolated: true })
   })
 
+  it('the web IDE (over HTTPS and over plain HTTP) and the scoring demo work from a machine in a home', async () => {
+    const b = await g.browser(g.topo.homes[1])
+    for (const base of [g.url, g.plainUrl]) {
+      const page = await b.newPage()
+      await page.goto(`${base}/ide#token=${g.submitToken}`)
+      await page.waitForSelector('#examples li')
+      for (const [file, result] of [['hello.ts', /"task 9 says hi"/], ['dag.ts', /^1496$/]] as const) {
+        await page.click(`li[data-file="${file}"]`)
+        await page.click('#run')
+        await page.waitForFunction(() => document.querySelector('.out.result, .out.error'), null, { timeout: 60_000 })
+        assert.deepEqual(await page.locator('.out.error').allTextContents(), [], `${base}: ${file}`)
+        assert.match((await page.locator('.out.result').allTextContents()).join(''), result)
+      }
+      await page.close()
+    }
+    const demo = await b.newPage()
+    await demo.goto(`${g.url}/demo#token=${g.submitToken}&join=${g.joinToken}`)
+    await demo.click('#run')
+    await demo.waitForFunction(() => /^Done: 10,000 digits/.test(document.getElementById('status')?.textContent ?? ''), null, { timeout: 120_000 })
+  })
+
   it('a tab on plain HTTP from another machine says what it lacks, links to HTTPS, and still moves objects over 64 KiB both ways', async () => {
     const b = await g.browser(g.topo.homes[1])
     const page = await b.newPage()
