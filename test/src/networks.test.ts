@@ -192,6 +192,22 @@ describe('machines behind NAT: a public network with the coordinator, coturn and
     assert.equal(g.homePeers.length, 2)
   })
 
+  it('colony submit from a home follows its job through Caddy (event streams), run by the operator\'s trusted machine', async () => {
+    const own = g.cli(g.topo.public, ['worker', '--url', g.url, '--token', g.trustedToken, '--trusted', '--executors', '1'])
+    await own.waitFor(/joined \S+ as p_/, 30_000)
+    const submit = g.cli(g.topo.homes[0], ['submit', join(ROOT, 'client', 'examples', 'hello.ts'), '--url', g.url, '--token', g.submitToken])
+    await submit.waitFor(/squared 10 numbers on the grid[\s\S]*"sumOfSquares": 385/, 60_000)
+    await own.kill()
+  })
+
+  it('a coordinator on every address (--host 0.0.0.0) with no public URL prints its LAN address', async () => {
+    const other = g.cli(g.topo.public, ['start', '--memory', '--host', '0.0.0.0', '--port', '9090', '--data', join(tmpdir(), `colony-lan-${process.pid}`)])
+    await other.waitFor(/Ctrl-C stops/)
+    for (const l of linksIn(other.output())) assert.ok(l.startsWith('http://198.18.0.1:9090'), `printed ${l}`)
+    assert.match(other.output(), /Plain HTTP: tabs on other machines get no WebGPU/)
+    await other.kill()
+  })
+
   it('moves objects between the two homes through coturn, with 0 bytes through the coordinator', async () => {
     const before = await relayedBytes()
     const out = await g.drive(g.topo.public, async (grid) => {
@@ -207,7 +223,12 @@ describe('machines behind NAT: a public network with the coordinator, coturn and
   it('a tab that opens the printed HTTPS join link is a secure context, offers webgpu, and runs tasks', async () => {
     const link = /Join a tab:\s+(\S+)/.exec(g.coordinator.output())![1]
     const b = await g.browser(g.topo.homes[0])
-    const { page } = await joinTab(b, link)
+    const { page, response } = await joinTab(b, link)
+    // The coordinator's security headers come through Caddy unchanged.
+    const headers = response.headers()
+    assert.equal(headers['cross-origin-opener-policy'], 'same-origin')
+    assert.equal(headers['cross-origin-embedder-policy'], 'require-corp')
+    assert.match(headers['content-security-policy'] ?? '', /connect-src 'self' blob: data: ws:\/\/198\.18\.0\.1:8443 wss:\/\/198\.18\.0\.1:8443/)
     assert.equal(await page.evaluate(() => isSecureContext), true)
     assert.equal(await page.isVisible('#insecure'), false)
     assert.match(await page.textContent('#s-caps') ?? '', /\bwebgpu\b/)

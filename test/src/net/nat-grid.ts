@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
-import { chromium, type Browser, type Page } from '@playwright/test'
+import { chromium, type Browser, type Page, type Response } from '@playwright/test'
 import { ROOT, startProc, type Proc } from '../harness.js'
 import { buildTopology, type Machine, type Topology } from './topology.js'
 import { makeCert, type TestCert } from './tls.js'
@@ -156,10 +156,11 @@ function stopChild(c: ChildProcess): Promise<void> {
 }
 
 /** Opens a join link in a new page, presses Join and waits until the tab is a connected worker. */
-export async function joinTab(b: Browser, link: string): Promise<{ page: Page; peerId: string }> {
+export async function joinTab(b: Browser, link: string): Promise<{ page: Page; peerId: string; response: Response }> {
   const page = await b.newPage()
-  await page.goto(link)
+  const response = await page.goto(link)
+  if (!response) throw new Error(`no response for ${link}`)
   await page.click('#join')
   await page.waitForFunction(() => document.getElementById('s-conn')?.textContent === 'connected', null, { timeout: 60_000 })
-  return { page, peerId: (await page.textContent('#s-peer'))! }
+  return { page, peerId: (await page.textContent('#s-peer'))!, response }
 }
