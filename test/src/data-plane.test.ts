@@ -5,9 +5,8 @@ import type { Grid, ObjectRef } from '@colony-grid/client'
 import type { Peer } from '@colony-grid/worker-web'
 import { grantPayload, hmacSha256Hex, nobleSha256Stream, sha256Hex, sha256HexSync, verifyGrantSync, type Grant, type PullPlanMsg } from '@colony-grid/shared'
 import { createHash, createHmac } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { spawn } from 'node:child_process'
 import { api, freePort, metric, withGrid, type GridProcs } from './harness.js'
+import { startCoturn } from './net/coturn.js'
 
 const MB50 = 50 * 1024 * 1024
 type TaskRow = { id: string; name: string; state: string; peer?: string }
@@ -241,7 +240,7 @@ describe('failed transfers settle at once', () => {
 
 describe('the TURN path', () => {
   it('delivers the object through a real TURN relay (coturn on loopback) when peers allow only relay candidates', async () => {
-    const turn = await startTurn()
+    const turn = await startCoturn({ ip: '127.0.0.1', port: await freePort(), auth: { user: 'colony', password: 'turn-test' } })
     try {
       const iceServers = JSON.stringify([{ urls: `turn:127.0.0.1:${turn.port}?transport=udp`, username: 'colony', credential: 'turn-test' }])
       await withPair(['--ice-relay-only'], async (g, grid) => {
@@ -256,28 +255,3 @@ describe('the TURN path', () => {
     }
   })
 })
-
-/** Debian's coturn, on a free loopback port, with one long-term credential. */
-async function startTurn(): Promise<{ port: number; output(): string; stop(): Promise<void> }> {
-  const bin = ['/usr/bin/turnserver', '/usr/sbin/turnserver'].find((p) => existsSync(p))
-  if (!bin) throw new Error('this test needs coturn: apt-get install -y coturn (.ci/run installs it)')
-  const port = await freePort()
-  const child = spawn(bin, [
-    '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`, '--min-port=49160', '--max-port=49400',
-    '--lt-cred-mech', '--user=colony:turn-test', '--realm=colony', '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli',
-    '--log-file=stdout', '--verbose', '--no-software-attribute',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
-  const deadline = Date.now() + 10_000
-  while (!/listener opened on|Total (UDP|General) servers/i.test(out)) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`coturn did not start:\n${out.slice(-2000)}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  return {
-    port,
-    output: () => out,
-    stop: () => new Promise<void>((r) => { if (child.exitCode !== null) { r(); return } child.once('exit', () => r()); child.kill('SIGTERM') }),
-  }
-}
