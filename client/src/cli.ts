@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { createSecureContext } from 'node:tls'
 import { bundleJob } from './bundle.js'
 
 const HELP = `colony: a volunteer compute grid
@@ -19,7 +20,7 @@ const HELP = `colony: a volunteer compute grid
                   --public-url URL     the URL other machines use (https://grid.example.org behind a TLS proxy);
                                        every printed link and page uses it
                   --tls-cert FILE --tls-key FILE   serve HTTPS and WSS with this PEM certificate and key
-                  --trust-proxy        behind a reverse proxy: peers' addresses from X-Forwarded-For
+                  --trust-proxy        behind a reverse proxy on this machine: peers' addresses from X-Forwarded-For
                   (or COLONY_HOST, COLONY_PUBLIC_URL, COLONY_TLS_CERT, COLONY_TLS_KEY, COLONY_TRUST_PROXY=1; TURN: COLONY_TURN_SECRET,
                   COLONY_TURN_URLS, COLONY_TURN_TTL_S; see the README's "Run a grid for other machines")
   colony worker   --url URL --token JOIN_TOKEN [--executors N] [--capabilities a,b] [--relay] [--ice-relay-only] [--rtc-bind ADDR] [--store-mb 2048] [--native-ml]
@@ -49,7 +50,7 @@ function savedTokens(dataDir = '.colony'): { submit?: string; join?: string } {
 const num = (v: string | undefined, name: string): number | undefined => {
   if (v === undefined) return undefined
   const n = Number(v)
-  if (!Number.isInteger(n) || n < 0) fail(`--${name} must be a whole number (got ${v})`)
+  if (!Number.isInteger(n) || n < 0) fail(`${/^[A-Z_]+$/.test(name) ? name : `--${name}`} must be a whole number (got ${v})`)
   return n
 }
 
@@ -162,7 +163,10 @@ function readTls(certFile: string | undefined, keyFile: string | undefined): { c
   if (!certFile && !keyFile) return undefined
   if (!certFile || !keyFile) fail('HTTPS needs both --tls-cert FILE and --tls-key FILE (PEM)')
   const read = (f: string, what: string) => { try { return readFileSync(f) } catch (e) { fail(`cannot read the TLS ${what} ${f}: ${(e as Error).message}`) } }
-  return { cert: read(certFile, 'certificate'), key: read(keyFile, 'key') }
+  const tls = { cert: read(certFile, 'certificate'), key: read(keyFile, 'key') }
+  // A wrong file would otherwise surface as an OpenSSL stack trace when the server starts.
+  try { createSecureContext(tls) } catch (e) { fail(`--tls-cert ${certFile} and --tls-key ${keyFile} are not a PEM certificate and its private key: ${(e as Error).message}`) }
+  return tls
 }
 
 /** The example job that ships with this package, as a path from here (client/examples/hello.ts in the repository). */
@@ -302,11 +306,11 @@ async function cmdStatus(args: string[]): Promise<void> {
     console.log(JSON.stringify(job, null, 2))
     return
   }
-  const peers = await api(url, token, '/api/peers') as { id: string; kind: string; role: string; capabilities: string[]; load: number; tasksDone: number }[]
+  const peers = await api(url, token, '/api/peers') as { id: string; kind: string; role: string; capabilities: string[]; load: number; tasksDone: number; address?: string }[]
   const jobs = await api(url, token, '/api/jobs') as { id: string; name: string; state: string; tasks: Record<string, number> }[]
   if (values.json) { console.log(JSON.stringify({ peers, jobs }, null, 2)); return }
   console.log(`${url}: ${peers.filter((p) => p.role === 'worker').length} worker(s), ${peers.filter((p) => p.role === 'driver').length} driver(s)`)
-  for (const p of peers) console.log(`  ${p.id}  ${p.kind.padEnd(7)} ${p.role.padEnd(6)} load ${p.load.toFixed(2)}  done ${p.tasksDone}  [${p.capabilities.join(', ')}]`)
+  for (const p of peers) console.log(`  ${p.id}  ${p.kind.padEnd(7)} ${p.role.padEnd(6)} ${(p.address ?? '').padEnd(15)} load ${p.load.toFixed(2)}  done ${p.tasksDone}  [${p.capabilities.join(', ')}]`)
   console.log(`jobs: ${jobs.length}`)
   for (const j of jobs.slice(-20)) {
     const t = j.tasks

@@ -6,7 +6,7 @@
  */
 import { createHmac } from 'node:crypto'
 import {
-  grantPayload, CancelledError, LimitError, MAX_CHECKPOINT_BYTES, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
+  PROTOCOL_VERSION, grantPayload, CancelledError, LimitError, MAX_CHECKPOINT_BYTES, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
   type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony-grid/shared'
@@ -236,6 +236,10 @@ export class Control {
    * and nothing of the id it named. Throws AuthError.
    */
   hello(socket: PeerSocket, m: HelloMsg, grant: TokenGrant, newId: () => string, address?: string): PeerSession {
+    // Peers of another version would misread each other's data channels (the chunk format, say): refuse them plainly.
+    if (m.v !== PROTOCOL_VERSION) {
+      throw new ProtocolError(`this ${m.kind === 'browser' ? 'page' : 'peer'} speaks Colony protocol v${m.v}; the coordinator speaks v${PROTOCOL_VERSION}: ${m.kind === 'browser' ? 'reload the page' : 'install the same version of @colony-grid/client and @colony-grid/worker-web as the coordinator'}`)
+    }
     if (m.role !== grant.role) {
       throw new AuthError(m.role === 'driver'
         ? 'a join token cannot submit jobs: connect drivers with the submit token'
@@ -259,6 +263,7 @@ export class Control {
     s.trusted = m.role === 'worker' && grant.trusted
     s.resumed = resumed
     s.origin = origin
+    s.address = address
     s.kind = m.kind
     // A fresh id starts with its token and address's standing: dropping an id does not wash a quarantine.
     if (m.role === 'worker') this.reputations.join(id, origin, !resumed)

@@ -34,5 +34,7 @@ export function iceServersFor(fixed: IceServer[], turn?: TurnSecretOptions): Ice
   if (!turn.secret || turn.urls.length === 0) throw new Error('TURN with a shared secret needs the secret and at least one turn: URL')
   for (const u of turn.urls) if (!/^turns?:/.test(u)) throw new Error(`TURN URLs start with turn: or turns: (got ${u})`)
   const ttl = turn.ttlSeconds ?? DEFAULT_TURN_TTL_S
+  // Shorter, and peers would hold expired credentials between renewals; over a week, a revoked volunteer keeps relaying for long.
+  if (!Number.isInteger(ttl) || ttl < 10 || ttl > 7 * 86_400) throw new Error(`the TURN credentials' lifetime (COLONY_TURN_TTL_S) must be between 10 s and 7 days (got ${ttl})`)
   return (peerId) => [...fixed, { urls: turn.urls, ...turnCredentials(turn.secret, peerId, ttl) }]
 }

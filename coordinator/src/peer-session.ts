@@ -25,6 +25,8 @@ export class PeerSession {
   resumed = false
   /** Its token and address (identity.ts), which its reputation also counts against. */
   origin = ''
+  /** Where it connects from. */
+  address?: string
   reputation = 1
   /** It can open WebRTC data channels. */
   p2p = false
@@ -101,7 +103,7 @@ export class PeerSession {
     return {
       objects: this.holds.size, bytesHeld,
       id: this.id, kind: this.kind, role: this.role, capabilities: [...this.capabilities], resources: this.resources,
-      load: Math.round(this.load() * 100) / 100, running: this.tasks.size, paused: this.paused, reputation: Math.round(this.reputation * 100) / 100, quarantined: this.quarantined, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
+      address: this.address, load: Math.round(this.load() * 100) / 100, running: this.tasks.size, paused: this.paused, reputation: Math.round(this.reputation * 100) / 100, quarantined: this.quarantined, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
       trusted: this.trusted,
     }
   }

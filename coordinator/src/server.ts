@@ -12,7 +12,7 @@ import { createNodeWebSocket } from '@hono/node-ws'
 import { createHash } from 'node:crypto'
 import { createServer as createHttpsServer } from 'node:https'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
+import { isIP, type AddressInfo } from 'node:net'
 import {
   AuthError, ColonyError, DEFAULT_LIMITS, LimitError, ProtocolError, decodeFrame, encodeFrame, encodeValue, newPeerId,
   parsePeerMessage, type ErrorMsg, type HelloMsg, type Limits,
@@ -39,7 +39,7 @@ export interface CoordinatorOptions {
    * and page uses it. Default: this server's own address (its first LAN address when it listens on all).
    */
   publicUrl?: string
-  /** Behind a reverse proxy (Caddy): take peers' addresses from X-Forwarded-For. Only when the proxy is the sole way in. */
+  /** Behind a reverse proxy on this machine (Caddy): take peers' addresses from the X-Forwarded-For of loopback connections. */
   trustProxy?: boolean
   /** PEM certificate and key: serve HTTPS and WSS (otherwise plain HTTP, e.g. behind a TLS proxy). */
   tls?: { cert: string | Buffer; key: string | Buffer }
@@ -97,14 +97,17 @@ function bearer(c: Context): string | undefined {
 /**
  * Where a request (or a WebSocket upgrade) comes from. Behind a reverse proxy every socket is the
  * proxy's, and volunteers would share one origin (and one reputation): with `trustProxy`, the
- * address the proxy appended last to X-Forwarded-For, which the client cannot forge.
+ * address the proxy appended last to X-Forwarded-For. Only from a proxy on this machine (a
+ * loopback socket): anyone reaching the coordinator directly could write the header themselves.
  */
 function remoteAddress(c: Context, trustProxy: boolean): string | undefined {
   const socket = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress
-  if (!trustProxy) return socket
-  const forwarded = c.req.header('x-forwarded-for')?.split(',').map((a) => a.trim()).filter(Boolean)
-  return forwarded?.at(-1) ?? socket
+  if (!trustProxy || !socket || !isLoopback(socket)) return socket
+  const forwarded = c.req.header('x-forwarded-for')?.split(',').map((a) => a.trim()).at(-1)
+  return forwarded && isIP(forwarded) ? forwarded : socket
 }
+
+const isLoopback = (a: string) => a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.')
 
 function errorBody(err: ColonyError | Error, code?: string) {
   return { error: { code: code ?? (err as ColonyError).code ?? 'ERROR', message: err.message, ...(err instanceof LimitError ? { limit: err.limit } : {}) } }

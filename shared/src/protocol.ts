@@ -10,7 +10,7 @@ import type { ActorId, JobId, ObjectId, PeerId, TaskId } from './ids.js'
 import type { SerializedError } from './errors.js'
 import type { Grant } from './grant.js'
 
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 export type PeerKind = 'node' | 'browser'
 export type PeerRole = 'worker' | 'driver'
@@ -234,6 +234,8 @@ export interface PeerInfo {
   quarantined: boolean
   /** Joined with a trusted join token: it may run a job's main. */
   trusted?: boolean
+  /** The address it connects from (behind a trusted proxy, the one the proxy saw). */
+  address?: string
   tasksDone: number
   connectedAt: number
   /** Objects whose bytes this peer holds (not counting small ones, which live in the coordinator). */

@@ -71,6 +71,12 @@ describe('the peer WebSocket', () => {
     await gridStillWorks()
   })
 
+  it('refuses a peer of another protocol version, saying what to install', async () => {
+    const p = await rawPeer()
+    p.ws.send(encodeFrame([{ ...hello(g.joinToken), v: PROTOCOL_VERSION - 1 }]))
+    await expectError(p, 'PROTOCOL', new RegExp(`speaks Colony protocol v${PROTOCOL_VERSION - 1}; the coordinator speaks v${PROTOCOL_VERSION}: install the same version`))
+  })
+
   it('refuses a driver that presents the join token', async () => {
     const p = await rawPeer()
     p.ws.send(encodeFrame([{ ...hello(g.joinToken), role: 'driver' }]))

@@ -5,6 +5,9 @@ import type { Grid, ObjectRef } from '@colony-grid/client'
 import type { Peer } from '@colony-grid/worker-web'
 import { grantPayload, hmacSha256Hex, nobleSha256Stream, sha256Hex, sha256HexSync, verifyGrantSync, type Grant, type PullPlanMsg } from '@colony-grid/shared'
 import { createHash, createHmac } from 'node:crypto'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { hmac } from '@noble/hashes/hmac.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import { api, freePort, metric, withGrid, type GridProcs } from './harness.js'
 import { startCoturn } from './net/coturn.js'
 
@@ -139,7 +142,8 @@ const sumFn = function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.len
 const want = (v: number) => sumFn(makeFn(MIB, v))
 
 describe('a peer without WebCrypto (a page that is not a secure context)', () => {
-  it('hashes and checks grants with @noble/hashes exactly as node:crypto does', async () => {
+  // In this process the shared functions take node:crypto; the peers below run without it (and without WebCrypto).
+  it('hashes and signs with @noble/hashes (what pages use) exactly as node:crypto does', async () => {
     const bytes = makeFn(3 * MIB + 12_345, 17)
     const want = createHash('sha256').update(bytes).digest('hex')
     const h = nobleSha256Stream()
@@ -151,6 +155,7 @@ describe('a peer without WebCrypto (a page that is not a secure context)', () =>
     const g = { obj: 'o.x', job: 'j_1', to: 'p_a', holder: 'p_b', exp: Date.now() + 60_000 }
     const sig = createHmac('sha256', key).update(grantPayload(g)).digest('hex')
     assert.equal(hmacSha256Hex(key, grantPayload(g)), sig)
+    assert.equal(bytesToHex(hmac(sha256, key, new TextEncoder().encode(grantPayload(g)))), sig)
     assert.equal(verifyGrantSync({ ...g, sig }, key, g), true)
     assert.equal(verifyGrantSync({ ...g, sig: sig.replace(/^./, (c) => (c === '0' ? '1' : '0')) }, key, g), false)
     assert.equal(verifyGrantSync(undefined as unknown as Grant, key, g), false)

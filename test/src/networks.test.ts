@@ -107,7 +107,7 @@ describe('TURN credentials of each peer\'s own', () => {
   })
 
   it('hands connected peers fresh credentials before theirs expire', async () => {
-    const g = await startGrid({ workers: 0, memory: true, env: { COLONY_TURN_SECRET: 'sesame', COLONY_TURN_URLS: 'turn:turn.example.org:3478', COLONY_TURN_TTL_S: '2' } })
+    const g = await startGrid({ workers: 0, memory: true, env: { COLONY_TURN_SECRET: 'sesame', COLONY_TURN_URLS: 'turn:turn.example.org:3478', COLONY_TURN_TTL_S: '10' } })
     const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
     try {
       await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
@@ -117,17 +117,21 @@ describe('TURN credentials of each peer\'s own', () => {
       const expiry = (m: { iceServers?: { username: string }[] }) => Number(m.iceServers![0].username.split(':')[0])
       const first = await until(async () => seen.find((m) => m.t === 'welcome'), 5000, 'the welcome')
       // Half the credentials' life later, a fresh set that outlives the first.
-      const fresh = await until(async () => seen.find((m) => m.t === 'ice' && expiry(m) > expiry(first)), 5000, 'fresh credentials')
-      assert.ok(expiry(fresh) - Date.now() / 1000 > 1)
+      const fresh = await until(async () => seen.find((m) => m.t === 'ice' && expiry(m) > expiry(first)), 9000, 'fresh credentials')
+      assert.ok(expiry(fresh) - Date.now() / 1000 > 5)
     } finally {
       ws.close()
       await g.stop()
     }
   })
 
-  it('refuses a TURN configuration with half its parts', async () => {
+  it('refuses a TURN configuration with half its parts, or credentials that would not last', async () => {
     const p = startProc(['start', '--memory', '--port', String(await freePort())], { env: { COLONY_TURN_SECRET: 'sesame' } })
-    try { await p.waitFor(/COLONY_TURN_SECRET needs COLONY_TURN_URLS too/) } finally { await p.kill() }
+    const q = startProc(['start', '--memory', '--port', String(await freePort())], { env: { COLONY_TURN_SECRET: 'sesame', COLONY_TURN_URLS: 'turn:t.example.org', COLONY_TURN_TTL_S: '0' } })
+    try {
+      await p.waitFor(/COLONY_TURN_SECRET needs COLONY_TURN_URLS too/)
+      await q.waitFor(/colony: the TURN credentials' lifetime \(COLONY_TURN_TTL_S\) must be between 10 s and 7 days \(got 0\)/)
+    } finally { await p.kill(); await q.kill() }
   })
 })
 
@@ -206,6 +210,27 @@ describe('machines behind NAT: a public network with the coordinator, coturn and
     for (const l of linksIn(other.output())) assert.ok(l.startsWith('http://198.18.0.1:9090'), `printed ${l}`)
     assert.match(other.output(), /Plain HTTP: tabs on other machines get no WebGPU/)
     await other.kill()
+  })
+
+  it('takes a peer\'s address from Caddy (X-Forwarded-For), and never from a header a peer writes itself', async () => {
+    const seen = await g.drive(g.topo.homes[0], async (grid, o: { plain: string; tls: string; join: string; submit: string }) => {
+      const { default: WebSocket } = await import('ws')
+      const { PROTOCOL_VERSION, encodeFrame, decodeFrame } = await import('@colony-grid/shared')
+      // Two workers that claim to come from 203.0.113.9: straight to the coordinator, and through Caddy.
+      const forge = async (base: string, cap: string) => {
+        const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/ws`, { headers: { 'x-forwarded-for': '203.0.113.9' } })
+        await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
+        ws.send(encodeFrame([{ t: 'hello', v: PROTOCOL_VERSION, token: o.join, role: 'worker', kind: 'node', capabilities: [cap], resources: { cpu: 1 } }]))
+        await new Promise<void>((r) => ws.on('message', (d: Buffer) => { if ((decodeFrame(new Uint8Array(d)) as { t: string }[]).some((m) => m.t === 'welcome')) r() }))
+        return ws
+      }
+      const sockets = [await forge(o.plain, 'forged-direct'), await forge(o.tls, 'forged-caddy')]
+      const peers = await (await fetch(`${o.tls}/api/peers`, { headers: { authorization: `Bearer ${o.submit}` } })).json() as { capabilities: string[]; address?: string }[]
+      for (const s of sockets) s.close()
+      return Object.fromEntries(peers.filter((p) => p.capabilities.some((c) => /^(home\d|forged-\w+)$/.test(c))).map((p) => [p.capabilities.find((c) => /^(home\d|forged-\w+)$/.test(c))!, p.address]))
+    }, { plain: g.plainUrl, tls: g.url, join: g.joinToken, submit: g.submitToken })
+    // Each home is its NAT router's public address; what a peer wrote itself counts for nothing.
+    assert.deepEqual(seen, { home1: '198.18.0.11', home2: '198.18.0.12', 'forged-direct': '198.18.0.11', 'forged-caddy': '198.18.0.11' })
   })
 
   it('moves objects between the two homes through coturn, with 0 bytes through the coordinator', async () => {

@@ -17,11 +17,13 @@ export async function startCoturn(o: {
   auth: { secret: string } | { user: string; password: string }
   /** Run it on this machine of a test network (else in this namespace). */
   on?: { topo: Topology; machine: Machine }
+  /** A turnserver.conf to start from (the flags here override it). */
+  config?: string
 }): Promise<Coturn> {
   const bin = ['/usr/bin/turnserver', '/usr/sbin/turnserver'].find((p) => existsSync(p))
   if (!bin) throw new Error('this needs coturn: apt-get install -y coturn (.ci/run installs it)')
   const args = [
-    '-n', `--listening-ip=${o.ip}`, `--relay-ip=${o.ip}`, `--listening-port=${o.port}`, '--min-port=49160', '--max-port=49400',
+    ...(o.config ? ['-c', o.config] : ['-n']), `--listening-ip=${o.ip}`, `--relay-ip=${o.ip}`, `--listening-port=${o.port}`, '--min-port=49160', '--max-port=49400',
     ...('secret' in o.auth ? ['--use-auth-secret', `--static-auth-secret=${o.auth.secret}`] : ['--lt-cred-mech', `--user=${o.auth.user}:${o.auth.password}`]),
     '--realm=colony', '--no-tls', '--no-dtls', '--no-cli', '--log-file=stdout', '--verbose', '--no-software-attribute',
     ...(o.ip.startsWith('127.') ? ['--allow-loopback-peers'] : []),

@@ -57,7 +57,8 @@ export async function startNatGrid(opts: { homePeers?: boolean; workerArgs?: str
     const pub = topo.public
     const cert = await makeCert(dir, { ips: [pub.address] })
     const secret = 'turn-secret-' + Math.random().toString(36).slice(2)
-    const coturn = await startCoturn({ ip: pub.address, port: PORT_TURN, auth: { secret }, on: { topo, machine: pub } })
+    // The repo's sample configuration (its relay restrictions and quotas), as an operator would start from it.
+    const coturn = await startCoturn({ ip: pub.address, port: PORT_TURN, auth: { secret }, on: { topo, machine: pub }, config: join(ROOT, 'coordinator', 'deploy', 'turnserver.conf') })
     cleanups.push(() => coturn.stop())
 
     const url = `https://${pub.address}:${PORT_TLS}`
