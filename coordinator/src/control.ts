@@ -6,7 +6,7 @@
  */
 import { createHmac } from 'node:crypto'
 import {
-  PROTOCOL_VERSION, grantPayload, CancelledError, LimitError, MAX_CHECKPOINT_BYTES, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
+  FAULTS, PROTOCOL_VERSION, grantPayload, CancelledError, LimitError, MAX_CHECKPOINT_BYTES, ObjectLostError, PeerDiedError, ProtocolError, AuthError, TaskError, decodeValue, newJobId, returnId, serializeError,
   taskOfObject, type FnDef, type HelloMsg, type JobInfo, type Limits, type ObjectInfo, type PeerToCoordinator,
   type ActorSummary, type ObjectSummary, type SerializedError, type TaskInfo, type TaskSpec, type TaskState, type ResultOut,
 } from '@colony-grid/shared'
@@ -454,7 +454,7 @@ export class Control {
       case 'evicted':
         for (const id of m.ids) { const o = this.objects.get(id); if (o) this.removeLocation(o, s.id); s.holds.delete(id) }
         break
-      case 'pause': s.paused = m.paused; break
+      case 'pause': if (FAULTS.handlerThrows) throw new TypeError('injected fault handler-throws'); s.paused = m.paused; break
       case 'ping': s.send({ t: 'pong' }); break
       case 'bye': if (s.jobId) this.finishDriverJob(s.jobId); break
       case 'hello': throw new ProtocolError('hello sent twice on one connection')
@@ -660,7 +660,7 @@ export class Control {
       else if (r.state === 'failed' && r.error?.type === 'TaskError' && r.ranOn) votes.push({ replica: r.id, peer: r.ranOn, error: r.error })
     }
     const agreeing = largestAgreement(votes, main.spec.opts.compare ?? {})
-    if (agreeing.length >= q.need) { this.accept(main, agreeing, votes); return }
+    if (agreeing.length >= (FAULTS.acceptWrongReplica ? 1 : q.need)) { this.accept(main, agreeing, votes); return }
     const pending = replicas.filter((r) => !TERMINAL.has(r.state)).length
     if (agreeing.length + pending >= q.need) return
     if (q.replicas.length < q.max && this.anotherPeerFor(main)) { this.addReplica(main); return }
@@ -924,7 +924,7 @@ export class Control {
       const a = this.actors.get(t.spec.actor)
       if (a?.peer && a.peer !== s.id) { this.counters.duplicateResults++; return }
     }
-    if (TERMINAL.has(t.state)) { this.counters.duplicateResults++; return }
+    if (TERMINAL.has(t.state) && !FAULTS.applyDuplicateResults) { this.counters.duplicateResults++; return }
     if (lost) {
       if (t.peer !== s.id) return
       this.unassign(t)
@@ -1027,7 +1027,7 @@ export class Control {
 
   private retryOrFail(t: TaskRec, deadPeer: string): void {
     const maxRetries = t.spec.opts.maxRetries ?? (t.spec.actor ? 0 : 3)
-    if (t.attempts <= maxRetries) {
+    if (t.attempts <= maxRetries && !FAULTS.failLostPeerTasks) {
       this.counters.tasksRetried++
       this.enqueue(t)
       return
@@ -1710,7 +1710,7 @@ export class Control {
         const oid = returnId(t.id, i)
         if (!this.objects.has(oid)) this.objects.set(oid, { id: oid, job: t.job, size: 0, state: 'pending', locations: new Set(), pins: 0 })
       }
-      if (TERMINAL.has(t.state)) continue
+      if (TERMINAL.has(t.state) && !(FAULTS.restartReapplies && t.state === 'finished')) continue
       if (t.spec.actor) this.actors.get(t.spec.actor)?.queue.push(t.id)
       this.pinDeps(t, 1)
       unfinished.push(t)

@@ -14,7 +14,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import { join } from 'node:path'
 import { isIP, type AddressInfo } from 'node:net'
 import {
-  AuthError, ColonyError, DEFAULT_LIMITS, LimitError, ProtocolError, decodeFrame, encodeFrame, encodeValue, newPeerId,
+  AuthError, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, ProtocolError, decodeFrame, encodeFrame, encodeValue, newPeerId,
   parsePeerMessage, type ErrorMsg, type HelloMsg, type Limits,
 } from '@colony-grid/shared'
 import { Control, DEFAULT_QUOTAS, type Quotas } from './control.js'
@@ -115,6 +115,7 @@ function errorBody(err: ColonyError | Error, code?: string) {
 
 export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<Coordinator> {
   const log = opts.log ?? ((line: string) => console.log(`[coordinator] ${line}`))
+  if (faultWarning()) log(faultWarning()!)
   const dataDir = opts.dataDir ?? join(process.cwd(), '.colony')
   const store: ControlStore = typeof opts.store === 'object' ? opts.store
     : opts.store === 'memory' ? new MemoryStore() : new SqliteStore(join(dataDir, 'colony.db'))
@@ -193,6 +194,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
   app.get('/api/peers', (c) => {
     needRole(c, ['driver', 'worker'])
+    if (FAULTS.httpHandlerThrows) throw new TypeError('injected fault http-handler-throws')
     return c.json([...control.sessions.values()].map((s) => s.info((id) => control.objects.get(id)?.size ?? 0)))
   })
 
@@ -414,6 +416,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
         }
         let raws: unknown[]
         try { raws = decodeFrame(bytes) } catch (e) {
+          if (FAULTS.exitOnMalformedFrame) process.exit(70)
           return reject(new ProtocolError(`malformed frame: ${(e as Error).message}`), 1007)
         }
         if (deferred.length > 0 || !admit(raws.length)) { defer(raws); return }

@@ -16,26 +16,27 @@ describe('colony submit', () => {
     await p.waitFor(/squared 10 numbers on the grid/, 60_000)
     await p.waitFor(/"sumOfSquares": 385/, 60_000)
     await p.waitFor(/"counter": 3/)
-    await new Promise((r) => p.child.once('exit', r))
-    assert.equal(p.child.exitCode, 0)
+    // The process's exit is captured from its start (Proc.exited): an exit that came before this line is not missed.
+    assert.deepEqual(await p.waitExit(), { code: 0, signal: null })
   })
 
   it('runs nested tasks from a bundle (tree sum of depth 6) with --args', async () => {
     const p = startProc(['submit', join(ROOT, 'client/examples/tree-sum.ts'), '--args', '[6]'], { env: env() })
     await p.waitFor(/^64$/m, 60_000)
+    assert.deepEqual(await p.waitExit(), { code: 0, signal: null })
   })
 
   it('exits non-zero with the remote stack when the job throws', async () => {
     const p = startProc(['submit', join(ROOT, 'test/fixtures/throws.ts')], { env: env() })
     await p.waitFor(/job j_\w+ failed: .*wrong on purpose/, 60_000)
     await p.waitFor(/remote stack:[\s\S]*throws\.ts/)
-    await new Promise((r) => p.child.once('exit', r))
-    assert.equal(p.child.exitCode, 1)
+    assert.deepEqual(await p.waitExit(), { code: 1, signal: null })
   })
 
   it('says clearly when the file does not bundle', async () => {
     const p = startProc(['submit', join(ROOT, 'test/fixtures/syntax-error.ts')], { env: env() })
     await p.waitFor(/could not bundle .*syntax-error\.ts/)
+    assert.deepEqual(await p.waitExit(), { code: 2, signal: null }, 'a usage error, before anything is submitted')
   })
 })
 
@@ -44,5 +45,6 @@ describe('colony status', () => {
     const p = startProc(['status'], { env: env() })
     await p.waitFor(/2 worker\(s\)/)
     await p.waitFor(/jobs: \d+/)
+    assert.deepEqual(await p.waitExit(), { code: 0, signal: null })
   })
 })

@@ -152,7 +152,7 @@ describe('actors', () => {
     await grid.wait([spinning], { timeoutMs: 200 })
     grid.cancel(spinning)
     await assert.rejects(grid.get(spinning), CancelledError)
-    await assert.rejects(grid.get(spin.options({ timeoutMs: 200 }).remote()))
+    await assert.rejects(grid.get(spin.options({ timeoutMs: 200 }).remote()), (e: unknown) => e instanceof TaskError && /TimeoutError: task spin \(\S+\) ran past its time limit of 200 ms/.test(e.message))
     assert.equal(await grid.get(c.inc.remote()), 2)
   })
 
@@ -220,9 +220,22 @@ describe('objects: put, get, wait, cancel', () => {
     assert.equal(await grid.get(ok.remote(), { timeoutMs: 20_000 }), 'still working')
   })
 
-  it('a task past its timeoutMs fails with TimeoutError and its executor is replaced', async () => {
+  it('a task past its timeoutMs is stopped by its peer, failing with a TaskError that names the limit, and its executor is replaced', async () => {
     const spin = grid.remote(function spin() { for (;;) { /* never returns */ } }, { timeoutMs: 300 })
-    await assert.rejects(grid.get(spin.remote(), { timeoutMs: 20_000 }), (e: unknown) => e instanceof TaskError || e instanceof TimeoutError)
+    const ref = spin.remote()
+    const taskId = ref.id.replace(/\.r0$/, '')
+    const t0 = Date.now()
+    // The driver's own deadline is far past the task's limit: only the task's timeoutMs can end this get in time,
+    // and only the peer's TimeoutError names the task and its limit (the get's own would be "grid.get timed out after 20000 ms").
+    await assert.rejects(grid.get(ref, { timeoutMs: 20_000 }), (e: unknown) => {
+      assert.ok(e instanceof TaskError, `a TaskError (README: "get rejects with a TaskError naming the limit"), not ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`)
+      assert.ok(e.message.includes(`TimeoutError: task spin (${taskId}) ran past its time limit of 300 ms and was stopped`), e.message)
+      assert.equal(e.taskId, taskId)
+      assert.equal(e.taskName, 'spin')
+      return true
+    })
+    const took = Date.now() - t0
+    assert.ok(took < 10_000, `the task was stopped ${took} ms after it was submitted: its 300 ms limit, not the get's 20 s, ended it`)
     const ok = grid.remote(() => 42)
     assert.equal(await grid.get(ok.remote(), { timeoutMs: 20_000 }), 42)
   })

@@ -12,7 +12,7 @@ import { api, freePort, metric, withGrid, type GridProcs } from './harness.js'
 import { startCoturn } from './net/coturn.js'
 
 const MB50 = 50 * 1024 * 1024
-type TaskRow = { id: string; name: string; state: string; peer?: string }
+type TaskRow = { id: string; name: string; state: string; peer?: string; attempts?: number }
 
 /** A 50 MB object made on a peer with capability `a`, consumed on one with `b`. */
 async function bigAcross(grid: Grid): Promise<{ made: ObjectRef<Uint8Array>; total: number }> {
@@ -75,24 +75,61 @@ describe('peer-to-peer objects', () => {
     })
   })
 
-  it('gives the reader a correct result when the holder is killed mid-transfer', async () => {
+  it('gives the reader a correct result when the holder is killed mid-transfer', async (t) => {
     await withGrid({ workers: 0, memory: true }, async (g, grid) => {
-      await g.addWorker(1, ['--capabilities', 'a'])
-      await g.addWorker(1, ['--capabilities', 'a'])
-      await g.addWorker(1, ['--capabilities', 'b'])
+      // Two peers that can make the object (`a`), each with a label of its own to pin work on it.
+      await g.addWorker(1, ['--capabilities', 'a,h0'])
+      await g.addWorker(1, ['--capabilities', 'a,h1'])
       const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(3) }, { capabilities: ['a'] })
-      const sum = grid.remote(function sum(b: Uint8Array) { let s = 0; for (let i = 0; i < b.length; i += 1024) s += b[i]; return s }, { capabilities: ['b'] })
       const made = make.remote(MB50)
       await grid.wait([made], { timeoutMs: 30_000 })
       const holder = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!.peer!
-      const result = sum.remote(made)
-      // The reader is placed and starts pulling; the holder dies under it.
-      const deadline = Date.now() + 20_000
-      while ((await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'sum')?.state !== 'running') {
-        if (Date.now() > deadline) throw new Error('the reader never started')
+      const holderProc = g.workers[g.workerIds.indexOf(holder)]
+      // What travels: the encoded value (a few bytes over the 50 MB of the array).
+      const size = (await api<{ id: string; size: number }[]>(g, `/api/jobs/${grid.jobId}/objects`)).body.find((o) => o.id === made.id)!.size
+      assert.ok(size >= MB50 && size < MB50 + 1024, `size ${size}`)
+      // This driver is the reader. What its data plane reads directly, from whom, and how it ended:
+      const data = (grid as unknown as { peer: Peer }).peer.data as unknown as { bytesIn: number; receive(link: { remote: string }, raw: Uint8Array): void; fetch(plan: PullPlanMsg): Promise<Uint8Array> }
+      const fetchPlan = data.fetch.bind(data)
+      const fetched: string[] = []
+      data.fetch = (plan) => fetchPlan(plan).then((b) => { fetched.push(`${plan.holders.map((h) => h.peer)}: ok`); return b }, (e: Error) => { fetched.push(`${plan.holders.map((h) => h.peer)}: ${e.message}`); throw e })
+      // First a data channel to the holder, with a small read (retried: now and then a new channel closes as it
+      // forms, and that read takes the relay). The transfer under test then starts at once on an open channel.
+      const small = grid.remote(function small(n: number) { return new Uint8Array(n).fill(1) }, { capabilities: [`h${g.workerIds.indexOf(holder)}`] })
+      for (let i = 1; !fetched.includes(`${holder}: ok`); i++) {
+        if (i > 5) assert.fail(`no data channel from this driver to the holder ${holder} in 5 tries: ${fetched.join('; ')}`)
+        assert.equal((await grid.get(small.remote(200_000), { timeoutMs: 20_000 })).length, 200_000)
       }
-      await g.workers[g.workerIds.indexOf(holder)].kill('SIGKILL')
-      assert.equal(await grid.get(result, { timeoutMs: 60_000 }), 3 * (MB50 / 1024))
+      // Its data plane counts what arrives (bytesIn); what comes from the holder is counted here, and once
+      // 1 MiB of it has arrived the holder is killed (SIGKILL, sent at once, from inside the receive): the
+      // transfer is under way, and far from done, when the holder dies.
+      const receive = data.receive.bind(data)
+      let fromHolder = 0
+      let atKill: number | undefined
+      data.receive = (link, raw) => {
+        const before = data.bytesIn
+        receive(link, raw)
+        if (link.remote !== holder) return
+        fromHolder += data.bytesIn - before
+        if (atKill === undefined && fromHolder >= 1024 * 1024) { atKill = fromHolder; holderProc.child.kill('SIGKILL') }
+      }
+      const bytesInBefore = data.bytesIn
+      const relayedBefore = await metric(g, 'colony_relayed_bytes_total')
+      const value = await grid.get(made, { timeoutMs: 60_000 })
+      const relayed = await metric(g, 'colony_relayed_bytes_total') - relayedBefore
+      assert.ok(atKill !== undefined && atKill < size, `the holder was killed with ${atKill} of ${size} bytes received (${fromHolder} from it; ${relayed} relayed; direct reads: ${fetched.join('; ')})`)
+      assert.ok(fromHolder < size, `the holder's transfer never finished: ${fromHolder} of ${size} bytes came from it`)
+      assert.equal(holderProc.child.signalCode ?? (await holderProc.exited).signal, 'SIGKILL')
+      // The reader has the whole object, right, from another copy: the maker re-ran on the other peer
+      // (lineage), and the object came from there, peer to peer or through the relay.
+      assert.equal(value.length, MB50)
+      assert.ok(value.every((b) => b === 3), 'every byte is right')
+      const rerun = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
+      assert.equal(rerun.attempts, 2)
+      assert.notEqual(rerun.peer, holder)
+      const fromElsewhere = (data.bytesIn - bytesInBefore - fromHolder) + relayed
+      assert.ok(fromElsewhere >= size, `after the kill, ${fromElsewhere} of ${size} bytes came from elsewhere`)
+      t.diagnostic(`holder killed at ${atKill} bytes received; ${fromHolder} came from it in all, ${fromElsewhere} from the rebuilt copy (${relayed} of them relayed)`)
     })
   })
 

@@ -4,7 +4,7 @@
  */
 import { after } from 'node:test'
 import { ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -36,8 +36,17 @@ export interface Proc {
   output(): string
   /** Resolves with the first match of `re` in the output, or rejects at the deadline. */
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>
+  /**
+   * How the process ended. Listened for from the start, so an exit that came before anyone
+   * asks is not missed.
+   */
+  exited: Promise<Exit>
+  /** Resolves with how the process ended, or rejects at the deadline (with its output). */
+  waitExit(timeoutMs?: number): Promise<Exit>
   kill(signal?: NodeJS.Signals): Promise<void>
 }
+
+export interface Exit { code: number | null; signal: NodeJS.Signals | null }
 
 /** The CLI with `args`, as a process of its own; `ns`: in that network namespace (a machine of net/topology.ts); `node`: another Node binary. */
 export function startProc(args: string[], opts: { cwd?: string; env?: Record<string, string>; ns?: string; node?: string } = {}): Proc {
@@ -53,10 +62,18 @@ export function startProc(args: string[], opts: { cwd?: string; env?: Record<str
   const onData = (d: Buffer) => { out += d.toString(); for (const l of listeners) l() }
   child.stdout!.on('data', onData)
   child.stderr!.on('data', onData)
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  const exited = new Promise<Exit>((r) => child.once('exit', (code, signal) => r({ code, signal })))
   return {
     child,
     output: () => out,
+    exited,
+    waitExit(timeoutMs = 20_000) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for the process to exit:\n${out.slice(-3000)}`)), timeoutMs)
+      })
+      return Promise.race([exited, late]).finally(() => clearTimeout(timer))
+    },
     waitFor(re, timeoutMs = 20_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
@@ -78,15 +95,37 @@ export function startProc(args: string[], opts: { cwd?: string; env?: Record<str
   }
 }
 
+/** Ports this process handed out: never twice. */
+const handedOut = new Set<number>()
+
+/** The low end of the kernel's ephemeral range: where listen(0) and outgoing connections take their ports. */
+function ephemeralLow(): number {
+  try { return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768 } catch { return 32768 }
+}
+
+/**
+ * A TCP port free a moment ago, for a server that must be told its port before it starts and cannot
+ * pick its own (coturn; a coordinator in another network namespace). It is closed before it is handed
+ * out, so another process can still take it in between: a server that can pick its own port should
+ * (startGrid starts its coordinator with `--port 0` and reads the port it printed). To make that rare,
+ * the port is drawn at random from below the kernel's ephemeral range, where no listen(0) and no
+ * outgoing connection of another process takes one, is checked free on every address, and is never
+ * handed out twice by this process.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
+  const high = Math.min(ephemeralLow(), 65536) - 1
+  const low = Math.min(20_000, high - 1000)
+  for (let i = 0; i < 200; i++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1))
+    if (handedOut.has(port)) continue
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer()
+      srv.once('error', () => resolve(false))
+      srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)))
     })
-    srv.once('error', reject)
-  })
+    if (free) { handedOut.add(port); return port }
+  }
+  throw new Error(`no free port between ${low} and ${high} after 200 tries`)
 }
 
 export interface GridProcs {
@@ -114,23 +153,28 @@ export interface GridProcs {
 /** A coordinator (SQLite in a fresh folder unless `memory`) and `workers` Node peers, each its own process. */
 export async function startGrid(opts: { workers?: number; executors?: number; memory?: boolean; env?: Record<string, string> } = {}): Promise<GridProcs> {
   const dataDir = mkdtempSync(join(tmpdir(), 'colony-test-'))
-  const port = await freePort()
   const g: GridProcs = {
-    url: `http://127.0.0.1:${port}`, port, submitToken: '', joinToken: '', trustedToken: '', dataDir,
+    url: '', port: 0, submitToken: '', joinToken: '', trustedToken: '', dataDir,
     coordinator: undefined as unknown as Proc, workers: [], workerIds: [],
     async startCoordinator() {
-      const args = ['start', '--port', String(port), '--data', dataDir]
+      // The first start lets the coordinator pick a free port itself (no port is picked, closed and handed
+      // out, for another process to take meanwhile); a restart takes the same one, which peers reconnect to.
+      const args = ['start', '--port', String(g.port), '--data', dataDir]
       if (opts.memory) args.push('--memory')
       g.coordinator = startProc(args, { env: { COLONY_RECONCILE_MS: '3000', ...opts.env } })
-      const m = await g.coordinator.waitFor(/submit token: (\w+)\s+join token:\s+(\w+)\s+trusted join token:\s+(\w+)/)
-      g.submitToken = m[1]
-      g.joinToken = m[2]
-      g.trustedToken = m[3]
+      const m = await g.coordinator.waitFor(/Colony coordinator on (http:\/\/\S+)[\s\S]*?submit token: (\w+)\s+join token:\s+(\w+)\s+trusted join token:\s+(\w+)/)
+      const port = Number(new URL(m[1]).port)
+      if (g.port && port !== g.port) throw new Error(`the coordinator came back on port ${port}, not ${g.port}`)
+      g.port = port
+      g.url = `http://127.0.0.1:${port}`
+      g.submitToken = m[2]
+      g.joinToken = m[3]
+      g.trustedToken = m[4]
     },
     async addWorker(executors = opts.executors ?? 1, args: string[] = [], { trusted = true, env }: { trusted?: boolean; env?: Record<string, string> } = {}) {
       const token = trusted ? g.trustedToken : g.joinToken
       const w = startProc(['worker', '--url', g.url, '--token', token, '--executors', String(executors), ...(trusted ? ['--trusted'] : []), ...args], { env })
-      const m = await w.waitFor(/joined \S+ as (p_\w+)/)
+      const m = await w.waitFor(/joined \S+ as (p_\w+)/).catch(async (e: unknown) => { await w.kill('SIGKILL'); throw e })
       g.workers.push(w)
       g.workerIds.push(m[1])
       return w
@@ -141,8 +185,14 @@ export async function startGrid(opts: { workers?: number; executors?: number; me
       rmSync(dataDir, { recursive: true, force: true })
     },
   }
-  await g.startCoordinator()
-  for (let i = 0; i < (opts.workers ?? 2); i++) await g.addWorker()
+  try {
+    await g.startCoordinator()
+    for (let i = 0; i < (opts.workers ?? 2); i++) await g.addWorker()
+  } catch (e) {
+    // Nobody gets this grid to stop: what did start must not outlive the test file.
+    await g.stop()
+    throw e
+  }
   return g
 }
 

@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
-import { connect, LimitError, ObjectRef } from '@colony-grid/client'
+import { AuthError, connect, LimitError, ObjectRef } from '@colony-grid/client'
 import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '@colony-grid/shared'
 import { api, startProc, until, withGrid } from './harness.js'
 
@@ -24,7 +24,15 @@ describe('isolation between users', () => {
         const big = a.put(new Uint8Array(200_000).fill(7)) // held by alice's driver, fetched peer to peer
         await a.get(a.remote((x: Uint8Array) => x.length).remote(big))
         for (const id of [secret.id, big.id]) {
-          await assert.rejects(b.get(new ObjectRef(id), { timeoutMs: 2000 }), 'bob cannot read alice\'s objects')
+          // Bob is refused, by name and at once: not left waiting until his get's own deadline (which says "timed out").
+          const t0 = Date.now()
+          await assert.rejects(b.get(new ObjectRef(id), { timeoutMs: 20_000 }), (e: unknown) => {
+            assert.ok(e instanceof AuthError, `bob cannot read alice's ${id}: an AuthError, not ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`)
+            assert.match(e.message, new RegExp(`may not read object ${id.replace(/\./g, '\\.')} for job ${b.jobId}$`))
+            assert.equal(e.objectId, id)
+            return true
+          })
+          assert.ok(Date.now() - t0 < 5_000, `the refusal took ${Date.now() - t0} ms`)
         }
         assert.equal((await api(g, `/api/jobs/${a.jobId}`, { token: bob.token })).status, 404)
         assert.equal((await api(g, `/api/jobs/${a.jobId}/tasks`, { token: bob.token })).status, 404)
@@ -50,7 +58,9 @@ describe('isolation between users', () => {
         await until(async () => !(await api<{ id: string }[]>(g, '/api/peers')).body.some((p) => p.id === id), 10_000, 'the revoked peer to leave')
         await api(g, `/api/tokens/${user.id}`, { method: 'DELETE' })
         assert.equal((await api(g, '/api/jobs', { token: user.token })).status, 401)
-        await assert.rejects(connect(g.url, { token: user.token, onLog: false, timeoutMs: 3000 }))
+        // Refused for its token, at once; not "could not reach the coordinator" at connect's own deadline.
+        await assert.rejects(connect(g.url, { token: user.token, onLog: false, log: () => {}, timeoutMs: 20_000 }), (e: unknown) =>
+          e instanceof AuthError && /^bad token \(or a revoked one\)/.test(e.message))
         assert.equal((await api(g, '/api/tokens/' + (await api<{ id: string; operator: boolean }[]>(g, '/api/tokens')).body.find((t) => t.operator)!.id, { method: 'DELETE' })).status, 404, 'the operator\'s token cannot be revoked')
         assert.equal(await grid.get(grid.remote(() => 'still serving').remote()), 'still serving')
       } finally { await w.kill() }

@@ -104,14 +104,30 @@ describe('a put object with replicate: 2', () => {
 
 describe('a driver whose connection blips', () => {
   it('keeps its large put objects: they are readable after it reconnects, past the grace period', async () => {
-    await withGrid({ workers: 1, memory: true, env: { COLONY_HEARTBEAT_TIMEOUT_MS: '1500' } }, async (g, grid) => {
+    const GRACE_MS = 1500 // the heartbeat timeout: how long the coordinator keeps a put whose holder left
+    await withGrid({ workers: 1, memory: true, env: { COLONY_HEARTBEAT_TIMEOUT_MS: String(GRACE_MS) } }, async (g, grid) => {
       const big = grid.put(new Uint8Array(300_000).fill(4))
       const sum = grid.remote(function sum(b: Uint8Array) { return b.reduce((s, v) => s + v, 0) })
-      assert.equal(await grid.get(sum.remote(big)), 1_200_000)
-      const conn = (grid as unknown as { peer: { conn: { ws: { close(): void }; status: string } } }).peer.conn
-      conn.ws.close()
-      await until(async () => conn.status === 'connected', 10_000, 'the driver reconnects')
-      await new Promise((r) => setTimeout(r, 2000)) // past the 1.5 s grace a lost put would get
+      const peer = (grid as unknown as { peer: { peerId: string; conn: { ws?: { close(): void }; status: string } } }).peer
+      const { conn, peerId } = peer
+      const holders = async () => (await api<{ id: string; holders: string[] }[]>(g, `/api/jobs/${grid.jobId}/objects`)).body.find((o) => o.id === big.id)?.holders ?? []
+      // Nothing has read it yet: the driver's is the only copy, so the driver's drop leaves the put in its grace.
+      await grid.wait([big], { timeoutMs: 10_000 })
+      assert.deepEqual(await holders(), [peerId], 'the driver holds the only copy')
+      const old = conn.ws!
+      old.close()
+      // Reconnected: welcomed on a new socket. (The status alone says 'connected' until the old socket's
+      // onclose, so it cannot tell a reconnect from no disconnect yet.) The coordinator dropped this driver's
+      // session before it welcomed the new one (on the old socket's close, or when the new hello replaced it),
+      // and that drop started the put's grace: by the welcome, the grace has begun.
+      await until(async () => conn.ws !== undefined && conn.ws !== old && conn.status === 'connected', 10_000, 'the driver reconnects: welcomed on a new socket')
+      const welcomed = Date.now()
+      assert.equal(peer.peerId, peerId, 'with the same id')
+      assert.deepEqual(await holders(), [peerId], 'the coordinator has the driver as the put\'s holder again')
+      // Past the grace a lost put gets, counted from the welcome (the grace began before it): a put the
+      // reconnect did not claim would be lost by now.
+      await new Promise((r) => setTimeout(r, Math.max(0, welcomed + GRACE_MS + 500 - Date.now())))
+      assert.deepEqual(await holders(), [peerId], 'still held, past the grace')
       assert.equal(await grid.get(sum.remote(big), { timeoutMs: 20_000 }), 1_200_000)
     })
   })

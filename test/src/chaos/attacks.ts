@@ -2,16 +2,24 @@
  * Attacks on a running grid by a hostile job author (an ordinary submit token) or a hostile
  * volunteer (the join token and a raw WebSocket), for the chaos run's `auth_violations_allowed`.
  * Each attack reports true only on evidence that it worked (a welcome under a victim's id, a 200,
- * bytes read, a process still reachable), never because something merely failed; and where an
- * attack could fail for a reason of its own, a control shows the genuine path works (a control
- * that fails throws, so a broken scenario cannot pass as a refused attack).
+ * bytes read, a process still reachable), and false only on evidence of the refusal it expects
+ * (the error that names it, a 401 or 404, a counter of refusals that rose, a job that says it
+ * waits); anything else throws, and `attempt` counts it as inconclusive, so allowed. Where an
+ * attack could fail for a reason of its own, a control shows the genuine path works.
  */
 import WebSocket from 'ws'
 import { connect, type Grid } from '@colony-grid/client'
 import { PROTOCOL_VERSION, decodeFrame, encodeFrame } from '@colony-grid/shared'
 import { byzantinePeer } from '../byzantine.js'
-import { api, until, type GridProcs } from '../harness.js'
+import { api, metric, until, type GridProcs } from '../harness.js'
 
+/** `p`, or `v` after `ms` (the timer goes when `p` settles, so nothing is left to keep the process up). */
+export function orAfter<T, U>(p: Promise<T>, ms: number, v: U): Promise<T | U> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  return Promise.race([p, new Promise<U>((r) => { timer = setTimeout(() => r(v), ms) })]).finally(() => clearTimeout(timer))
+}
+
+/** `attack` resolves true if it worked, false on the refusal it expects; it throws otherwise (inconclusive). */
 export type Attempt = (name: string, attack: () => Promise<boolean>) => Promise<void>
 
 interface RawPeer {
@@ -69,15 +77,24 @@ async function secondUser(g: GridProcs): Promise<string> {
 export async function volunteerAttacks(g: GridProcs, attempt: Attempt): Promise<void> {
   const victim = g.workerIds[0]
   // A raw peer never answers the tasks it is given: each leaves the grid as soon as it has been judged.
-  const joinsAs = async (hello: Record<string, unknown>) => { const p = await rawPeer(g, g.joinToken, hello); p.close(); return p.id }
-  await attempt('peer id takeover with the join token', async () => (await joinsAs({ peerId: victim })) === victim)
-  await attempt('peer id takeover with a made-up secret', async () => (await joinsAs({ peerId: victim, peerSecret: 'f'.repeat(64) })) === victim)
+  // Refused: welcomed, but under an id of its own.
+  const takesOver = async (hello: Record<string, unknown>) => {
+    const p = await rawPeer(g, g.joinToken, hello)
+    p.close()
+    if (p.welcomed) return p.id === victim
+    throw new Error(`not welcomed at all: ${JSON.stringify(p.got).slice(0, 200)}`)
+  }
+  await attempt('peer id takeover with the join token', () => takesOver({ peerId: victim }))
+  await attempt('peer id takeover with a made-up secret', () => takesOver({ peerId: victim, peerSecret: 'f'.repeat(64) }))
 
   // Signalling a peer no transfer paired it with would tell the sender that peer's addresses.
   const x = await rawPeer(g, g.joinToken), y = await rawPeer(g, g.joinToken)
   await attempt('an unsolicited WebRTC signal', async () => {
+    const before = await metric(g, 'colony_signals_refused_total')
     x.send({ t: 'signal', to: y.id, link: 'probe', data: { type: 'offer', sdp: 'v=0' } })
-    return within(1500, () => y.got.some((m) => m.t === 'signal'))
+    if (await within(1500, () => y.got.some((m) => m.t === 'signal'))) return true
+    if ((await metric(g, 'colony_signals_refused_total')) > before) return false
+    throw new Error('the signal was neither delivered nor counted as refused')
   })
   x.close(); y.close()
 
@@ -85,13 +102,20 @@ export async function volunteerAttacks(g: GridProcs, attempt: Attempt): Promise<
   await attempt('a socket that never says hello stays open', async () => {
     const ws = new WebSocket(g.url.replace('http', 'ws') + '/ws')
     await new Promise((r, j) => { ws.once('open', r); ws.once('error', j) })
-    const closed = new Promise<void>((r) => ws.once('close', () => r()))
-    const open = !(await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]))
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)))
+    const code = await orAfter(closed, 5000, undefined)
     ws.terminate()
-    return open
+    if (code === undefined) return true
+    if (code === 4408) return false
+    throw new Error(`closed with ${code}, not the hello timeout's 4408`)
   })
 
-  await attempt('a token in the query string', async () => (await fetch(`${g.url}/api/jobs?token=${g.submitToken}`)).status === 200)
+  await attempt('a token in the query string', async () => {
+    const { status } = await fetch(`${g.url}/api/jobs?token=${g.submitToken}`)
+    if (status === 200) return true
+    if (status === 401) return false
+    throw new Error(`status ${status}`)
+  })
 
 }
 
@@ -101,8 +125,12 @@ export async function forgedMain(g: GridProcs, attempt: Attempt): Promise<void> 
   await attempt('an anonymous volunteer is handed a job\'s main', async () => {
     const job = (await api<{ id: string }>(g, '/api/jobs', { method: 'POST', body: JSON.stringify({ bundle: 'export default () => 1', name: 'forge-me' }) })).body
     const handed = await within(2000, () => lone.got.some((m) => m.t === 'run' && /:main$/.test((m.spec as { name: string }).name)))
+    // Refused: the job says its main waits for a trusted worker.
+    const waiting = (await api<{ waiting?: string }>(g, `/api/jobs/${job.id}`)).body.waiting ?? ''
     await api(g, `/api/jobs/${job.id}`, { method: 'DELETE' })
-    return handed
+    if (handed) return true
+    if (/waiting for a trusted worker/.test(waiting)) return false
+    throw new Error(`not handed, but the job does not say it waits for a trusted worker (${waiting || 'nothing'})`)
   })
   lone.close()
 }
@@ -115,13 +143,18 @@ export async function jobAttacks(g: GridProcs, attempt: Attempt): Promise<void> 
     // Bundles over HTTP: alice's is hers, and the peers' that run her job.
     const hash = (await api<{ hash: string }>(g, '/api/bundles', { method: 'POST', body: JSON.stringify({ bundle: 'export const secret = "alice\'s API key"' }) })).body.hash
     if ((await fetch(`${g.url}/api/bundles/${hash}`, { headers: { authorization: `Bearer ${g.submitToken}` } })).status !== 200) throw new Error('control: alice cannot fetch her own bundle')
-    const viaToken = async (token: string) => (await fetch(`${g.url}/api/bundles/${hash}`, { headers: { authorization: `Bearer ${token}` } })).status === 200
+    // Refused: 404, as if the bundle did not exist.
+    const fetchedWith = async (authorization: string) => {
+      const { status } = await fetch(`${g.url}/api/bundles/${hash}`, { headers: { authorization } })
+      if (status === 200) return true
+      if (status === 404) return false
+      throw new Error(`status ${status}`)
+    }
     const other = await secondUser(g)
-    await attempt('another user fetches a bundle by its hash', () => viaToken(other))
-    await attempt('the join token fetches a bundle by its hash', () => viaToken(g.joinToken))
+    await attempt('another user fetches a bundle by its hash', () => fetchedWith(`Bearer ${other}`))
+    await attempt('the join token fetches a bundle by its hash', () => fetchedWith(`Bearer ${g.joinToken}`))
     const idle = await rawPeer(g, g.joinToken)
-    await attempt('a peer that runs none of its job fetches a bundle', async () =>
-      (await fetch(`${g.url}/api/bundles/${hash}`, { headers: { authorization: `Peer ${idle.id}:${idle.secret}` } })).status === 200)
+    await attempt('a peer that runs none of its job fetches a bundle', () => fetchedWith(`Peer ${idle.id}:${idle.secret}`))
     idle.close()
 
     // Objects on a peer shared by two jobs: alice keeps an actor there, and a large and a small result.
@@ -131,30 +164,42 @@ export async function jobAttacks(g: GridProcs, attempt: Attempt): Promise<void> 
     const big = alice.remote(function big() { return new Uint8Array(200_000).fill(7) }).remote()
     const small = alice.remote(function small() { return 'alice\'s secret' }).remote()
     await alice.wait([big, small], { timeoutMs: 20_000 })
+    // Each read says true (it got the bytes) or the error it met.
     const read = mallory.remote(async function read(id: string) {
       const gr = (globalThis as unknown as { colony: { grid: { put(v: unknown): { constructor: new (id: string) => unknown }; get(r: unknown, o?: object): Promise<unknown> } } }).colony.grid
-      try { await gr.get(new (gr.put(0).constructor)(id), { timeoutMs: 4000 }); return true } catch { return false }
+      try { await gr.get(new (gr.put(0).constructor)(id), { timeoutMs: 4000 }); return true } catch (e) { return String((e as Error).message) }
     })
     const readRaw = mallory.remote(function readRaw(id: string) {
       const task = (globalThis as unknown as { colony: { taskId: string } }).colony.taskId
-      return new Promise<boolean>((resolve) => {
-        process.on('message', (msgs: { k: string; req: number; value?: unknown }[]) => { for (const m of msgs) if (m.k === 'reply' && m.req === 4242) resolve(m.value instanceof Uint8Array) })
+      return new Promise<true | string>((resolve) => {
+        process.on('message', (msgs: { k: string; req: number; value?: unknown; error?: { message?: string } }[]) => {
+          for (const m of msgs) if (m.k === 'reply' && m.req === 4242) resolve(m.value instanceof Uint8Array ? true : String(m.error?.message ?? 'a reply with neither bytes nor an error'))
+        })
         process.send!([{ k: 'req', req: 4242, task, op: { op: 'fetch', info: { id, size: 200_000 } } }])
-        setTimeout(() => resolve(false), 4000)
+        setTimeout(() => resolve('no reply within 4 s'), 4000)
       })
     })
+    /** Refused: every read met the AuthError that names the object. */
+    const judged = (outcomes: (true | string)[]) => {
+      if (outcomes.some((o) => o === true)) return true
+      if (outcomes.every((o) => /may not read object/.test(o as string))) return false
+      throw new Error(`not the refusal expected: ${outcomes.join('; ').slice(0, 300)}`)
+    }
     // On both workers, so one shares a peer with each of alice's results.
     for (const [name, id] of [['a large object', big.id], ['a small object', small.id]]) {
-      await attempt(`another job reads ${name} by id`, async () => (await mallory.get([read.remote(id), read.remote(id)], { timeoutMs: 20_000 })).some(Boolean))
+      await attempt(`another job reads ${name} by id`, async () => judged(await mallory.get([read.remote(id), read.remote(id)], { timeoutMs: 20_000 })))
     }
-    await attempt('another job reads an object by id past the client library', async () => (await mallory.get([readRaw.remote(big.id), readRaw.remote(big.id)], { timeoutMs: 20_000 })).some(Boolean))
+    await attempt('another job reads an object by id past the client library', async () => judged(await mallory.get([readRaw.remote(big.id), readRaw.remote(big.id)], { timeoutMs: 20_000 })))
     if ((await alice.get(big) as Uint8Array).length !== 200_000) throw new Error('control: alice cannot read her own object')
 
     // A volunteer claiming, on joining, to hold alice's object (it would then be asked to serve it, or counted as a copy).
     const claimer = await rawPeer(g, g.joinToken, { holds: [big.id] })
     await attempt('a volunteer claims to hold an object it was never sent', async () => {
       const holders = (await api<{ id: string; holders: string[] }[]>(g, `/api/jobs/${alice.jobId}/objects`)).body.find((o) => o.id === big.id)?.holders ?? []
-      return holders.includes(claimer.id) || claimer.got.some((m) => m.t === 'serve')
+      if (holders.includes(claimer.id) || claimer.got.some((m) => m.t === 'serve')) return true
+      // Refused: a new id claims nothing, and is told to drop what it named.
+      if (claimer.got.some((m) => m.t === 'drop' && (m.ids as string[]).includes(big.id))) return false
+      throw new Error('the claim was neither taken nor answered with a drop')
     })
     claimer.close()
 
@@ -182,14 +227,24 @@ async function sandboxAttacks(g: GridProcs, grid: Grid, attempt: Attempt): Promi
     return within(1500, inspectorOpen)
   })
   const dial = grid.remote(function dial(port: number) {
-    return import('node:net').then((net) => new Promise<boolean>((resolve) => {
+    return import('node:net').then((net) => new Promise<boolean | string>((resolve) => {
       const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
-      s.on('error', () => resolve(false))
+      s.on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message))
     }))
   })
-  await attempt('a task connects to the coordinator\'s port', async () => (await grid.get(dial.remote(g.port), { timeoutMs: 20_000 })) === true)
-  const hog = grid.remote(function hog() { try { return Buffer.alloc(4 * 1024 ** 3).length > 0 } catch { return false } })
-  await attempt('a task holds 4 GiB outside the V8 heap', async () => (await grid.get(hog.remote(), { timeoutMs: 30_000 })) === true)
+  await attempt('a task connects to the coordinator\'s port', async () => {
+    const r = await grid.get(dial.remote(g.port), { timeoutMs: 20_000 })
+    if (r === true) return true
+    if (typeof r === 'string' && /^E[A-Z]+$/.test(r)) return false
+    throw new Error(`the task said ${String(r)}`)
+  })
+  const hog = grid.remote(function hog() { try { return Buffer.alloc(4 * 1024 ** 3).length > 0 } catch (e) { return String(e) } })
+  await attempt('a task holds 4 GiB outside the V8 heap', async () => {
+    const r = await grid.get(hog.remote(), { timeoutMs: 30_000 })
+    if (r === true) return true
+    if (typeof r === 'string' && /allocation failed|RangeError/i.test(r)) return false
+    throw new Error(`the task said ${String(r)}`)
+  })
   const rummage = grid.remote(async function rummage() {
     const fs = await import('node:fs')
     const seen: string[] = []
@@ -257,7 +312,8 @@ export async function quarantineWash(g: GridProcs, attempt: Attempt): Promise<vo
       const again = await byzantinePeer(g, 666)
       try {
         const seen = (await api<{ id: string; quarantined: boolean }[]>(g, '/api/peers')).body.find((p) => p.id === again.id)
-        return !!seen && !seen.quarantined
+        if (!seen) throw new Error('the fresh id is not among the peers')
+        return !seen.quarantined
       } finally { again.close() }
     })
   } finally { liar.close(); await grid.close() }

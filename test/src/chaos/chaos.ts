@@ -1,10 +1,12 @@
 /**
  * `npm run chaos [-- --json FILE] [-- --quick]`: the chaos scenarios, with their figures.
- * Each runs on real processes (see scenarios.ts); --quick runs small versions.
+ * Each runs on real processes (see scenarios.ts); --quick runs small versions. Beside each
+ * figure that must stay at 0, `NAME_detects_fault` runs the same scenario with a fault that
+ * breaks its property on purpose (shared/src/faults.ts), and is 1 when the figure went bad.
  */
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { authViolations, byzantine, coordinatorRestart, fuzz, peerChurn } from './scenarios.js'
+import { authViolations, byzantine, coordinatorRestart, fuzz, fuzzFigure, peerChurn, restartFigure, type Faults } from './scenarios.js'
 
 const { values: cli } = parseArgs({ options: { json: { type: 'string' }, quick: { type: 'boolean' } } })
 const q = !!cli.quick
@@ -13,39 +15,78 @@ const record = (name: string, value: number, target: string, scenario: string) =
   figures.push({ name, value, target, scenario })
   console.error(`  ${name}: ${value} (target ${target})`)
 }
+const faultsOf = (f: Faults) => [...(f.coordinator ?? []).map((n) => `${n} in the coordinator`), ...(f.workers ?? []).map((n) => `${n} in the workers`)].join(' and ')
+/** `NAME_detects_fault`: 1 if, with `faults`, the figure left its target of 0. */
+const detects = (name: string, faults: Faults, value: number, how = '') => {
+  console.error(`  (with ${faultsOf(faults)}: ${name} ${value}${how ? `; ${how}` : ''})`)
+  record(`${name}_detects_fault`, value > 0 ? 1 : 0, '1', `the same scenario with the fault ${faultsOf(faults)}: ${name} was ${value}${how ? ` (${how})` : ''}`)
+}
 
 async function main(): Promise<void> {
+  const started = performance.now()
   const n = q ? 3000 : 10_000
-  console.error(`peer churn: ${n} tasks on 3 peers, one killed and replaced every ${q ? 0.7 : 5} s; and a clean run to compare with`)
-  const churn = await peerChurn(n, q ? 700 : 5000)
-  const what = `${n} tasks on 3 peers, a peer killed with SIGKILL and a new one started every ${q ? 0.7 : 5} s (${churn.kills} kills)`
-  record('chaos_lost_results', churn.lost, '0', what)
-  record('chaos_duplicate_results', churn.duplicates, '0', `${what}; ${churn.ignoredDuplicateResults} late results from killed peers' tasks were ignored`)
+  const every = q ? 700 : 5000
+  console.error(`peer churn: ${n} tasks on 3 peers, one killed and replaced every ${every / 1000} s; and a clean run to compare with`)
+  const churn = await peerChurn(n, every)
+  const what = `${n} tasks on 3 peers, a peer killed with SIGKILL and a new one started every ${every / 1000} s (${churn.kills} kills)`
+  record('chaos_lost_results', churn.lost, '0', `${what}: tasks whose result the driver never got`)
+  record('chaos_duplicate_results', churn.duplicates, '0', `${what}: results applied beyond one per task (colony_tasks_finished_total ${churn.applied} for ${churn.finished} finished tasks); ${churn.ignoredDuplicateResults} results for tasks already decided were ignored`)
   record('chaos_output_identical', churn.identical ? 1 : 0, '1', `${what}, against a clean run`)
+  const lostFault: Faults = { coordinator: ['fail-lost-peer-tasks'] }
+  const lostF = await peerChurn(n, every, { faults: lostFault, compare: false })
+  detects('chaos_lost_results', lostFault, lostF.lost, `${lostF.kills} kills`)
+  const dupFault: Faults = { coordinator: ['apply-duplicate-results'], workers: ['report-results-twice'] }
+  const dupF = await peerChurn(n, every, { faults: dupFault, compare: false })
+  detects('chaos_duplicate_results', dupFault, dupF.duplicates, `colony_tasks_finished_total ${dupF.applied} for ${dupF.finished} finished tasks`)
 
   console.error(`coordinator restart: ${n} tasks, kill -9 of the coordinator at 25%, restart on its SQLite file`)
   const restart = await coordinatorRestart(n)
-  record('coordinator_restart_lost_results', restart.lost + restart.wrong + Math.abs(restart.recorded - n), '0', `${n} tasks on 3 peers; kill -9 of the coordinator a quarter of the way, then a restart`)
+  record('coordinator_restart_lost_results', restartFigure(restart, n), '0',
+    `${n} tasks on 3 peers; kill -9 of the coordinator a quarter of the way, then a restart: results lost, wrong, or recorded or applied other than once (${restart.finishedBeforeKill} finished before the kill, ${restart.applied} applied in all)`)
+  const restartFault: Faults = { coordinator: ['restart-reapplies'] }
+  const restartF = await coordinatorRestart(n, { faults: restartFault })
+  detects('coordinator_restart_lost_results', restartFault, restartFigure(restartF, n), `${restartF.applied} results applied for ${n} tasks, ${restartF.recorded} task rows, ${restartF.lost} lost, ${restartF.wrong} wrong`)
 
-  const b = q ? 60 : 500
-  console.error(`byzantine: ${b} tasks with replicas: 2 on 2 honest peers and one that always answers wrong`)
-  const byz = await byzantine(b)
-  record('byzantine_wrong_accepted', byz.wrongAccepted + byz.lost, '0', `${b} tasks, replicas: 2; one of 3 peers always answers wrong`)
-  record('byzantine_quarantined', byz.quarantined ? 1 : 0, '1', 'the same peer')
+  const b = q ? 60 : 500, big = q ? 10 : 50
+  console.error(`byzantine: ${b} tasks and ${big} with results over 64 KiB, replicas: 2, on 2 honest peers and one that always answers wrong (released from each quarantine)`)
+  const byz = await byzantine(b, big)
+  record('byzantine_wrong_accepted', byz.wrongAccepted + byz.lost, '0',
+    `${b} tasks and ${big} with results over 64 KiB (compared by hash), replicas: 2; one of 3 peers always answers wrong, the same size and a true hash for the large ones; it answered ${byz.liarAnswered} replicas (${byz.liarLarge} large): wrong values accepted, wrong large answers no vote counted against it, and tasks without their outcome`)
+  record('byzantine_quarantined', byz.quarantined ? 1 : 0, '1', `the same peer (quarantined ${byz.quarantines} times; an operator released it each time)`)
+  const byzFault: Faults = { coordinator: ['accept-wrong-replica'] }
+  const byzF = await byzantine(b, big, { faults: byzFault })
+  detects('byzantine_wrong_accepted', byzFault, byzF.wrongAccepted + byzF.lost, `${byzF.wrongAccepted} wrong accepted (${byzF.wrongLargeAgreed} large)`)
 
   console.error('auth: hostile volunteers and job authors (tokens, ids, grants, objects, bundles, the sandbox, the protocol, fair share)')
   const auth = await authViolations()
-  for (const name of auth.allowed) console.error(`  ALLOWED: ${name}`)
-  record('auth_violations_allowed', auth.allowed.length, '0', `${auth.attempts} attempts by a hostile volunteer (join token, raw WebSocket) and a hostile job author (own submit token): see test/src/chaos/attacks.ts`)
+  for (const name of auth.allowed) console.error(`  ALLOWED: ${name}${auth.inconclusive.includes(name) ? ' (inconclusive)' : ''}`)
+  record('auth_violations_allowed', auth.allowed.length, '0', `${auth.attempts} attempts by a hostile volunteer (join token, raw WebSocket) and a hostile job author (own submit token), each refused only on the refusal it expects (${auth.inconclusive.length} inconclusive, counted as allowed): see test/src/chaos/attacks.ts`)
   record('auth_attempts', auth.attempts, '>= 20', 'the same run')
+  const authFault: Faults = { workers: ['serve-expired-grants'] }
+  const authF = await authViolations({ faults: authFault })
+  detects('auth_violations_allowed', authFault, authF.allowed.length, `allowed: ${authF.allowed.join(', ') || 'none'}`)
 
-  const frames = q ? 50_000 : 1_000_000
-  console.error(`fuzz: ${frames.toLocaleString('en-US')} mutated and random frames at the WebSocket, then mutated HTTP requests`)
-  const started = performance.now()
-  const fz = await fuzz(frames, q ? 500 : 5000)
-  record('fuzz_frames', fz.frames + fz.httpRequests, '>= 1000000', `${fz.frames} WebSocket frames (${fz.reconnects} reconnects after frames that end the connection) and ${fz.httpRequests} HTTP requests in ${((performance.now() - started) / 1000).toFixed(0)} s`)
-  record('fuzz_crashes', fz.crashes + (fz.healthy ? 0 : 1), '0', 'the same run; afterwards a job must still run')
+  const frames = q ? 50_000 : 1_000_000, http = q ? 500 : 5000
+  console.error(`fuzz: ${frames.toLocaleString('en-US')} mutated and random frames the coordinator is seen to process, then ${http} mutated HTTP requests`)
+  const fuzzStarted = performance.now()
+  const fz = await fuzz(frames, http)
+  if (fz.surpriseNotes.length) console.error(`  surprises: ${fz.surpriseNotes.join('; ')}`)
+  record('fuzz_frames', fz.frames, '>= 1000000',
+    `WebSocket frames the coordinator was seen to process (a pong after them, or the close they must cause), on ${fz.reconnects + 1} connections: ${fz.validSent} messages the schema takes (they reach a handler) and ${fz.badSent} it refuses (colony_bad_messages_total rose ${fz.badMessages}); ${fz.sent - fz.frames} more sent but not confirmed; and ${fz.httpRequests} HTTP requests answered; ${((performance.now() - fuzzStarted) / 1000).toFixed(0)} s`)
+  record('fuzz_crashes', fuzzFigure(fz), '0',
+    `the same run: the coordinator exited (${fz.exited ? 1 : 0}), message handlers that threw (${fz.handlerErrors}), HTTP 5xx (${fz.http5xx}) or failed handlers (${fz.httpErrorLines}), requests not answered (${fz.httpNoAnswer}), anything uncaught (${fz.uncaught}); afterwards a job must still run (${fz.healthy ? 'it did' : 'it did not'})`)
+  const fuzzFaults: Faults[] = [{ coordinator: ['handler-throws'] }, { coordinator: ['http-handler-throws'] }, { coordinator: ['exit-on-malformed-frame'] }]
+  const fuzzMoved: string[] = []
+  let fuzzAll = 1
+  for (const faults of fuzzFaults) {
+    const f = await fuzz(q ? 20_000 : 50_000, q ? 300 : 1000, { faults })
+    fuzzMoved.push(`${faultsOf(faults)}: ${fuzzFigure(f)}`)
+    if (fuzzFigure(f) === 0) fuzzAll = 0
+  }
+  console.error(`  (${fuzzMoved.join('; ')})`)
+  record('fuzz_crashes_detects_fault', fuzzAll, '1', `smaller runs of the same fuzzing, one per fault: fuzz_crashes was ${fuzzMoved.join('; ')}`)
 
+  console.error(`chaos run: ${((performance.now() - started) / 1000).toFixed(0)} s`)
   console.log('\n| figure | value | target | scenario |')
   console.log('| --- | ---: | --- | --- |')
   for (const f of figures) console.log(`| ${f.name} | ${f.value} | ${f.target} | ${f.scenario} |`)

@@ -4,7 +4,7 @@
  * serves and fetches them, and, for workers, hands tasks to its executors.
  */
 import {
-  PROTOCOL_VERSION, DEFAULT_LIMITS, JOB_TEXT_LIMITS, returnId, sha256Hex, sha256Stream, serializeError, clip, clipError, parsePeerMessage, ColonyError, LimitError, ProtocolError,
+  FAULTS, PROTOCOL_VERSION, DEFAULT_LIMITS, faultWarning, JOB_TEXT_LIMITS, returnId, sha256Hex, sha256Stream, serializeError, clip, clipError, parsePeerMessage, ColonyError, LimitError, ProtocolError,
   type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind, type PeerRole, type PeerToCoordinator, type DoneMsg, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
 } from '@colony-grid/shared'
 import type { GridBackend } from './backend.js'
@@ -66,6 +66,7 @@ export class Peer implements ExecutorHost {
   constructor(private readonly opts: PeerOptions) {
     this.store = new LocalObjectStore(opts.storeBytes, (ids) => this.conn.send({ t: 'evicted', ids }))
     this.say = opts.log ?? ((l) => console.error(`[peer] ${l}`))
+    if (faultWarning()) this.say(faultWarning()!)
     this.conn = new ControlConnection({
       url: opts.url,
       webSocket: opts.webSocket,
@@ -249,7 +250,7 @@ export class Peer implements ExecutorHost {
     const checked = bytes > this.limits.maxFrameBytes / 2
       ? { ok: false as const, reason: `its inline results are ${bytes} bytes, over half the ${this.limits.maxFrameBytes}-byte frame limit (return fewer values, or larger ones, which stay on the peer)` }
       : parsePeerMessage(m)
-    if (checked.ok) { this.conn.send(checked.msg); return true }
+    if (checked.ok) { this.conn.send(checked.msg); if (FAULTS.reportResultsTwice) this.conn.send(checked.msg); return true }
     const err = new ProtocolError(`task ${this.nameOf(m.task)} (${m.task}) ended with an outcome the coordinator would refuse: ${checked.reason}`)
     this.conn.send({ t: 'done', task: m.task, attempt: m.attempt, error: serializeError(err), ms: typeof m.ms === 'number' && m.ms >= 0 ? m.ms : undefined })
     return false
