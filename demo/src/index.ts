@@ -1,5 +1,5 @@
 export { DIGIT_PIXELS, HELD_OUT_FROM, decodeDigits, encodeDigits, toModelInput, type Digits } from './digits-file.js'
 export { loadDigits, DIGITS_SEED } from './digits.js'
 export { MODEL_DIR, tfjsArtifacts } from './mnist-model.js'
-export { argmaxRows, digitsReport, type DigitsReport } from './report.js'
+export { argmaxRows, digitsReport, type DigitsReport, type PeerRate } from './report.js'
 export { onnxInProcess, hasOrtNode, type InProcessScorer } from './inproc.js'

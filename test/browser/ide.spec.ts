@@ -78,7 +78,9 @@ test.describe.serial('the web IDE', () => {
     ['dag.ts', /^1496$/],
     ['monte-carlo-pi.ts', /pi: 3\.1[0-9]*/, /\[main\] π ≈ 3\.1/],
     ['counter.ts', /final: 55/],
-    ['mnist-scoring.ts', /accuracy: 0\.9[7-9]/, /\[main\] 2000 of 2000 digits scored/],
+    // The 2,000 digits held out of training (8000-9999): 1,952 right, as onnxruntime-web in one process
+    // scores them (the closest call's top two probabilities are 0.02 apart, so no backend flips one).
+    ['mnist-scoring.ts', /heldOutAccuracy: 0\.976\b/, /\[main\] 2000 of 2000 held-out digits scored/],
   ]
   for (const [file, result, log] of examples) {
     test(`runs the example ${file}`, async () => {

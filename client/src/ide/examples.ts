@@ -96,25 +96,27 @@ export default async function main(grid: Grid) {
   {
     file: 'mnist-scoring.ts',
     title: 'MNIST scoring',
-    about: "The demo's convnet scores 2,000 digits across every peer, with scoreDataset.",
+    about: "The demo's convnet scores the 2,000 digits it was never trained on, across every peer, with scoreDataset.",
     source: `import { scoreDataset, type Grid } from '@colony-grid/client'
 
 export default async function main(grid: Grid) {
-  // The model and digits the coordinator serves for the /demo page.
+  // The model and digits the coordinator serves for the /demo page: a u32 count, the labels, then 784 grey levels a digit.
   const digits = new Uint8Array(await (await fetch('/demo-files/digits.bin')).arrayBuffer())
-  const count = 2000, labels = digits.subarray(4, 4 + count)
   const total = new DataView(digits.buffer).getUint32(0, true)
-  const pixels = digits.subarray(4 + total, 4 + total + count * 784)
+  // The model was trained on digits 0-7999 only: score the held-out 8000-9999, which it never saw.
+  const from = 8000, count = total - from
+  const labels = digits.subarray(4 + from, 4 + total)
+  const pixels = digits.subarray(4 + total + from * 784, 4 + total + total * 784)
   const result = await scoreDataset(grid, { data: pixels, shape: [count, 784] }, { onnx: '/demo-files/mnist.onnx' }, {
     batchSize: 250, inputScale: 1 / 255,
-    onProgress: (p) => console.log(\`\${p.rowsDone} of \${p.rows} digits scored\`),
+    onProgress: (p) => console.log(\`\${p.rowsDone} of \${p.rows} held-out digits scored\`),
   })
   let right = 0
   for (let i = 0; i < count; i++) {
     const row = result.data.subarray(i * 10, i * 10 + 10)
     if (row.indexOf(Math.max(...row)) === labels[i]) right++
   }
-  return { accuracy: right / count, digitsPerSecond: Math.round(result.rowsPerSecond), peers: result.peers.map((p) => p.peer) }
+  return { heldOutAccuracy: right / count, digits: count, digitsPerSecond: Math.round(result.rowsPerSecond), peers: result.peers.map((p) => p.peer) }
 }
 `,
   },

@@ -2,10 +2,10 @@
  * The scoring demo at /demo: this page is a driver (it joins as a peer with the submit
  * token), puts the digits into the grid as shards, and scores them on every worker.
  */
-import { connect, createScoringPool, type Grid, type PeerInfo, type ScoringPool, type ScoringResult } from '@colony-grid/client/browser'
+import { connect, createScoringPool, type Grid, type ModelSource, type PeerInfo, type PoolOptions, type ScoringPool, type ScoringResult } from '@colony-grid/client/browser'
 import { browserRtc } from '@colony-grid/worker-web/browser'
 import { HELD_OUT_FROM, decodeDigits, type Digits } from '../digits-file.js'
-import { digitsReport, type DigitsReport } from '../report.js'
+import { digitsReport, type DigitsReport, type PeerRate } from '../report.js'
 import { ThroughputChart } from './throughput-chart.js'
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
@@ -22,6 +22,8 @@ let workers: PeerInfo[] = []
 let digits: Promise<Digits> | undefined
 const backendOf = new Map<string, string>()
 const rowsOf = new Map<string, number>()
+/** Each peer's rate scoring alone, from this run's calibration. */
+const aloneOf = new Map<string, number>()
 
 function status(text: string, error = false): void {
   const el = $('status')
@@ -46,11 +48,13 @@ async function refreshPeers(): Promise<void> {
   const peers = workers = (await res.json() as PeerInfo[]).filter((p) => p.role === 'worker')
   $('peers').querySelector('tbody')!.replaceChildren(...peers.map((p) => {
     const tr = document.createElement('tr')
-    const cells = [p.id, p.kind, backendOf.get(p.id) ?? '—', p.capabilities.join(', '), fmt(rowsOf.get(p.id) ?? 0)]
+    const alone = aloneOf.get(p.id)
+    const cells = [p.id, p.kind, backendOf.get(p.id) ?? '—', p.capabilities.join(', '), alone ? fmt(alone) : '—', fmt(rowsOf.get(p.id) ?? 0)]
     for (const [i, text] of cells.entries()) {
       const td = document.createElement('td')
       td.textContent = text
-      if (i === 4) td.className = 'num'
+      if (i === 5) td.className = 'num'
+      if (i === 4) td.className = 'alone'
       if (i === 3) td.className = 'caps'
       tr.append(td)
     }
@@ -63,7 +67,9 @@ function showResults(r: DigitsReport, result: ScoringResult): void {
   $('r-accuracy').textContent = pct(r.accuracy)
   $('r-heldout').textContent = pct(r.heldOutAccuracy)
   $('r-rate').textContent = `${fmt(r.rowsPerSecond)} digits/s`
-  $('r-speedup').textContent = `${r.speedup.toFixed(2)}× (${r.peers.length} peers; fastest alone ${fmt(r.onePeerRowsPerSecond)}/s)`
+  $('r-speedup').textContent = r.fastestAlone
+    ? `${r.speedup.toFixed(2)}× (${r.peers.length} peers; the fastest alone, ${r.fastestAlone.peer}: ${fmt(r.fastestAlone.rowsPerSecond)} digits/s)`
+    : '— (no peer could be timed alone)'
   $('r-time').textContent = `${(result.elapsedMs / 1000).toFixed(2)} s`
   $('r-retries').textContent = String(result.retries)
   const max = Math.max(...r.confusion.flat())
@@ -85,6 +91,48 @@ function showResults(r: DigitsReport, result: ScoringResult): void {
   }))
 }
 
+/**
+ * Each peer's rate alone. A pool's one actor goes wherever the coordinator places it, so one-actor pools
+ * are opened (each holding a CPU slot, idle) until every worker peer has one, or no slot is left. Then
+ * each peer's pool scores `rows` digits by itself, after a warm-up, while the others wait.
+ */
+async function timeEachPeerAlone(g: Grid, model: ModelSource, opts: PoolOptions, d: Digits, peers: PeerInfo[], rows: number): Promise<PeerRate[]> {
+  // A named backend runs only on the peers that have it (as the pool asks for them).
+  const needs = opts.backend === 'webgpu' ? 'webgpu' : opts.backend === 'native' ? 'ort-native' : undefined
+  const able = peers.filter((p) => (p.resources.cpu ?? 0) > 0 && (!needs || p.capabilities.includes(needs)))
+  const slots = able.reduce((n, p) => n + (p.resources.cpu ?? 0), 0)
+  const wanted = new Set(able.map((p) => p.id))
+  const batch = opts.batchSize ?? 250
+  const warm = Math.min(d.count, 2 * batch)
+  const pools: ScoringPool[] = []
+  const poolOf = new Map<string, ScoringPool>()
+  try {
+    while (poolOf.size < wanted.size && pools.length < slots) {
+      const pool = await createScoringPool(g, model, { ...opts, concurrency: 1 })
+      pools.push(pool)
+      try {
+        await pool.ready(1, 20_000)
+      } catch (e) {
+        if ((e as { code?: string })?.code === 'TIMEOUT') break // no free slot after all (another job holds it)
+        throw e // the model does not load
+      }
+      const peer = (await pool.score({ data: d.pixels.subarray(0, warm * 784), shape: [warm, 784] })).peers[0]?.peer
+      if (peer && !poolOf.has(peer)) poolOf.set(peer, pool)
+      status(`Timing each peer alone: ${poolOf.size} of ${wanted.size} peers ready…`)
+    }
+    const rates: PeerRate[] = []
+    for (const [peer, pool] of poolOf) {
+      status(`Timing each peer alone: ${peer} scores ${fmt(rows)} digits by itself…`)
+      const r = await pool.score({ data: d.pixels.subarray(0, rows * 784), shape: [rows, 784] })
+      rates.push({ peer, rowsPerSecond: r.rowsPerSecond })
+      aloneOf.set(peer, r.rowsPerSecond)
+    }
+    return rates
+  } finally {
+    for (const p of pools) p.close()
+  }
+}
+
 async function run(): Promise<void> {
   let pool: ScoringPool | undefined
   const token = tokenInput.value.trim()
@@ -101,13 +149,19 @@ async function run(): Promise<void> {
     const format = $<HTMLSelectElement>('format').value
     const backend = $<HTMLSelectElement>('backend').value
     const batchSize = Number($<HTMLInputElement>('batch').value) || 250
-    const model = format === 'onnx' ? { onnx: await fetchBytes('/demo-files/mnist.onnx') } : { tfjs: new URL('/demo-files/model.json', location.href).href }
+    const model: ModelSource = format === 'onnx' ? { onnx: await fetchBytes('/demo-files/mnist.onnx') } : { tfjs: new URL('/demo-files/model.json', location.href).href }
+    const opts: PoolOptions = { batchSize, backend, inputScale: 1 / 255 }
+    await refreshPeers()
+    const ready = workers.filter((p) => !p.paused && !p.quarantined)
+    // The speed-up is over the fastest peer alone: first each peer scores a few thousand digits by itself.
+    aloneOf.clear()
+    const alone = await timeEachPeerAlone(grid, model, opts, d, ready, Math.min(d.count, Math.max(2000, 4 * batchSize)))
+    void refreshPeers()
     // A pool per run, closed after it: its actors hold a CPU slot of every peer, which other jobs need meanwhile.
-    pool = await createScoringPool(grid, model, { batchSize, backend, inputScale: 1 / 255 })
+    pool = await createScoringPool(grid, model, opts)
     // Every free slot loads the model before the clock starts, so the chart shows scoring, not loading.
     // Peers that join later still get an actor, and take shards mid-run.
-    await refreshPeers()
-    const slots = workers.filter((p) => !p.paused).reduce((n, p) => n + (p.resources.cpu ?? 0), 0)
+    const slots = ready.reduce((n, p) => n + (p.resources.cpu ?? 0), 0)
     status(`Loading the model on ${slots} worker slot${slots === 1 ? '' : 's'}…`)
     await pool.ready(Math.max(1, slots), 30_000).catch(() => pool!.ready(1, 60_000))
     rowsOf.clear()
@@ -125,7 +179,7 @@ async function run(): Promise<void> {
         },
       })
       chart.tick()
-      const report = digitsReport(result, d.labels, HELD_OUT_FROM)
+      const report = digitsReport(result, d.labels, HELD_OUT_FROM, alone)
       showResults(report, result)
       status(`Done: ${fmt(d.count)} digits in ${(result.elapsedMs / 1000).toFixed(2)} s on ${result.peers.length} peers.`)
     } finally {
