@@ -64,6 +64,9 @@ interface Incoming {
   done: Deferred<Uint8Array>; timer?: ReturnType<typeof setTimeout>
 }
 
+/** A link closed (before it opened, or under a transfer). */
+class ChannelClosedError extends Error {}
+
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 class Link {
@@ -123,10 +126,19 @@ export class DataPlane {
   async fetch(plan: PullPlanMsg): Promise<Uint8Array> {
     let last: unknown
     for (const h of plan.holders) {
-      try {
-        const link = await this.link(h.peer)
-        return await this.request(link, plan.id, h.grant, plan.size, plan.hash)
-      } catch (e) { last = e }
+      for (let attempt = 0; attempt < 2; attempt++) {
+        let opened = false
+        try {
+          const link = await this.link(h.peer)
+          opened = true
+          return await this.request(link, plan.id, h.grant, plan.size, plan.hash)
+        } catch (e) {
+          last = e
+          // A channel that closed while it was forming (node-datachannel now and then refuses a candidate
+          // that races its ICE transport) gets one more try; a timeout or a failed transfer does not.
+          if (opened || !(e instanceof ChannelClosedError)) break
+        }
+      }
     }
     throw last instanceof Error ? last : new Error(`no holder of ${plan.id} could send it`)
   }
@@ -191,7 +203,7 @@ export class DataPlane {
     if (this.links.get(link.remote) === link) this.links.delete(link.remote)
     link.isOpen = false
     link.closed = true
-    const err = new Error(`the data channel to ${link.remote} closed`)
+    const err = new ChannelClosedError(`the data channel to ${link.remote} closed`)
     link.connected.reject(err)
     for (const inc of link.incoming.values()) { clearTimeout(inc.timer); inc.done.reject(err) }
     link.incoming.clear()
