@@ -8,7 +8,8 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { authViolations, byzantine, coordinatorRestart, fuzz, fuzzFigure, peerChurn, restartFigure } from './chaos/scenarios.js'
+import { authViolations, byzantine, coordinatorRestart, peerChurn, restartFigure } from './chaos/scenarios.js'
+import { fuzz, fuzzFigure } from './chaos/fuzz.js'
 import { startProc } from './harness.js'
 
 describe('chaos, small', () => {

@@ -6,7 +6,8 @@
  */
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { authViolations, byzantine, coordinatorRestart, fuzz, fuzzFigure, peerChurn, restartFigure, type Faults } from './scenarios.js'
+import { authViolations, byzantine, coordinatorRestart, peerChurn, restartFigure, type Faults } from './scenarios.js'
+import { fuzz, fuzzFigure } from './fuzz.js'
 
 const { values: cli } = parseArgs({ options: { json: { type: 'string' }, quick: { type: 'boolean' } } })
 const q = !!cli.quick
