@@ -20,7 +20,7 @@ import { FairQueue } from './fair-queue.js'
 import { JobLog } from './job-log.js'
 import { JOB_TEXT_LIMITS, clip } from '@colony-grid/shared'
 import type { IceServersFor } from './ice-servers.js'
-import type { ActorRow, ControlStore, JobRow } from './store/types.js'
+import type { ActorRow, ControlStore, JobRow, StoreSnapshot } from './store/types.js'
 import type { TokenGrant } from './tokens.js'
 
 const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
@@ -110,6 +110,8 @@ interface Relay { requester: string; req: number; holder: string; id: string; tr
 
 export interface ControlOptions {
   store: ControlStore
+  /** What the store held when this coordinator took over its tables. */
+  snapshot: StoreSnapshot
   limits: Limits
   /** A fixed number of tasks each executor may have queued; by default it adapts (see PeerSession.pipelineDepth). */
   pipelineDepth?: number
@@ -324,7 +326,7 @@ export class Control {
     this.addLocation(o, s)
     if (o.state === 'ready') return
     o.error = undefined
-    this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, hash: o.hash })
+    this.opts.store.objects.put({ id: o.id, job: o.job, size: o.size, hash: o.hash })
     this.objectReady(o, 'ready')
     // A rebuild queued for it (not started) is not needed any more.
     if (t && (t.state === 'ready' || t.state === 'waiting') && !t.spec.actor && !t.spec.createsActor) {
@@ -376,7 +378,7 @@ export class Control {
     if (s.closed) return
     s.closed = true
     if (this.sessions.get(s.id) === s) this.sessions.delete(s.id)
-    this.opts.store.removePeer(s.id)
+    this.opts.store.peers.remove(s.id)
     if (s.role === 'worker') this.opts.log(`peer ${s.id} lost (${why}); re-queueing ${s.tasks.size} task(s)`)
     if (s.p2p) for (const other of this.sessions.values()) if (other.p2p) other.send({ t: 'peerLeft', peer: s.id })
     if (s.p2p) this.links.forget(s.id)
@@ -484,11 +486,11 @@ export class Control {
     if (!job) throw new AuthError(`peer ${s.id} cannot define functions in job ${jobId ?? '?'}`)
     if (job.fns.has(def.id)) return
     // A job may use only bundles its own token uploaded: naming another's hash would hand it that code.
-    if (def.kind === 'bundle' && !this.jobUsesBundle(job, def.bundle) && !(job.owner && this.opts.store.bundleOwnedBy(def.bundle, job.owner))) {
+    if (def.kind === 'bundle' && !this.jobUsesBundle(job, def.bundle) && !(job.owner && this.bundleOwnedBy(def.bundle, job.owner))) {
       throw new AuthError(`job ${job.id} cannot use bundle ${def.bundle}: upload it with this job's token (POST /api/bundles)`)
     }
     job.fns.set(def.id, def)
-    this.opts.store.putFn(job.id, def)
+    this.opts.store.fns.put(job.id, def)
   }
 
   /** The job runs code of this bundle: its own, or a bundle function it defined. */
@@ -503,11 +505,21 @@ export class Control {
    * uploaded it or owns a job that uses it; a peer (authenticated by its secret) with work of
    * a job that uses it, or a driver whose job does.
    */
+  /** The token ids that uploaded each bundle (kept here so checks need no store read). */
+  private readonly bundleOwners = new Map<string, Set<string>>()
+  private bundleOwnedBy(hash: string, owner: string): boolean { return !!this.bundleOwners.get(hash)?.has(owner) }
+  /** A token uploaded a bundle (the store already holds its code). */
+  bundleUploaded(hash: string, owner: string): void {
+    let o = this.bundleOwners.get(hash)
+    if (!o) this.bundleOwners.set(hash, o = new Set())
+    o.add(owner)
+  }
+
   bundleReadable(hash: string, who: { grant: TokenGrant } | { peer: PeerSession }): boolean {
     if ('grant' in who) {
       const { grant } = who
       if (grant.role !== 'driver') return false
-      if (grant.operator || this.opts.store.bundleOwnedBy(hash, grant.id)) return true
+      if (grant.operator || this.bundleOwnedBy(hash, grant.id)) return true
       for (const job of this.jobs.values()) if (job.owner === grant.id && this.jobUsesBundle(job, hash)) return true
       return false
     }
@@ -568,11 +580,11 @@ export class Control {
         maxRestarts: spec.opts.maxRestarts ?? 0, queue: [], inflight: new Set(),
       }
       this.actors.set(a.id, a)
-      this.opts.store.putActor(this.actorRow(a))
+      this.opts.store.actors.put(this.actorRow(a))
     }
     if (spec.actor) this.actors.get(spec.actor)!.queue.push(t.id)
     this.pinDeps(t, 1)
-    this.opts.store.putTask({ id: t.id, job: job.id, spec, state: 'waiting', attempts: 0, main })
+    this.opts.store.tasks.put({ id: t.id, job: job.id, spec, state: 'waiting', attempts: 0, main })
     const actor = spec.actor ? this.actors.get(spec.actor)! : undefined
     if (actor?.state === 'dead') {
       this.fail(t, actor.deathError ?? serializeError(new PeerDiedError(`actor ${actor.name} (${actor.id}) has ended`)))
@@ -701,7 +713,7 @@ export class Control {
   private putPeer(s: PeerSession): void {
     const reputation = this.reputations.score(s.id), quarantined = this.reputations.quarantined(s.id)
     const identity = this.identities.get(s.id)
-    this.opts.store.putPeer({
+    this.opts.store.peers.put({
       id: s.id, kind: s.kind, role: s.role, lastSeen: Date.now(), ...(reputation < 1 || quarantined ? { reputation, quarantined } : {}),
       ...(identity ? { secretHash: identity.secretHash, origin: identity.origin } : {}),
     })
@@ -712,7 +724,7 @@ export class Control {
     const origin = this.reputations.origin(peer)
     if (!origin) return
     const { score, quarantined } = this.reputations.originStanding(origin)
-    this.opts.store.putOrigin({ origin, reputation: score, quarantined })
+    this.opts.store.origins.put({ origin, reputation: score, quarantined })
   }
 
   private syncReputation(peer: string): void {
@@ -744,7 +756,7 @@ export class Control {
     const was = this.reputations.quarantined(peer)
     const origin = this.reputations.origin(peer)
     this.reputations.release(peer)
-    if (origin) this.opts.store.removeOrigin(origin)
+    if (origin) this.opts.store.origins.remove(origin)
     this.syncReputation(peer)
     const s = this.sessions.get(peer)
     if (s) this.putPeer(s)
@@ -843,7 +855,7 @@ export class Control {
       h?.send({ t: 'drop', ids: [o.id] })
     }
     o.locations.clear()
-    if (o.holders) { o.holders = undefined; this.opts.store.removeLocations(o.id) }
+    if (o.holders) { o.holders = undefined; this.opts.store.locations.removeAll(o.id) }
     o.inline = undefined
     // Built as data, not thrown: a job's end disposes every object it made, and a stack each costs more than the rest.
     const freedError: SerializedError = { type: 'ObjectLostError', message: `object ${o.id} was freed by its owner`, objectId: o.id }
@@ -852,7 +864,7 @@ export class Control {
     if (o.state === 'pending') return // never made; its task's result will be dropped when it lands
     o.state = 'error'
     o.error = freedError
-    this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, error: o.error })
+    this.opts.store.objects.put({ id: o.id, job: o.job, size: o.size, error: o.error })
   }
 
   private assign(t: TaskRec, s: PeerSession, sendRun: boolean, blocked = false): void {
@@ -967,7 +979,7 @@ export class Control {
       }
       // Recorded in the same commit as the call's result: a restart resumes exactly after the last recorded call.
       a.checkpoint = checkpoint
-      this.opts.store.putActor(this.actorRow(a))
+      this.opts.store.actors.put(this.actorRow(a))
     }
     this.finish(t, results, s)
   }
@@ -978,8 +990,8 @@ export class Control {
     this.setState(t, 'finished')
     if (s) s.tasksDone++
     this.counters.tasksFinished++
-    if (n === 1 && results[0].inline) this.opts.store.finishTask(t.id, t.attempts, { size: results[0].size, inline: results[0].inline })
-    else this.opts.store.setTaskState(t.id, 'finished', t.attempts)
+    if (n === 1 && results[0].inline) this.opts.store.tasks.finish(t.id, t.attempts, { size: results[0].size, inline: results[0].inline })
+    else this.opts.store.tasks.setState(t.id, 'finished', t.attempts)
     for (let i = 0; i < n; i++) {
       const o = this.objects.get(returnId(t.id, i))!
       const r = results[i]
@@ -987,7 +999,7 @@ export class Control {
       o.error = undefined
       if (r.inline) o.inline = r.inline
       else { this.addLocation(o, s!); o.hash = r.hash }
-      if (n > 1 || !r.inline) this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, inline: o.inline, hash: o.hash })
+      if (n > 1 || !r.inline) this.opts.store.objects.put({ id: o.id, job: o.job, size: o.size, inline: o.inline, hash: o.hash })
       this.objectReady(o, 'ready')
       if (o.freed && o.pins === 0) this.dispose(o)
     }
@@ -1005,12 +1017,12 @@ export class Control {
     this.unassign(t)
     this.setState(t, state)
     t.error = err
-    this.opts.store.setTaskState(t.id, state, t.attempts, err)
+    this.opts.store.tasks.setState(t.id, state, t.attempts, err)
     const n = t.spec.opts.numReturns ?? 1
     for (let i = 0; i < n; i++) {
       const o = this.objects.get(returnId(t.id, i))!
       o.error = err
-      this.opts.store.putObject({ id: o.id, job: o.job, size: 0, error: err })
+      this.opts.store.objects.put({ id: o.id, job: o.job, size: 0, error: err })
       this.objectReady(o, 'error')
     }
     if (t.spec.createsActor) this.actorDead(this.actors.get(t.id)!, err)
@@ -1044,14 +1056,14 @@ export class Control {
     s.holds.add(o.id)
     if (o.holders?.has(s.id)) return
     ;(o.holders ??= new Set()).add(s.id)
-    this.opts.store.putLocation({ object: o.id, peer: s.id })
+    this.opts.store.locations.put({ object: o.id, peer: s.id })
   }
 
   /** The peer no longer holds the object's bytes (it evicted them, or could not serve them). */
   private removeLocation(o: ObjRec, peer: string): void {
     o.locations.delete(peer)
     this.sessions.get(peer)?.holds.delete(o.id)
-    if (o.holders?.delete(peer)) this.opts.store.removeLocation({ object: o.id, peer })
+    if (o.holders?.delete(peer)) this.opts.store.locations.remove({ object: o.id, peer })
   }
 
   /** What a peer learns of an object; `job` names its job (peers keep what they learn per job). */
@@ -1131,7 +1143,7 @@ export class Control {
 
   private lostForGood(o: ObjRec, why: string): void {
     o.error = serializeError(new ObjectLostError(`object ${o.id} was lost: ${why}.`, { objectId: o.id }))
-    this.opts.store.putObject({ id: o.id, job: o.job, size: o.size, error: o.error })
+    this.opts.store.objects.put({ id: o.id, job: o.job, size: o.size, error: o.error })
     this.objectReady(o, 'error')
   }
 
@@ -1174,7 +1186,7 @@ export class Control {
     this.objects.set(id, o)
     if (inline) o.inline = inline
     else { this.addLocation(o, s); o.hash = hash }
-    this.opts.store.putObject({ id, job: job.id, size, inline, hash })
+    this.opts.store.objects.put({ id, job: job.id, size, inline, hash })
     this.objectReady(o, 'ready')
     if (!inline && replicate && replicate > 1) this.replicate(o, replicate - 1)
   }
@@ -1319,7 +1331,7 @@ export class Control {
     // A repeated claim (a hello listing the actor twice) must not take its resources twice.
     if (!s.actors.has(a.id)) { s.actors.add(a.id); s.take(this.actorResources(a)); this.chargeActor(a, true) }
     s.addJob(a.job)
-    this.opts.store.putActor(this.actorRow(a))
+    this.opts.store.actors.put(this.actorRow(a))
     this.pumpLater.add(a)
   }
 
@@ -1351,13 +1363,13 @@ export class Control {
       a.restarts++
       a.state = 'restarting'
       this.opts.log(`actor ${a.name} (${a.id}) lost with peer ${deadPeer}; restart ${a.restarts} of ${a.maxRestarts}`)
-      this.opts.store.putActor(this.actorRow(a))
+      this.opts.store.actors.put(this.actorRow(a))
       const returned = this.objects.get(returnId(creation.id))!
       returned.state = 'pending'
       if (creation.peer) this.unassign(creation)
       this.setState(creation, 'waiting')
       creation.attempts = 0
-      this.opts.store.setTaskState(creation.id, 'waiting', 0)
+      this.opts.store.tasks.setState(creation.id, 'waiting', 0)
       this.enqueue(creation)
       return
     }
@@ -1371,7 +1383,7 @@ export class Control {
     a.deathError = err
     const host = a.peer ? this.sessions.get(a.peer) : undefined
     if (host) this.unhost(a.id, host)
-    this.opts.store.putActor(this.actorRow(a))
+    this.opts.store.actors.put(this.actorRow(a))
     const calls = [...a.inflight, ...a.queue]
     a.inflight.clear()
     a.queue = []
@@ -1444,7 +1456,7 @@ export class Control {
       fns: new Map(), tasks: [], counts: emptyCounts(), listeners: new Set(), puts: 0,
     }
     this.jobs.set(job.id, job)
-    this.opts.store.putJob(this.jobRow(job))
+    this.opts.store.jobs.put(this.jobRow(job))
     return job
   }
 
@@ -1454,10 +1466,10 @@ export class Control {
     const job = this.createJob(name, owner, bundleHash, { taskTimeoutMs })
     const def: FnDef = { id: `${bundleHash}#default`, kind: 'bundle', name: 'main', bundle: bundleHash, export: 'default' }
     job.fns.set(def.id, def)
-    this.opts.store.putFn(job.id, def)
+    this.opts.store.fns.put(job.id, def)
     const spec: TaskSpec = { id: `t.${job.id}.main`, name: `${name}:main`, fn: def.id, args, deps: [], opts: { ...placement, maxRetries: 3 } }
     job.rootTask = spec.id
-    this.opts.store.putJob(this.jobRow(job))
+    this.opts.store.jobs.put(this.jobRow(job))
     this.addTask(job, spec, true)
     this.requestTick()
     return job
@@ -1475,7 +1487,7 @@ export class Control {
     // The job's objects go with it; its result stays for GET /api/jobs/:id.
     const result = job.rootTask ? returnId(job.rootTask) : undefined
     for (const o of this.objects.values()) if (o.job === job.id && o.id !== result && !o.freed) this.dispose(o)
-    this.opts.store.putJob(this.jobRow(job))
+    this.opts.store.jobs.put(this.jobRow(job))
     const info = this.jobInfo(job.id)!
     for (const l of job.listeners) l({ type: 'state', job: info })
   }
@@ -1595,22 +1607,53 @@ export class Control {
       this.pumpLater.clear()
       this.schedule()
     }
-    let ackPending = false
     for (const s of this.sessions.values()) {
       if (s.durableCommitted > s.durableAcked) { s.durableAcked = s.durableCommitted; s.send({ t: 'ack', n: s.durableCommitted }) }
       s.flush()
     }
-    this.opts.store.commit()
-    for (const s of this.sessions.values()) {
-      s.durableCommitted = s.durableSeen
-      if (s.durableCommitted > s.durableAcked) ackPending = true
-    }
-    // Acks ride on the next turn's frames; if the grid goes quiet, a short timer sends them.
-    if (ackPending && !this.ackTimer) {
-      this.ackTimer = setTimeout(() => { this.ackTimer = undefined; this.requestTick() }, 10)
-      this.ackTimer.unref()
-    }
+    this.commit()
   }
+
+  /**
+   * Commits the turn's writes. Commits never overlap: writes made while one is under way go in
+   * the next. While the store cannot be reached nothing is acknowledged, so peers keep their
+   * durable messages and replay them wherever they reconnect; the commit is retried until it lands.
+   */
+  private commit(): void {
+    if (this.committing) { this.commitAgain = true; return }
+    const seen: [PeerSession, number][] = []
+    for (const s of this.sessions.values()) if (s.durableSeen > s.durableCommitted) seen.push([s, s.durableSeen])
+    this.committing = true
+    this.commitAgain = false
+    this.opts.store.commit().then(() => {
+      this.committing = false
+      if (this.storeDownSince) {
+        this.opts.log(`the ${this.opts.store.kind} store is reachable again after ${((Date.now() - this.storeDownSince) / 1000).toFixed(1)} s; going on`)
+        this.storeDownSince = 0
+      }
+      let ackPending = false
+      for (const [s, n] of seen) { s.durableCommitted = n; if (n > s.durableAcked) ackPending = true }
+      if (this.commitAgain) this.requestTick()
+      // Acks ride on the next turn's frames; if the grid goes quiet, a short timer sends them.
+      else if (ackPending && !this.ackTimer) {
+        this.ackTimer = setTimeout(() => { this.ackTimer = undefined; this.requestTick() }, 10)
+        this.ackTimer.unref()
+      }
+    }, (err: Error) => {
+      this.committing = false
+      if (this.closed) return
+      if (!this.storeDownSince) {
+        this.storeDownSince = Date.now()
+        this.opts.log(`cannot commit to the ${this.opts.store.kind} store (${err.message}); holding acknowledgements and retrying until it is back`)
+      }
+      this.commitAgain = true
+      setTimeout(() => this.requestTick(), 250).unref()
+    })
+  }
+  private committing = false
+  private commitAgain = false
+  /** When commits began to fail (0: they do not). */
+  private storeDownSince = 0
 
   /**
    * Places ready tasks, taken round-robin across users (fair-queue.ts). When the grid is
@@ -1678,7 +1721,8 @@ export class Control {
   // ------------------------------------------------------------------ restart
 
   private loadFromStore(): void {
-    const snap = this.opts.store.load()
+    const snap = this.opts.snapshot
+    for (const b of snap.bundles) for (const owner of b.owners) this.bundleUploaded(b.hash, owner)
     for (const row of snap.jobs) {
       this.jobs.set(row.id, { ...row, fns: new Map(), tasks: [], counts: emptyCounts(), listeners: new Set(), puts: 0 })
     }
@@ -1758,7 +1802,7 @@ export class Control {
     for (const o of this.objects.values()) {
       if (o.state === 'ready' && !o.inline && o.locations.size === 0) this.objectLost(o)
     }
-    for (const pid of this.expectedPeers) this.opts.store.removePeer(pid)
+    for (const pid of this.expectedPeers) this.opts.store.peers.remove(pid)
     this.expectedPeers.clear()
     this.requestTick()
   }
@@ -1770,6 +1814,5 @@ export class Control {
     clearTimeout(this.reconcileTimer)
     clearTimeout(this.ackTimer)
     for (const t of this.putGrace.values()) clearTimeout(t)
-    this.opts.store.commit()
   }
 }

@@ -123,7 +123,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits }
   const maxBundleBytes = opts.maxBundleBytes ?? 8 * 1024 * 1024
   const maxBad = opts.maxBadMessages ?? 20
+  const snapshot = await store.load()
   const control = new Control({
+    snapshot,
     store, limits, log,
     pipelineDepth: opts.pipelineDepth,
     pipelineTargetMs: opts.pipelineTargetMs ?? 10,
@@ -205,12 +207,13 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     try { return (await c.req.json() ?? {}) as { bundle?: unknown } } catch { throw new ProtocolError(`the body must be JSON: ${shape}`) }
   }
   /** Keeps a job's ES module, by the hash peers fetch it with; `owner`: the token that uploaded it (it may fetch it back). */
-  const storeBundle = (bundle: unknown, owner: string): string => {
+  const storeBundle = async (bundle: unknown, owner: string): Promise<string> => {
     if (typeof bundle !== 'string' || bundle.length === 0) throw new ProtocolError('"bundle" must be the job\'s ES module source as a string')
     const code = Buffer.from(bundle, 'utf8')
     if (code.byteLength > maxBundleBytes) throw new LimitError('maxBundleBytes', `the bundle is ${code.byteLength} bytes; the limit is ${maxBundleBytes}`)
     const hash = createHash('sha256').update(code).digest('hex').slice(0, 32)
-    store.putBundle(hash, code, owner)
+    await store.bundles.put(hash, code, owner)
+    control.bundleUploaded(hash, owner)
     return hash
   }
 
@@ -226,7 +229,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     const grant = needRole(c, ['driver'])
     const { bundle, name, args, taskTimeoutMs } = await bundleBody(c, '{ "bundle": "<ES module source>", "name"?: string, "args"?: [], "taskTimeoutMs"?: number }') as { bundle?: unknown; name?: unknown; args?: unknown; taskTimeoutMs?: unknown }
     if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
-    const hash = storeBundle(bundle, grant.id)
+    const hash = await storeBundle(bundle, grant.id)
     const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []), grant.id, { taskTimeoutMs: taskTimeoutMs as number | undefined })
     return c.json(jsonSafe(control.jobInfo(job.id)) as object, 201)
   })
@@ -234,7 +237,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   app.post('/api/bundles', async (c) => {
     const grant = needRole(c, ['driver'])
     const { bundle } = await bundleBody(c, '{ "bundle": "<ES module source>" }')
-    return c.json({ hash: storeBundle(bundle, grant.id) }, 201)
+    return c.json({ hash: await storeBundle(bundle, grant.id) }, 201)
   })
 
   // A job is seen only with the token that started it, or the operator's: another token gets 404, as if it did not exist.
@@ -282,7 +285,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
   // A job's code, for those it concerns only (Control.bundleReadable); anyone else gets 404, as if it did not exist.
   // A worker asks as the peer it is (the join token is every volunteer's): `Authorization: Peer <peerId>:<peerSecret>`.
-  app.get('/api/bundles/:hash', (c) => {
+  app.get('/api/bundles/:hash', async (c) => {
     const hash = c.req.param('hash')
     const creds = peerCredentials(c.req.header('authorization'))
     let allowed: boolean
@@ -293,7 +296,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     } else {
       allowed = control.bundleReadable(hash, { grant: needRole(c, ['worker', 'driver']) })
     }
-    const code = allowed ? store.getBundle(hash) : undefined
+    const code = allowed ? await store.bundles.get(hash) : undefined
     if (!code) throw new HttpNotFound(`no bundle ${hash}`)
     return c.body(new Uint8Array(code), 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'private, max-age=31536000, immutable' })
   })
@@ -343,7 +346,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       control.close()
       for (const ws of wss.clients) ws.terminate()
       await new Promise<void>((r) => server.close(() => r()))
-      store.close()
+      await store.close()
     },
   }
 }

@@ -1,70 +1,83 @@
-import { returnId, type FnDef, type SerializedError, type TaskState } from '@colony-grid/shared'
-import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
+import { returnId, type FnDef } from '@colony-grid/shared'
+import type { ActorRow, ControlStore, JobRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
 
-/** Keeps the tables in maps. For tests, and for grids that need no durability. */
+/** Keeps the tables in maps, committed as they are written. For tests, and for grids that need no durability. */
 export class MemoryStore implements ControlStore {
   readonly kind = 'memory' as const
-  private jobs = new Map<string, JobRow>()
-  private tasks = new Map<string, TaskRow>()
-  private objects = new Map<string, ObjectRow>()
-  private actors = new Map<string, ActorRow>()
-  private peers = new Map<string, PeerRow>()
-  private origins = new Map<string, OriginRow>()
-  /** Per object, the peers recorded as holding it. */
-  private locations = new Map<string, Set<string>>()
-  private fns = new Map<string, { job: string; def: FnDef }>()
-  private bundles = new Map<string, Uint8Array>()
-  private bundleOwners = new Map<string, Set<string>>()
+  private readonly rows = {
+    jobs: new Map<string, JobRow>(),
+    tasks: new Map<string, TaskRow>(),
+    objects: new Map<string, ObjectRow>(),
+    actors: new Map<string, ActorRow>(),
+    peers: new Map<string, PeerRow>(),
+    origins: new Map<string, OriginRow>(),
+    /** Per object, the peers recorded as holding it. */
+    locations: new Map<string, Set<string>>(),
+    fns: new Map<string, { job: string; def: FnDef }>(),
+    bundles: new Map<string, { code: Uint8Array; owners: Set<string> }>(),
+  }
 
-  load(): StoreSnapshot {
+  async load(): Promise<StoreSnapshot> {
+    const r = this.rows
     return {
-      jobs: [...this.jobs.values()].map((j) => ({ ...j })),
-      tasks: [...this.tasks.values()].map((t) => ({ ...t })),
-      objects: [...this.objects.values()],
-      actors: [...this.actors.values()].map((a) => ({ ...a })),
-      peers: [...this.peers.values()],
-      origins: [...this.origins.values()].map((o) => ({ ...o })),
-      locations: [...this.locations].flatMap(([object, peers]) => [...peers].map((peer) => ({ object, peer }))),
-      fns: [...this.fns.values()],
-      bundles: [...this.bundles.keys()],
+      jobs: [...r.jobs.values()].map((j) => ({ ...j })),
+      tasks: [...r.tasks.values()].map((t) => ({ ...t })),
+      objects: [...r.objects.values()],
+      actors: [...r.actors.values()].map((a) => ({ ...a })),
+      peers: [...r.peers.values()],
+      origins: [...r.origins.values()].map((o) => ({ ...o })),
+      locations: [...r.locations].flatMap(([object, peers]) => [...peers].map((peer) => ({ object, peer }))),
+      fns: [...r.fns.values()],
+      bundles: [...r.bundles].map(([hash, b]) => ({ hash, owners: [...b.owners] })),
     }
   }
-  putJob(job: JobRow): void { this.jobs.set(job.id, { ...job }) }
-  putTask(task: TaskRow): void { this.tasks.set(task.id, { ...task }) }
-  setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void {
-    const t = this.tasks.get(id)
-    if (t) { t.state = state; t.attempts = attempts; t.error = error }
+
+  readonly jobs = { put: (job: JobRow) => { this.rows.jobs.set(job.id, { ...job }) } }
+  readonly tasks: ControlStore['tasks'] = {
+    put: (task) => { if (!this.rows.tasks.has(task.id)) this.rows.tasks.set(task.id, { ...task }) },
+    setState: (id, state, attempts, error) => {
+      const t = this.rows.tasks.get(id)
+      if (t) { t.state = state; t.attempts = attempts; t.error = error }
+    },
+    finish: (id, attempts, result) => {
+      const t = this.rows.tasks.get(id)
+      if (!t) return
+      t.state = 'finished'
+      t.attempts = attempts
+      this.rows.objects.set(returnId(id), { id: returnId(id), job: t.job, size: result.size, inline: result.inline })
+    },
   }
-  finishTask(id: string, attempts: number, result: { size: number; inline: Uint8Array }): void {
-    const t = this.tasks.get(id)
-    if (!t) return
-    t.state = 'finished'
-    t.attempts = attempts
-    this.objects.set(returnId(id), { id: returnId(id), job: t.job, size: result.size, inline: result.inline })
+  readonly objects = { put: (obj: ObjectRow) => { this.rows.objects.set(obj.id, obj) } }
+  readonly actors = { put: (actor: ActorRow) => { this.rows.actors.set(actor.id, { ...actor }) } }
+  readonly peers = {
+    put: (peer: PeerRow) => { this.rows.peers.set(peer.id, peer) },
+    remove: (id: string) => { this.rows.peers.delete(id) },
   }
-  putObject(obj: ObjectRow): void { this.objects.set(obj.id, obj) }
-  putActor(actor: ActorRow): void { this.actors.set(actor.id, { ...actor }) }
-  putPeer(peer: PeerRow): void { this.peers.set(peer.id, peer) }
-  removePeer(id: string): void { this.peers.delete(id) }
-  putOrigin(o: OriginRow): void { this.origins.set(o.origin, { ...o }) }
-  removeOrigin(origin: string): void { this.origins.delete(origin) }
-  putLocation(l: LocationRow): void {
-    let peers = this.locations.get(l.object)
-    if (!peers) this.locations.set(l.object, peers = new Set())
-    peers.add(l.peer)
+  readonly origins = {
+    put: (o: OriginRow) => { this.rows.origins.set(o.origin, { ...o }) },
+    remove: (origin: string) => { this.rows.origins.delete(origin) },
   }
-  removeLocation(l: LocationRow): void {
-    const peers = this.locations.get(l.object)
-    if (peers?.delete(l.peer) && peers.size === 0) this.locations.delete(l.object)
+  readonly locations: ControlStore['locations'] = {
+    put: (l) => {
+      let peers = this.rows.locations.get(l.object)
+      if (!peers) this.rows.locations.set(l.object, peers = new Set())
+      peers.add(l.peer)
+    },
+    remove: (l) => {
+      const peers = this.rows.locations.get(l.object)
+      if (peers?.delete(l.peer) && peers.size === 0) this.rows.locations.delete(l.object)
+    },
+    removeAll: (object) => { this.rows.locations.delete(object) },
   }
-  removeLocations(object: string): void { this.locations.delete(object) }
-  putFn(job: string, def: FnDef): void { this.fns.set(`${job}/${def.id}`, { job, def }) }
-  putBundle(hash: string, code: Uint8Array, owner?: string): void {
-    if (!this.bundles.has(hash)) this.bundles.set(hash, code)
-    if (owner) { let o = this.bundleOwners.get(hash); if (!o) this.bundleOwners.set(hash, o = new Set()); o.add(owner) }
+  readonly fns = { put: (job: string, def: FnDef) => { this.rows.fns.set(`${job}/${def.id}`, { job, def }) } }
+  readonly bundles: ControlStore['bundles'] = {
+    put: async (hash, code, owner) => {
+      let b = this.rows.bundles.get(hash)
+      if (!b) this.rows.bundles.set(hash, b = { code, owners: new Set() })
+      if (owner) b.owners.add(owner)
+    },
+    get: async (hash) => this.rows.bundles.get(hash)?.code,
   }
-  getBundle(hash: string): Uint8Array | undefined { return this.bundles.get(hash) }
-  bundleOwnedBy(hash: string, owner: string): boolean { return !!this.bundleOwners.get(hash)?.has(owner) }
-  commit(): void {}
-  close(): void {}
+  async commit(): Promise<void> {}
+  async close(): Promise<void> {}
 }

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskState } from '@colony-grid/shared'
-import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
+import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot } from './types.js'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body BLOB NOT NULL);
@@ -66,14 +66,13 @@ export class SqliteStore implements ControlStore {
       fn: db.prepare('INSERT OR IGNORE INTO fns (job, id, def) VALUES (?, ?, ?)'),
       bundle: db.prepare('INSERT OR IGNORE INTO bundles (hash, code) VALUES (?, ?)'),
       bundleOwner: db.prepare('INSERT OR IGNORE INTO bundle_owners (hash, owner) VALUES (?, ?)'),
-      bundleOwned: db.prepare('SELECT 1 FROM bundle_owners WHERE hash = ? AND owner = ?'),
       bundleGet: db.prepare('SELECT code FROM bundles WHERE hash = ?'),
     }
     this.commitQueued = db.transaction(() => { for (const write of this.queue) write() })
   }
 
 
-  load(): StoreSnapshot {
+  async load(): Promise<StoreSnapshot> {
     const rows = <T>(sql: string) => this.db.prepare(sql).all() as T[]
     type TaskDbRow = { id: string; job: string; spec: Buffer; main: number; state: TaskState; attempts: number; error: Buffer | null; result: Buffer | null; result_size: number | null }
     const taskRows = rows<TaskDbRow>('SELECT * FROM tasks ORDER BY rowid')
@@ -96,50 +95,76 @@ export class SqliteStore implements ControlStore {
         .map((r) => ({ origin: r.origin, reputation: r.reputation, quarantined: r.quarantined === 1 })),
       locations: rows<LocationRow>('SELECT object, peer FROM locations'),
       fns: rows<{ job: string; def: Buffer }>('SELECT job, def FROM fns').map((r) => ({ job: r.job, def: unpack<FnDef>(r.def) })),
-      bundles: rows<{ hash: string }>('SELECT hash FROM bundles').map((r) => r.hash),
+      bundles: this.bundleRows(),
     }
   }
 
-  putJob(job: JobRow): void { const b = pack(job); this.queue.push(() => this.stmt.job.run(job.id, b)) }
-  putTask(t: TaskRow): void {
-    const spec = pack(t.spec), err = packErr(t.error)
-    this.queue.push(() => this.stmt.task.run(t.id, t.job, spec, t.main ? 1 : 0, t.state, t.attempts, err))
+  private bundleRows(): StoreSnapshot['bundles'] {
+    const owners = new Map<string, string[]>()
+    for (const r of this.db.prepare('SELECT hash, owner FROM bundle_owners').all() as { hash: string; owner: string }[]) {
+      let o = owners.get(r.hash)
+      if (!o) owners.set(r.hash, o = [])
+      o.push(r.owner)
+    }
+    return (this.db.prepare('SELECT hash FROM bundles').all() as { hash: string }[]).map((r) => ({ hash: r.hash, owners: owners.get(r.hash) ?? [] }))
   }
-  setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void {
-    const err = packErr(error)
-    this.queue.push(() => this.stmt.taskState.run(state, attempts, err, id))
+
+  private queueWrite(write: Write): void { this.queue.push(write) }
+
+  readonly jobs = { put: (job: JobRow) => { const b = pack(job); this.queueWrite(() => this.stmt.job.run(job.id, b)) } }
+  readonly tasks: ControlStore['tasks'] = {
+    put: (t) => {
+      const spec = pack(t.spec), err = packErr(t.error)
+      this.queueWrite(() => this.stmt.task.run(t.id, t.job, spec, t.main ? 1 : 0, t.state, t.attempts, err))
+    },
+    setState: (id, state, attempts, error) => {
+      const err = packErr(error)
+      this.queueWrite(() => this.stmt.taskState.run(state, attempts, err, id))
+    },
+    finish: (id, attempts, result) => {
+      const inline = asBuffer(result.inline)
+      this.queueWrite(() => this.stmt.taskFinish.run(attempts, inline, result.size, id))
+    },
   }
-  finishTask(id: string, attempts: number, result: { size: number; inline: Uint8Array }): void {
-    const inline = asBuffer(result.inline)
-    this.queue.push(() => this.stmt.taskFinish.run(attempts, inline, result.size, id))
+  readonly objects = {
+    put: (o: ObjectRow) => {
+      const inline = o.inline ? asBuffer(o.inline) : null, err = packErr(o.error)
+      const hash = o.hash ?? null
+      this.queueWrite(() => this.stmt.object.run(o.id, o.job, o.size, inline, err, hash))
+    },
   }
-  putObject(o: ObjectRow): void {
-    const inline = o.inline ? asBuffer(o.inline) : null, err = packErr(o.error)
-    const hash = o.hash ?? null
-    this.queue.push(() => this.stmt.object.run(o.id, o.job, o.size, inline, err, hash))
+  readonly actors = { put: (a: ActorRow) => { const b = pack(a); this.queueWrite(() => this.stmt.actor.run(a.id, b)) } }
+  readonly peers = {
+    put: (p: PeerRow) => { const b = pack(p); this.queueWrite(() => this.stmt.peer.run(p.id, b)) },
+    remove: (id: string) => { this.queueWrite(() => this.stmt.peerDel.run(id)) },
   }
-  putActor(a: ActorRow): void { const b = pack(a); this.queue.push(() => this.stmt.actor.run(a.id, b)) }
-  putPeer(p: PeerRow): void { const b = pack(p); this.queue.push(() => this.stmt.peer.run(p.id, b)) }
-  removePeer(id: string): void { this.queue.push(() => this.stmt.peerDel.run(id)) }
-  putOrigin(o: OriginRow): void { this.queue.push(() => this.stmt.origin.run(o.origin, o.reputation, o.quarantined ? 1 : 0)) }
-  removeOrigin(origin: string): void { this.queue.push(() => this.stmt.originDel.run(origin)) }
-  putLocation(l: LocationRow): void { this.queue.push(() => this.stmt.location.run(l.object, l.peer)) }
-  removeLocation(l: LocationRow): void { this.queue.push(() => this.stmt.locationDel.run(l.object, l.peer)) }
-  removeLocations(object: string): void { this.queue.push(() => this.stmt.locationsDel.run(object)) }
-  putFn(job: string, def: FnDef): void { const b = pack(def); this.queue.push(() => this.stmt.fn.run(job, def.id, b)) }
-  putBundle(hash: string, code: Uint8Array, owner?: string): void {
-    // Bundles are needed by the next HTTP request, so they skip the queue.
-    this.stmt.bundle.run(hash, Buffer.from(code))
-    if (owner) this.stmt.bundleOwner.run(hash, owner)
+  readonly origins = {
+    put: (o: OriginRow) => { this.queueWrite(() => this.stmt.origin.run(o.origin, o.reputation, o.quarantined ? 1 : 0)) },
+    remove: (origin: string) => { this.queueWrite(() => this.stmt.originDel.run(origin)) },
   }
-  getBundle(hash: string): Uint8Array | undefined {
-    return (this.stmt.bundleGet.get(hash) as { code: Buffer } | undefined)?.code
+  readonly locations = {
+    put: (l: LocationRow) => { this.queueWrite(() => this.stmt.location.run(l.object, l.peer)) },
+    remove: (l: LocationRow) => { this.queueWrite(() => this.stmt.locationDel.run(l.object, l.peer)) },
+    removeAll: (object: string) => { this.queueWrite(() => this.stmt.locationsDel.run(object)) },
   }
-  bundleOwnedBy(hash: string, owner: string): boolean { return !!this.stmt.bundleOwned.get(hash, owner) }
-  commit(): void {
+  readonly fns = { put: (job: string, def: FnDef) => { const b = pack(def); this.queueWrite(() => this.stmt.fn.run(job, def.id, b)) } }
+  readonly bundles: ControlStore['bundles'] = {
+    put: async (hash, code, owner) => {
+      this.stmt.bundle.run(hash, Buffer.from(code))
+      if (owner) this.stmt.bundleOwner.run(hash, owner)
+    },
+    get: async (hash) => (this.stmt.bundleGet.get(hash) as { code: Buffer } | undefined)?.code,
+  }
+  /** Synchronous underneath: SQLite in WAL mode commits a turn's writes in well under a millisecond. */
+  async commit(): Promise<void> { this.commitNow() }
+  private commitNow(): void {
     if (this.queue.length === 0) return
     this.commitQueued()
     this.queue = []
   }
-  close(): void { this.commit(); this.db.close() }
+  async close(): Promise<void> {
+    if (!this.db.open) return
+    this.commitNow()
+    this.db.close()
+  }
 }

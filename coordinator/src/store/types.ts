@@ -73,6 +73,7 @@ export interface LocationRow { object: string; peer: string }
 
 export interface StoreSnapshot {
   jobs: JobRow[]
+  /** In submission order: a restarted coordinator re-queues them in it. */
   tasks: TaskRow[]
   objects: ObjectRow[]
   actors: ActorRow[]
@@ -80,38 +81,67 @@ export interface StoreSnapshot {
   origins: OriginRow[]
   locations: LocationRow[]
   fns: { job: string; def: FnDef }[]
-  bundles: string[]
+  /** The hashes of the stored bundles, and which token ids uploaded each (a bundle may have none). */
+  bundles: { hash: string; owners: string[] }[]
 }
 
-export interface ControlStore {
-  readonly kind: 'sqlite' | 'memory'
-  load(): StoreSnapshot
-  putJob(job: JobRow): void
-  putTask(task: TaskRow): void
-  /** A state change only; the spec is written once by putTask. */
-  setTaskState(id: string, state: TaskState, attempts: number, error?: SerializedError): void
+/*
+ * Each table is a handle whose writes are queued, not awaited: the coordinator's turn stays
+ * synchronous, and `commit()` makes everything queued so far durable at once (group commit).
+ */
+export interface JobTable { put(job: JobRow): void }
+export interface TaskTable {
+  /** Written once, when the task is submitted; a second put of the same id changes nothing. */
+  put(task: TaskRow): void
+  /** A state change only; the spec is written once by put. */
+  setState(id: string, state: TaskState, attempts: number, error?: SerializedError): void
   /**
    * A task finished with one small result: the state and the value in one write
-   * (its object row is derived on load). Other results go through putObject.
+   * (its object row is derived on load). Other results go through objects.put.
    */
-  finishTask(id: string, attempts: number, result: { size: number; inline: Uint8Array }): void
-  putObject(obj: ObjectRow): void
-  putActor(actor: ActorRow): void
-  putPeer(peer: PeerRow): void
-  removePeer(id: string): void
-  putOrigin(origin: OriginRow): void
-  removeOrigin(origin: string): void
-  putLocation(loc: LocationRow): void
-  removeLocation(loc: LocationRow): void
+  finish(id: string, attempts: number, result: { size: number; inline: Uint8Array }): void
+}
+export interface ObjectTable { put(obj: ObjectRow): void }
+export interface ActorTable { put(actor: ActorRow): void }
+export interface PeerTable { put(peer: PeerRow): void; remove(id: string): void }
+export interface OriginTable { put(origin: OriginRow): void; remove(origin: string): void }
+export interface LocationTable {
+  put(loc: LocationRow): void
+  remove(loc: LocationRow): void
   /** Every location row of this object (it was disposed of). */
-  removeLocations(object: string): void
-  putFn(job: string, def: FnDef): void
-  /** Keeps a bundle at once (not at the next commit: peers fetch it by the next request); `owner`: the id of a token that uploaded it. */
-  putBundle(hash: string, code: Uint8Array, owner?: string): void
-  getBundle(hash: string): Uint8Array | undefined
-  /** Did the token `owner` upload this bundle? */
-  bundleOwnedBy(hash: string, owner: string): boolean
-  /** Commits every queued write in one transaction. */
-  commit(): void
-  close(): void
+  removeAll(object: string): void
+}
+export interface FnTable { put(job: string, def: FnDef): void }
+/** Bundles skip the queue: a peer fetches one by the next request, so `put` resolves once it is durable. */
+export interface BundleTable {
+  /** `owner`: the id of a token that uploaded it. */
+  put(hash: string, code: Uint8Array, owner?: string): Promise<void>
+  get(hash: string): Promise<Uint8Array | undefined>
+}
+
+/**
+ * What every store implements (memory, SQLite, Redis); test/src/store-conformance.test.ts is the
+ * contract, and each of them runs it.
+ */
+export interface ControlStore {
+  readonly kind: 'sqlite' | 'memory' | 'redis'
+  /** Everything committed, read once when a coordinator takes over the tables. */
+  load(): Promise<StoreSnapshot>
+  readonly jobs: JobTable
+  readonly tasks: TaskTable
+  readonly objects: ObjectTable
+  readonly actors: ActorTable
+  readonly peers: PeerTable
+  readonly origins: OriginTable
+  readonly locations: LocationTable
+  readonly fns: FnTable
+  readonly bundles: BundleTable
+  /**
+   * Makes every write queued before the call durable, in order and all together. It rejects when the
+   * store cannot be reached; those writes stay queued, ahead of later ones, and the next commit
+   * retries them. Commits never overlap: a call made while one runs waits for it.
+   */
+  commit(): Promise<void>
+  /** Commits what is queued (if it can) and lets go of the store. */
+  close(): Promise<void>
 }
