@@ -1,5 +1,5 @@
 /** The client API that works in Node and in browsers (the CLI and bundling are Node-only: index.ts). */
-export { connect, current, type ConnectOptions } from './connect.js'
+export { connect, current, type ConnectOptions, type ConnectedGrid } from './connect.js'
 export { Grid, type RemoteFunction, type ActorClass, type ActorHandle, type RemoteMethod, type GetOptions, type WaitOptions, type Arg } from '@colony-grid/worker-web'
 export {
   ObjectRef, ColonyError, TaskError, PeerDiedError, ObjectLostError, TimeoutError, CancelledError, AuthError, LimitError, ProtocolError,

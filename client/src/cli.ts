@@ -35,7 +35,9 @@ const HELP = `colony: a volunteer compute grid
   colony token    create --role submit|join [--trusted] [--label L] | list | revoke ID    (with the operator's submit token)
 
 URL and tokens default to $COLONY_URL (else http://127.0.0.1:8787) and $COLONY_TOKEN /
-$COLONY_JOIN_TOKEN, else to ./.colony/tokens.json, which 'colony start' writes.`
+$COLONY_JOIN_TOKEN, else to ./.colony/tokens.json, which 'colony start' writes.
+A grid with standby coordinators: give them all, comma-separated (--url https://a,https://b):
+a worker fails over along them; submit, status and token ask each in turn until one answers.`
 
 function fail(msg: string): never {
   console.error(`colony: ${msg}`)
@@ -206,6 +208,7 @@ async function cmdWorker(args: string[]): Promise<void> {
   if (!token) fail('worker needs --token JOIN_TOKEN (colony start prints it)')
   const { startNodeWorker } = await import('@colony-grid/worker-web/node')
   const waiting = setTimeout(() => console.error(`still trying to reach ${url}: is the coordinator running? (retrying; Ctrl-C stops)`), 3000)
+  // `url` may list several coordinators (a,b,c): the peer fails over along them.
   const env = process.env
   const peer = await startNodeWorker({
     url, token, executors: num(values.executors, 'executors'), memoryMb: num(values['memory-mb'], 'memory-mb'),
@@ -218,28 +221,70 @@ async function cmdWorker(args: string[]): Promise<void> {
     confine: values.unconfined ? 'off' : 'auto', executorUid: num(values['executor-uid'], 'executor-uid'),
   }).catch((e: Error) => fail(e.name === 'ConfinementError' ? e.message : `could not join ${url}: ${e.message}${certificateHint(e.message) ? ` ${certificateHint(e.message)}` : ''}`))
   clearTimeout(waiting)
-  console.log(`joined ${url} as ${peer.peerId}; Ctrl-C leaves`)
+  console.log(`joined ${peer.coordinatorUrl} as ${peer.peerId}; Ctrl-C leaves`)
   if (values.trusted && !peer.trusted) console.error('colony: --trusted, but the coordinator does not trust this token: jobs\' mains will not run here (use the trusted join token that colony start prints)')
   const leave = async () => { await peer.close(); process.exit(0) }
   process.once('SIGINT', leave)
   process.once('SIGTERM', leave)
 }
 
-function target(values: { url?: string; token?: string }): { url: string; token: string } {
-  const url = values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787'
+/**
+ * The coordinators to ask, and the submit token. `urls`: one URL, or a grid's coordinators (a,b,c);
+ * the one that answered last comes first, so a command's later requests go straight to it.
+ */
+interface Target { urls: string[]; token: string }
+
+function target(values: { url?: string; token?: string }): Target {
+  const urls = (values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787').split(',').map((u) => u.trim()).filter(Boolean)
+  if (urls.length === 0) fail('--url needs a coordinator URL (or several, comma-separated)')
+  for (const u of urls) if (!URL.canParse(u)) fail(`'${u}' is not a coordinator URL (http://host:port)`)
   const token = values.token ?? process.env.COLONY_TOKEN ?? process.env.COLONY_SUBMIT_TOKEN ?? savedTokens().submit
   if (!token) fail('no submit token: pass --token, set COLONY_TOKEN, or run from the folder where colony start wrote .colony/tokens.json')
-  return { url, token }
+  return { urls, token }
 }
 
-async function api(url: string, token: string, path: string, init: RequestInit = {}): Promise<unknown> {
-  let res: Response
-  try {
-    res = await fetch(new URL(path, url), { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...init.headers } })
-  } catch (e) {
-    const why = String((e as Error).cause ?? (e as Error).message)
-    fail(`cannot reach the coordinator at ${url}: ${why}. ${certificateHint(why) ?? 'Is it running (npm start)?'}`)
+/**
+ * Network errors that leave no doubt the request never reached the coordinator: only after these is
+ * a POST or DELETE sent to the next one (after a reset mid-request, it might have run, e.g. created a job).
+ */
+const NOT_SENT = /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|UND_ERR_CONNECT_TIMEOUT|ERR_TLS_.*|UNABLE_TO_.*|.*CERT.*)$/
+
+/**
+ * `path` from the first coordinator of `t` that answers: one that cannot be reached, or a standby (HTTP 503,
+ * `{ standby: true, leader? }`), sends the request on to the next (a leader a standby names first).
+ */
+async function request(t: Target, path: string, init: RequestInit = {}): Promise<Response> {
+  const method = init.method ?? 'GET'
+  const failures: string[] = []
+  const failed = (url: string, why: string) => failures.push(t.urls.length > 1 ? `${url}: ${why}` : why)
+  for (let i = 0; i < t.urls.length; i++) {
+    const url = t.urls[i]
+    let res: Response
+    try {
+      res = await fetch(new URL(path, url), { ...init, headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json', ...init.headers } })
+    } catch (e) {
+      const cause = (e as Error).cause as { code?: string } | undefined
+      const why = String(cause ?? (e as Error).message)
+      failed(url, why)
+      if (method === 'GET' || NOT_SENT.test(cause?.code ?? '')) continue
+      break
+    }
+    if (res.status === 503) {
+      const body = await res.json().catch(() => ({})) as { standby?: boolean; leader?: string }
+      failed(url, `HTTP 503${body.standby ? ` (a standby${body.leader ? `; the leader is ${body.leader}` : ''})` : ''}`)
+      const leader = body.leader?.replace(/\/$/, '')
+      if (leader && URL.canParse(leader) && !t.urls.includes(leader)) t.urls.splice(i + 1, 0, leader)
+      continue
+    }
+    t.urls.unshift(...t.urls.splice(i, 1))
+    return res
   }
+  const hint = failures.map(certificateHint).find(Boolean) ?? 'Is it running (npm start)?'
+  fail(`cannot reach the coordinator at ${t.urls.join(', ')}: ${failures.join('; ')}. ${hint}`)
+}
+
+async function api(t: Target, path: string, init: RequestInit = {}): Promise<unknown> {
+  const res = await request(t, path, init)
   const body = await res.json().catch(() => ({})) as { error?: { message: string } }
   if (!res.ok) fail(`${init.method ?? 'GET'} ${path}: HTTP ${res.status}: ${body.error?.message ?? res.statusText}`)
   return body
@@ -257,14 +302,14 @@ async function cmdSubmit(args: string[]): Promise<void> {
     try { jobArgs = JSON.parse(values.args) as unknown[] } catch { fail('--args must be a JSON array, e.g. --args "[10]"') }
     if (!Array.isArray(jobArgs)) fail('--args must be a JSON array')
   }
-  const { url, token } = target(values)
+  const t = target(values)
   const { code, bytes } = await bundleJob(file).catch((e: Error) => fail(e.message))
   const name = values.name ?? file.replace(/^.*\//, '').replace(/\.[cm]?[jt]s$/, '')
-  const job = await api(url, token, '/api/jobs', { method: 'POST', body: JSON.stringify({ bundle: code, name, args: jobArgs }) }) as { id: string }
+  const job = await api(t, '/api/jobs', { method: 'POST', body: JSON.stringify({ bundle: code, name, args: jobArgs }) }) as { id: string }
   if (!values.quiet) console.error(`submitted ${name} (${(bytes / 1024).toFixed(1)} KiB) as job ${job.id}`)
   let cancelled = false
-  process.once('SIGINT', () => { cancelled = true; void api(url, token, `/api/jobs/${job.id}`, { method: 'DELETE' }).then(() => console.error(`cancelled ${job.id}`)) })
-  const final = await followJob(url, token, job.id)
+  process.once('SIGINT', () => { cancelled = true; void api(t, `/api/jobs/${job.id}`, { method: 'DELETE' }).then(() => console.error(`cancelled ${job.id}`)) })
+  const final = await followJob(t, job.id)
   if (final.state === 'finished') {
     console.log(JSON.stringify(final.result, null, 2))
     process.exit(0)
@@ -276,8 +321,8 @@ async function cmdSubmit(args: string[]): Promise<void> {
 }
 
 /** Streams a job's logs (server-sent events) until it ends; returns its final state. */
-async function followJob(url: string, token: string, id: string): Promise<{ state: string; result?: unknown; error?: unknown }> {
-  const res = await fetch(new URL(`/api/jobs/${id}/events`, url), { headers: { authorization: `Bearer ${token}` } })
+async function followJob(t: Target, id: string): Promise<{ state: string; result?: unknown; error?: unknown }> {
+  const res = await request(t, `/api/jobs/${id}/events`)
   if (!res.ok || !res.body) fail(`could not follow job ${id}: HTTP ${res.status}`)
   const decoder = new TextDecoder()
   let buf = ''
@@ -300,16 +345,16 @@ async function followJob(url: string, token: string, id: string): Promise<{ stat
 
 async function cmdStatus(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { url: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' } } })
-  const { url, token } = target(values)
+  const t = target(values)
   if (positionals[0]) {
-    const job = await api(url, token, `/api/jobs/${positionals[0]}`)
+    const job = await api(t, `/api/jobs/${positionals[0]}`)
     console.log(JSON.stringify(job, null, 2))
     return
   }
-  const peers = await api(url, token, '/api/peers') as { id: string; kind: string; role: string; capabilities: string[]; load: number; tasksDone: number; address?: string }[]
-  const jobs = await api(url, token, '/api/jobs') as { id: string; name: string; state: string; tasks: Record<string, number> }[]
+  const peers = await api(t, '/api/peers') as { id: string; kind: string; role: string; capabilities: string[]; load: number; tasksDone: number; address?: string }[]
+  const jobs = await api(t, '/api/jobs') as { id: string; name: string; state: string; tasks: Record<string, number> }[]
   if (values.json) { console.log(JSON.stringify({ peers, jobs }, null, 2)); return }
-  console.log(`${url}: ${peers.filter((p) => p.role === 'worker').length} worker(s), ${peers.filter((p) => p.role === 'driver').length} driver(s)`)
+  console.log(`${t.urls[0]}: ${peers.filter((p) => p.role === 'worker').length} worker(s), ${peers.filter((p) => p.role === 'driver').length} driver(s)`)
   for (const p of peers) console.log(`  ${p.id}  ${p.kind.padEnd(7)} ${p.role.padEnd(6)} ${(p.address ?? '').padEnd(15)} load ${p.load.toFixed(2)}  done ${p.tasksDone}  [${p.capabilities.join(', ')}]`)
   console.log(`jobs: ${jobs.length}`)
   for (const j of jobs.slice(-20)) {
@@ -323,18 +368,18 @@ async function cmdToken(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
     url: { type: 'string' }, token: { type: 'string' }, role: { type: 'string' }, label: { type: 'string' }, trusted: { type: 'boolean' },
   } })
-  const { url, token } = target(values)
+  const t = target(values)
   const [action, id] = positionals
   if (action === 'create') {
     if (values.role !== 'submit' && values.role !== 'join') fail('colony token create needs --role submit or --role join')
     if (values.trusted && values.role !== 'join') fail('--trusted is for join tokens: the workers of a trusted join token may run jobs\' mains')
-    const made = await api(url, token, '/api/tokens', { method: 'POST', body: JSON.stringify({ role: values.role, label: values.label ?? '', ...(values.trusted ? { trusted: true } : {}) }) }) as { token: string; id: string }
+    const made = await api(t, '/api/tokens', { method: 'POST', body: JSON.stringify({ role: values.role, label: values.label ?? '', ...(values.trusted ? { trusted: true } : {}) }) }) as { token: string; id: string }
     console.log(`${made.token}\n(id ${made.id}; revoke it with: colony token revoke ${made.id})`)
   } else if (action === 'list') {
-    const list = await api(url, token, '/api/tokens') as { id: string; role: string; label: string; revoked: boolean; operator: boolean }[]
+    const list = await api(t, '/api/tokens') as { id: string; role: string; label: string; revoked: boolean; operator: boolean }[]
     for (const t of list) console.log(`  ${t.id}  ${t.role.padEnd(6)} ${t.operator ? 'operator ' : ''}${t.revoked ? 'REVOKED ' : ''}${t.label}`)
   } else if (action === 'revoke' && id) {
-    const r = await api(url, token, `/api/tokens/${id}`, { method: 'DELETE' }) as { peersDropped: number }
+    const r = await api(t, `/api/tokens/${id}`, { method: 'DELETE' }) as { peersDropped: number }
     console.log(`revoked ${id}; ${r.peersDropped} connected peer(s) dropped`)
   } else fail('usage: colony token create --role submit|join [--trusted] [--label L] | colony token list | colony token revoke ID')
 }

@@ -52,12 +52,21 @@ async function defaultToken(): Promise<string | undefined> {
   try { return (JSON.parse(await readFile('.colony/tokens.json', 'utf8')) as { submit?: string }).submit } catch { return undefined }
 }
 
+/** What connect() gives: the job's grid. */
+export type ConnectedGrid = Grid & {
+  jobId: string
+  /** The coordinator the driver is on now (a failover changes it): for HTTP requests of your own, e.g. /api/jobs/<jobId>. */
+  readonly coordinatorUrl: string
+}
+
 /**
- * Joins the grid as a driver. `url` defaults to $COLONY_URL, else http://127.0.0.1:8787.
- * Rejects with AuthError for a bad token, and keeps reconnecting through network blips
- * and coordinator restarts once connected.
+ * Joins the grid as a driver. `url` defaults to $COLONY_URL, else http://127.0.0.1:8787. A grid with
+ * standby coordinators takes them all (an array, or a comma-separated list `https://a,https://b`): the
+ * driver fails over along them, and learns the rest from the coordinator that welcomes it.
+ * Rejects with AuthError for a bad token, and keeps reconnecting through network blips,
+ * coordinator restarts and failovers once connected.
  */
-export async function connect(url?: string, opts: ConnectOptions = {}): Promise<Grid & { jobId: string }> {
+export async function connect(url?: string | readonly string[], opts: ConnectOptions = {}): Promise<ConnectedGrid> {
   const isNode = typeof process !== 'undefined' && !!process.versions?.node
   url ??= (isNode ? process.env.COLONY_URL : undefined) ?? 'http://127.0.0.1:8787'
   const token = opts.token ?? await defaultToken()
@@ -68,7 +77,8 @@ export async function connect(url?: string, opts: ConnectOptions = {}): Promise<
     name: opts.name, taskTimeoutMs: opts.taskTimeoutMs, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start(opts.timeoutMs ?? 10_000)
-  return Object.assign(new Grid(peer.backend(), undefined, { autoFree: true }), { peer, jobId: peer.jobId! })
+  const grid = Object.assign(new Grid(peer.backend(), undefined, { autoFree: true }), { peer, jobId: peer.jobId! })
+  return Object.defineProperty(grid, 'coordinatorUrl', { get: () => peer.coordinatorUrl, enumerable: true }) as typeof grid & ConnectedGrid
 }
 
 /** Inside a task: the grid of the task that is running. */

@@ -178,7 +178,19 @@ export interface WelcomeMsg {
   trusted: boolean
   /** STUN/TURN servers for the data plane (RTCIceServer shape). */
   iceServers: { urls: string | string[]; username?: string; credential?: string }[]
+  /**
+   * The http(s) URLs of every coordinator of the grid (hot standbys sharing one store), the leader
+   * first. Peers fail over along this list when their coordinator goes; absent on a lone coordinator.
+   */
+  coordinators?: string[]
 }
+/**
+ * WebSocket close code of a standby coordinator: it takes no peers until it becomes the leader, so
+ * try another coordinator now. The close reason names the leader's http(s) URL when the standby knows
+ * it (e.g. `standby; leader https://a.example.org`; a close reason is at most 123 bytes).
+ */
+export const CLOSE_STANDBY = 4503
+
 export interface AckMsg { t: 'ack'; n: number }
 export interface RunMsg {
   t: 'run'

@@ -1,7 +1,7 @@
 export { Grid, withTimeout, type GridOptions, type RemoteFunction, type ActorClass, type ActorHandle, type RemoteMethod, type GetOptions, type WaitOptions, type Arg } from './core/grid.js'
 export { Peer, type PeerOptions } from './core/peer.js'
 export type { GridBackend } from './core/backend.js'
-export { ControlConnection, type WebSocketFactory, type WebSocketLike } from './core/connection.js'
+export { ControlConnection, coordinatorUrls, type ConnectionOptions, type WebSocketFactory, type WebSocketLike } from './core/connection.js'
 export { DataPlane, type DataPlaneOptions, type RtcFactory, type RtcPeerLike, type IceServer } from './core/data-plane.js'
 export { ExecutorRuntime, type ExecutorEnv, type TaskContext, type ColonyGlobal } from './core/executor-runtime.js'
 export type { ExecutorPool, ExecutorHost, ExecTask, ExecOutcome } from './core/executor-protocol.js'

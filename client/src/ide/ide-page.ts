@@ -33,8 +33,13 @@ const editor = new CodeEditor($('editor'), () => { void run() }, () => {
   saveTimer = setTimeout(() => store.set(file, editor.text), 300)
 })
 
+/**
+ * Where the panels' HTTP requests go: this page's coordinator, then the one the last job's driver is on
+ * (after a failover, another one: the page's may be gone).
+ */
+let coordinator = (): string => location.origin
 const authed = async <T>(path: string, init: RequestInit = {}): Promise<T | undefined> => {
-  const res = await fetch(path, { ...init, headers: { authorization: `Bearer ${tokenInput.value.trim()}`, ...(init.headers ?? {}) } }).catch(() => undefined)
+  const res = await fetch(new URL(path, coordinator()), { ...init, headers: { authorization: `Bearer ${tokenInput.value.trim()}`, ...(init.headers ?? {}) } }).catch(() => undefined)
   return res?.ok ? await res.json() as T : undefined
 }
 const cluster = new ClusterPanel($('cluster'), authed)
@@ -166,6 +171,7 @@ async function run(): Promise<void> {
       onLog: (m: TaskLogMsg) => { for (const line of m.lines) say('log', `[${m.name} @ ${m.peer}] ${line}`) },
     })
     running.grid = grid
+    coordinator = () => grid.coordinatorUrl
     grid.useBundle(body.hash, mod)
     cluster.follow(grid.jobId)
     say('info', `Running ${file} as job ${grid.jobId} (${(code.length / 1024).toFixed(1)} KB bundle)`)

@@ -43,6 +43,8 @@ const api = {
     for (const msgs of backlog.splice(0)) post(msgs)
   },
   deliver(msgs: ToExecutor[]): void { runtime.onMessages(msgs) },
+  /** A new ML config (its files' coordinator changed in a failover): for runtimes not loaded yet. */
+  configureMl(mlConfig: ml.MlConfig): void { ml.configureMl(mlConfig) },
 }
 export type ExecutorWorkerApi = typeof api
 

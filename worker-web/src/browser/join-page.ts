@@ -25,7 +25,10 @@ function bytes(n: number): string {
 function render(): void {
   if (!tab) return
   const p = tab.peer
-  $('s-conn').textContent = p.conn.status
+  // After a failover the tab is on another coordinator than the one that served this page: say which.
+  const on = new URL(p.coordinatorUrl)
+  $('s-conn').textContent = on.origin === location.origin ? p.conn.status : `${p.conn.status} (${on.host})`
+  $('s-conn').title = p.conn.coordinators.join('\n')
   $('s-peer').textContent = p.peerId || '—'
   $('s-done').textContent = String(p.tasksDone)
   $('s-in').textContent = bytes((p.data?.bytesIn ?? 0) + p.objects.bytesIn)

@@ -4,13 +4,13 @@
  * as blob URLs (job code never sees the token).
  */
 import { Peer } from '../core/peer.js'
-import type { WebSocketLike } from '../core/connection.js'
+import { coordinatorUrls, type WebSocketLike } from '../core/connection.js'
 import { BrowserExecutorPool } from './worker-pool.js'
 import { browserRtc } from './rtc.js'
 
 export interface TabOptions {
-  /** The coordinator's URL; by default the page's own origin. */
-  url?: string
+  /** The coordinator's URL, or a grid's coordinator URLs (an array or a comma-separated list); by default the page's own origin. */
+  url?: string | readonly string[]
   token: string
   executors: number
   capabilities?: string[]
@@ -29,7 +29,9 @@ export interface TabPeer {
 
 export async function joinAsTab(opts: TabOptions): Promise<TabPeer> {
   const url = opts.url ?? location.origin
-  const pool = new BrowserExecutorPool(opts.executors, { tfjsBackend: opts.tfjsBackend ?? 'wasm', ortBackend: opts.ortBackend ?? 'wasm', assetsBase: new URL('/ml/', url).href }, opts.log)
+  // The ML runtimes' files come from the coordinator the tab is on: the first URL until one welcomes it, another after a failover.
+  const mlAssets = (coordinator: string) => new URL('/ml/', coordinator).href
+  const pool = new BrowserExecutorPool(opts.executors, { tfjsBackend: opts.tfjsBackend ?? 'wasm', ortBackend: opts.ortBackend ?? 'wasm', assetsBase: mlAssets(coordinatorUrls(url)[0]) }, opts.log)
   // Per job: the coordinator hands a bundle only to a peer running that job's tasks, so one job's
   // tasks never get a module URL by way of another's download.
   const bundles = new Map<string, Promise<string>>()
@@ -37,7 +39,8 @@ export async function joinAsTab(opts: TabOptions): Promise<TabPeer> {
     const key = `${job} ${hash}`
     let p = bundles.get(key)
     if (!p) {
-      p = fetch(new URL(`/api/bundles/${hash}`, url), { headers: { authorization: peer.httpAuth() } }).then(async (res) => {
+      // From the coordinator the tab is on now, which a failover changes.
+      p = fetch(new URL(`/api/bundles/${hash}`, peer.coordinatorUrl), { headers: { authorization: peer.httpAuth() } }).then(async (res) => {
         if (!res.ok) throw new Error(`could not download bundle ${hash}: HTTP ${res.status}`)
         return URL.createObjectURL(new Blob([await res.arrayBuffer()], { type: 'text/javascript' }))
       })
@@ -53,6 +56,7 @@ export async function joinAsTab(opts: TabOptions): Promise<TabPeer> {
     resources: { cpu: opts.executors },
     executors: pool, bundleUrl, log: opts.log,
     dataPlane: { rtc: browserRtc },
+    onCoordinatorChanged: (coordinator) => pool.setMlAssetsBase(mlAssets(coordinator)),
   })
   await peer.start(15_000)
   return {

@@ -6,7 +6,10 @@ import type { ExecutorWorkerApi } from './executor-worker.js'
 import type { MlConfig } from './ml.js'
 
 export class BrowserExecutorPool extends ExecutorPoolBase {
-  constructor(executors: number, private readonly ml: MlConfig, log?: (line: string) => void) {
+  /** The executors alive now: a new ML config reaches them too. */
+  private readonly live = new Set<Comlink.Remote<ExecutorWorkerApi>>()
+
+  constructor(executors: number, private ml: MlConfig, log?: (line: string) => void) {
     // One task per worker, and at most `executors` computing at once: what the volunteer offered. A task
     // waiting in get keeps its worker but not its slot, so an extra worker may run the work it waits on
     // (nested tasks on a lone tab would deadlock otherwise). Extras compute only in place of waiting
@@ -16,14 +19,25 @@ export class BrowserExecutorPool extends ExecutorPoolBase {
       log ?? ((l) => console.warn(`[executors] ${l}`)))
   }
 
+  /**
+   * Where the ML runtimes' files come from (the coordinator's /ml/): after a failover, the new coordinator.
+   * Executors that already loaded a runtime keep it; the others load from here.
+   */
+  setMlAssetsBase(assetsBase: string): void {
+    if (assetsBase === this.ml.assetsBase) return
+    this.ml = { ...this.ml, assetsBase }
+    for (const api of this.live) void api.configureMl(this.ml).catch(() => { /* it is ending */ })
+  }
+
   protected spawn(cb: SpawnCallbacks): ExecutorHandle {
     const worker = new Worker(new URL('./executor-worker.ts', import.meta.url), { type: 'module', name: 'colony-executor' })
     const api = Comlink.wrap<ExecutorWorkerApi>(worker)
+    this.live.add(api)
     void api.connect(Comlink.proxy((msgs: ToHost[]) => cb.onMessages(msgs)), this.ml)
-    worker.addEventListener('error', (e) => cb.onExit(`executor failed: ${e.message || 'error'}`))
+    worker.addEventListener('error', (e) => { this.live.delete(api); cb.onExit(`executor failed: ${e.message || 'error'}`) })
     return {
       send: (msgs) => { void api.deliver(msgs) },
-      kill: () => { worker.terminate(); api[Comlink.releaseProxy]() },
+      kill: () => { this.live.delete(api); worker.terminate(); api[Comlink.releaseProxy]() },
     }
   }
 }

@@ -2,9 +2,12 @@
  * A peer's one WebSocket to the coordinator: binary msgpack frames, one per turn,
  * reconnection with backoff, and replay of durable messages the coordinator has
  * not acknowledged yet (so a coordinator restart loses nothing a peer sent).
+ *
+ * A grid may have several coordinators (hot standbys sharing one store): the peer keeps
+ * their URLs and fails over along them, and the same replay makes a failover lose nothing.
  */
 import {
-  AuthError, DURABLE_TYPES, LimitError, ProtocolError, decodeFrame, encodeFrame, deserializeError,
+  AuthError, CLOSE_STANDBY, DURABLE_TYPES, LimitError, ProtocolError, decodeFrame, encodeFrame, deserializeError,
   type ColonyError, type CoordinatorToPeer, type HelloMsg, type PeerToCoordinator, type WelcomeMsg,
 } from '@colony-grid/shared'
 import { nextTurn } from './turn.js'
@@ -24,8 +27,12 @@ export interface WebSocketLike {
 export type WebSocketFactory = (url: string) => WebSocketLike
 
 export interface ConnectionOptions {
-  /** The coordinator's http(s) URL. */
-  url: string
+  /**
+   * The coordinator's http(s) URL, or the URLs of a grid's coordinators (hot standbys): an array, or
+   * one string with a comma-separated list (`https://a.example,https://b.example`). Tried in order;
+   * a welcome's `coordinators` list comes first from then on, and these stay as a fallback.
+   */
+  url: string | readonly string[]
   webSocket: WebSocketFactory
   makeHello(): HelloMsg
   onWelcome(w: WelcomeMsg, reconnected: boolean): void
@@ -41,7 +48,39 @@ export interface ConnectionOptions {
   /** Said when the coordinator refused the connection and it will try again. */
   onRefused?(err: ColonyError): void
   onDown?(): void
+  /**
+   * Said when a coordinator other than the last one to welcome this peer welcomes it (the first
+   * welcome too), before onWelcome: HTTP requests to the coordinator go to `url` from now on.
+   */
+  onCoordinatorChanged?(url: string, previous: string | undefined): void
   maxBackoffMs?: number
+}
+
+/**
+ * The coordinator URLs in `url` (an array, or a comma-separated list), trimmed, without duplicates,
+ * each normalized to its http(s) form without a trailing slash. Throws a TypeError when there is none,
+ * or one is not an http(s) (or ws(s)) URL.
+ */
+export function coordinatorUrls(url: string | readonly string[]): string[] {
+  const parts = (typeof url === 'string' ? url.split(',') : url).map((u) => u.trim()).filter(Boolean)
+  if (parts.length === 0) throw new TypeError('no coordinator URL given')
+  return [...new Set(parts.map(normalizeUrl))]
+}
+
+function normalizeUrl(url: string): string {
+  let u: URL
+  try { u = new URL(url) } catch { throw new TypeError(`'${url}' is not a coordinator URL (http://host:port)`) }
+  // ws(s) URLs name the same coordinator; its HTTP requests need the http(s) form.
+  if (u.protocol === 'ws:' || u.protocol === 'wss:') u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:'
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`'${url}' is not a coordinator URL (http://host:port)`)
+  return u.href.replace(/\/$/, '')
+}
+
+/** The leader's URL in a standby's close reason, if it names one. */
+function leaderIn(reason: string): string | undefined {
+  const m = /\bhttps?:\/\/[^\s,;]+/.exec(reason)
+  if (!m) return undefined
+  try { return normalizeUrl(m[0]) } catch { return undefined }
 }
 
 const FLUSH_BYTES = 1 << 20
@@ -56,13 +95,32 @@ export class ControlConnection {
   private unacked: PeerToCoordinator[] = []
   private ackedOnThisSocket = 0
   private welcomed = false
+  /** Backoff pauses since the last welcome: each pause is longer. */
   private attempt = 0
   /** The coordinator refused the last connection: the next attempt waits longer. */
   private refused = false
   private pingTimer?: ReturnType<typeof setInterval>
   private retryTimer?: ReturnType<typeof setTimeout>
+  /** The URLs given: a fallback behind whatever list the coordinators send. */
+  private readonly given: string[]
+  /** The coordinators to try, in order: the last welcome's list (leader first), then the given URLs it lacks. */
+  private urls: string[]
+  /** Where in `urls` the peer is connected, or trying to connect. */
+  private current = 0
+  /** Failed attempts since the last welcome or backoff pause: a full cycle through `urls` pauses, a partial one does not. */
+  private triedInCycle = 0
+  /** The URL of the coordinator that welcomed this peer last. */
+  private welcomedBy?: string
 
-  constructor(private readonly opts: ConnectionOptions) {}
+  constructor(private readonly opts: ConnectionOptions) {
+    this.given = coordinatorUrls(opts.url)
+    this.urls = [...this.given]
+  }
+
+  /** The coordinator this peer is connected to (or trying to reach): its HTTP requests go here. */
+  get currentUrl(): string { return this.urls[this.current] }
+  /** Every coordinator URL this peer knows, in the order it tries them. */
+  get coordinators(): readonly string[] { return this.urls }
 
   private welcomedNow = false
   /** For people: is this peer on the grid right now? */
@@ -74,7 +132,7 @@ export class ControlConnection {
   start(): void { this.open() }
 
   private wsUrl(): string {
-    const u = new URL(this.opts.url)
+    const u = new URL(this.currentUrl)
     u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:'
     u.pathname = u.pathname.replace(/\/$/, '') + '/ws'
     return u.toString()
@@ -123,29 +181,74 @@ export class ControlConnection {
         this.opts.onRefused?.(err)
       }
       if (wasOpen) this.opts.onDown?.()
-      this.scheduleReconnect()
+      this.scheduleReconnect(ev.code === CLOSE_STANDBY ? { leader: leaderIn(ev.reason) } : {})
     }
     ws.onerror = () => { /* onclose follows */ }
   }
 
-  private scheduleReconnect(): void {
+  /**
+   * After a failed attempt or a dropped connection: the next coordinator at once, while some of the
+   * list is untried since the last pause; after a full cycle, the same one backoff pause as with one URL.
+   * `leader`: the leader a standby named, tried next.
+   */
+  private scheduleReconnect({ leader }: { leader?: string } = {}): void {
     if (this.state === 'closed') return
     this.state = 'connecting'
     const max = this.opts.maxBackoffMs ?? 3000
     // After a refusal, reconnecting at once would only hammer the coordinator with the same mistake.
+    // It came from the leader (a standby refuses with CLOSE_STANDBY), so the peer stays with it.
     const floor = this.refused ? 5000 : 0
+    const rotate = !this.refused
     this.refused = false
+    if (rotate) {
+      this.rotate(leader)
+      if (++this.triedInCycle < this.urls.length) {
+        // A short jitter only: peers that lost the same coordinator reach the next one spread out a little.
+        this.retryTimer = setTimeout(() => this.open(), Math.random() * 50)
+        return
+      }
+      this.triedInCycle = 0
+    }
     const delay = Math.max(floor, Math.min(max, 100 * 2 ** Math.min(this.attempt++, 10))) * (0.75 + Math.random() * 0.5)
     this.retryTimer = setTimeout(() => this.open(), delay)
+  }
+
+  /** Moves on to the next coordinator: the leader a standby named (added if new), else the next in the list. */
+  private rotate(leader?: string): void {
+    if (leader && leader !== this.currentUrl) {
+      let i = this.urls.indexOf(leader)
+      if (i < 0) this.urls.splice(i = this.current + 1, 0, leader)
+      this.current = i
+    } else this.current = (this.current + 1) % this.urls.length
+  }
+
+  /**
+   * A welcome's list is authoritative (the leader first); the given URLs stay behind it as a fallback,
+   * and the peer's place is where it is connected now.
+   */
+  private adoptCoordinators(list: unknown): void {
+    if (!Array.isArray(list)) return
+    const fromWelcome = list.flatMap((u) => { try { return typeof u === 'string' ? [normalizeUrl(u)] : [] } catch { return [] } })
+    if (fromWelcome.length === 0) return
+    const here = this.currentUrl
+    this.urls = [...new Set([...fromWelcome, ...this.given, here])]
+    this.current = this.urls.indexOf(here)
   }
 
   private receive(m: CoordinatorToPeer): void {
     switch (m.t) {
       case 'welcome': {
         this.attempt = 0
+        this.triedInCycle = 0
+        this.adoptCoordinators(m.coordinators)
         this.welcomedNow = true
         const reconnected = this.welcomed
         this.welcomed = true
+        if (this.currentUrl !== this.welcomedBy) {
+          const previous = this.welcomedBy
+          this.welcomedBy = this.currentUrl
+          this.opts.onCoordinatorChanged?.(this.currentUrl, previous)
+        }
         const ping = m.pingMs ?? 3000
         clearInterval(this.pingTimer)
         this.pingTimer = setInterval(() => this.send({ t: 'ping' }), ping)

@@ -16,7 +16,8 @@ import { DataPlane, type DataPlaneOptions } from './data-plane.js'
 import { deferred } from './turn.js'
 
 export interface PeerOptions {
-  url: string
+  /** The coordinator's URL, or a grid's coordinator URLs (an array or a comma-separated list): see ConnectionOptions.url. */
+  url: string | readonly string[]
   token: string
   role: PeerRole
   kind: PeerKind
@@ -35,6 +36,8 @@ export interface PeerOptions {
   /** Drivers: the time limit of the job's tasks that set no `timeoutMs`. */
   taskTimeoutMs?: number
   onTaskLog?: (m: TaskLogMsg) => void
+  /** Said when another coordinator welcomes this peer (a failover; the first welcome too): see ConnectionOptions. */
+  onCoordinatorChanged?: (url: string, previous: string | undefined) => void
   log?: (line: string) => void
 }
 
@@ -90,6 +93,10 @@ export class Peer implements ExecutorHost {
         this.say(`refused by the coordinator: ${err.message}`)
       },
       onDown: () => this.say('lost the coordinator; reconnecting'),
+      onCoordinatorChanged: (url, previous) => {
+        if (previous) this.say(`now on coordinator ${url} (was ${previous})`)
+        opts.onCoordinatorChanged?.(url, previous)
+      },
       fatalOnlyForAuth: opts.role === 'worker',
       onRefused: (err) => this.say(`the coordinator closed the connection (${err.message}); joining again shortly`),
     })
@@ -108,7 +115,7 @@ export class Peer implements ExecutorHost {
     let timer: ReturnType<typeof setTimeout> | undefined
     const unreachable = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ColonyError(
-        `could not reach the coordinator at ${this.opts.url} within ${timeoutMs} ms: is it running (npm start), and is the URL right?`)), timeoutMs)
+        `could not reach the coordinator at ${this.conn.coordinators.join(', ')} within ${timeoutMs} ms: is it running (npm start), and is the URL right?`)), timeoutMs)
     })
     try {
       await Promise.race([this.started.promise, unreachable])
@@ -118,6 +125,9 @@ export class Peer implements ExecutorHost {
     } finally { clearTimeout(timer) }
     return this
   }
+
+  /** The coordinator this peer is on (it changes on a failover): where its HTTP requests go. */
+  get coordinatorUrl(): string { return this.conn.currentUrl }
 
   /**
    * The Authorization header of this peer's own HTTP requests (a job's bundle, say): the join token is

@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { Peer } from '../core/peer.js'
+import { coordinatorUrls } from '../core/connection.js'
 import { NodeExecutorPool } from './executor-pool.js'
 import { nodeWebSocket } from './ws.js'
 import { nodeRtc, nodeSha256 } from './rtc.js'
@@ -14,7 +15,8 @@ import { ConfinementError, cgroupV2Writable, probeConfinement, unconfined, type 
 import { refuseInspectorSignal } from './inspector-guard.js'
 
 export interface NodeWorkerOptions {
-  url: string
+  /** The coordinator's URL, or a grid's coordinator URLs (an array or a comma-separated list) to fail over along. */
+  url: string | readonly string[]
   token: string
   executors?: number
   memoryMb?: number
@@ -75,6 +77,8 @@ async function mlCapabilities(opts: NodeWorkerOptions, say: (line: string) => vo
 }
 
 export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
+  // A bad URL in the list fails here, before an executor folder exists for nothing.
+  coordinatorUrls(opts.url)
   const say = opts.log ?? ((l: string) => console.error(`[peer] ${l}`))
   refuseInspectorSignal(say)
   const executors = opts.executors ?? Math.max(1, availableParallelism() - 1)
@@ -95,7 +99,8 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<Peer> {
         if (!/^[0-9a-f]{8,64}$/.test(hash)) throw new Error(`bad bundle hash ${hash}`)
         if (!pool.hasBundle(hash, job)) {
           // The coordinator gives a bundle only to a peer running its job: this peer says who it is.
-          const res = await fetch(new URL(`/api/bundles/${hash}`, opts.url), { headers: { authorization: peer.httpAuth() } })
+          // From the coordinator the peer is on now: after a failover the first URL may be a dead one.
+          const res = await fetch(new URL(`/api/bundles/${hash}`, peer.coordinatorUrl), { headers: { authorization: peer.httpAuth() } })
           if (!res.ok) throw new Error(`could not download bundle ${hash}: HTTP ${res.status}`)
           pool.writeBundle(hash, job, new Uint8Array(await res.arrayBuffer()))
         }
