@@ -54,6 +54,11 @@ export function startProc(args: string[], opts: { cwd?: string; env?: Record<str
   const prof = process.env.COLONY_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.COLONY_PROFILE_DIR}`] : []
   const node = opts.node ?? process.execPath
   const [file, argv] = opts.ns ? ['ip', ['netns', 'exec', opts.ns, node, ...prof, CLI, ...args]] : [node, [...prof, CLI, ...args]]
+  return spawnProc(file, argv, { cwd: opts.cwd, env: opts.env })
+}
+
+/** Any program as a Proc: its output collected, its exit listened for from the start. */
+export function spawnProc(file: string, argv: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Proc {
   const child = spawn(file, argv, {
     cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -151,7 +156,8 @@ export interface GridProcs {
 }
 
 /** A coordinator (SQLite in a fresh folder unless `memory`) and `workers` Node peers, each its own process. */
-export async function startGrid(opts: { workers?: number; executors?: number; memory?: boolean; env?: Record<string, string> } = {}): Promise<GridProcs> {
+/** `store`: a Redis URL for the coordinator's `--store` (SQLite in `dataDir` otherwise). */
+export async function startGrid(opts: { workers?: number; executors?: number; memory?: boolean; store?: string; env?: Record<string, string> } = {}): Promise<GridProcs> {
   const dataDir = mkdtempSync(join(tmpdir(), 'colony-test-'))
   const g: GridProcs = {
     url: '', port: 0, submitToken: '', joinToken: '', trustedToken: '', dataDir,
@@ -161,6 +167,7 @@ export async function startGrid(opts: { workers?: number; executors?: number; me
       // out, for another process to take meanwhile); a restart takes the same one, which peers reconnect to.
       const args = ['start', '--port', String(g.port), '--data', dataDir]
       if (opts.memory) args.push('--memory')
+      if (opts.store) args.push('--store', opts.store)
       g.coordinator = startProc(args, { env: { COLONY_RECONCILE_MS: '3000', ...opts.env } })
       const m = await g.coordinator.waitFor(/Colony coordinator on (http:\/\/\S+)[\s\S]*?submit token: (\w+)\s+join token:\s+(\w+)\s+trusted join token:\s+(\w+)/)
       const port = Number(new URL(m[1]).port)

@@ -69,7 +69,8 @@ export class MemoryStore implements ControlStore {
     },
     removeAll: (object) => { this.rows.locations.delete(object) },
   }
-  readonly fns = { put: (job: string, def: FnDef) => { this.rows.fns.set(`${job}/${def.id}`, { job, def }) } }
+  /** The first definition of an id wins, as in SQLite and Redis. */
+  readonly fns = { put: (job: string, def: FnDef) => { const k = `${job}/${def.id}`; if (!this.rows.fns.has(k)) this.rows.fns.set(k, { job, def }) } }
   readonly bundles: ControlStore['bundles'] = {
     put: async (hash, code, owner) => {
       let b = this.rows.bundles.get(hash)

@@ -1,0 +1,396 @@
+/**
+ * The control store's contract (coordinator/src/store/types.ts): one list of cases, written once and
+ * run against every store: memory, SQLite (a file), Redis (a real redis-server with AOF, fsync always).
+ * Then what only Redis can do: fail while the server is down and land its writes, once, when it is back.
+ */
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { MemoryStore, RedisStore, SqliteStore, type ControlStore } from '@colony-grid/coordinator'
+import { returnId, type TaskSpec } from '@colony-grid/shared'
+import { until } from './harness.js'
+import { startRedisServer, type RedisServer } from './redis-server.js'
+
+interface Backend {
+  name: string
+  /** A second store on the same tables sees what was committed (memory: only the same store does). */
+  durable: boolean
+  /** A store on new, empty tables. */
+  fresh(): Promise<ControlStore>
+  /** Another store on the tables of `s`, as a restarted coordinator opens them (memory: `s` itself). */
+  again(s: ControlStore): Promise<ControlStore>
+}
+
+interface Case { name: string; durableOnly?: boolean; run(b: Backend): Promise<void> }
+
+const spec = (id: string, name = 'f', deps: string[] = []): TaskSpec =>
+  ({ id, name, fn: 'f1', args: new Uint8Array([0x90]), deps, opts: {} })
+const text = (b: Uint8Array | undefined) => (b ? new TextDecoder().decode(b) : undefined)
+const bytes = (b: Uint8Array | undefined) => (b ? [...b] : undefined)
+const sorted = <T>(xs: T[]) => [...xs].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1))
+
+async function fill(s: ControlStore): Promise<void> {
+  s.jobs.put({ id: 'j_1', name: 'demo', state: 'running', createdAt: 1 })
+  s.tasks.put({ id: 't.a.1', job: 'j_1', spec: { id: 't.a.1', name: 'f', fn: 'f1', args: new Uint8Array([0x90]), deps: [], opts: { maxRetries: 2 } }, state: 'waiting', attempts: 0 })
+  s.tasks.put({ id: 't.a.2', job: 'j_1', spec: { id: 't.a.2', name: 'g', fn: 'f1', args: new Uint8Array([0x90]), deps: ['t.a.1.r0'], opts: {} }, state: 'waiting', attempts: 0 })
+  s.tasks.setState('t.a.1', 'finished', 1)
+  s.objects.put({ id: 't.a.1.r0', job: 'j_1', size: 3, inline: new Uint8Array([1, 2, 3]) })
+  s.objects.put({ id: 't.a.9.r0', job: 'j_1', size: 0, error: { type: 'TaskError', message: 'boom', remoteStack: 'at f' } })
+  s.actors.put({ id: 't.a.3', job: 'j_1', name: 'Counter', state: 'alive', peer: 'p_1', restarts: 0 })
+  s.fns.put('j_1', { id: 'f1', kind: 'inline', name: 'f', src: '(x) => x' })
+  s.peers.put({ id: 'p_1', kind: 'node', role: 'worker', lastSeen: 5, secretHash: 'ab'.repeat(32), origin: 'k_1@127.0.0.1' })
+  await s.bundles.put('abc123', new TextEncoder().encode('export default 1'), 'k_owner')
+  s.origins.put({ origin: 'k_1@127.0.0.1', reputation: 0.25, quarantined: true })
+  s.origins.put({ origin: 'k_2@10.0.0.1', reputation: 0.5, quarantined: false })
+  s.origins.remove('k_2@10.0.0.1')
+  s.locations.put({ object: 'o.a.1', peer: 'p_1' })
+  s.locations.put({ object: 'o.a.1', peer: 'p_2' })
+  s.locations.put({ object: 'o.a.2', peer: 'p_1' })
+  s.locations.remove({ object: 'o.a.1', peer: 'p_2' })
+  s.locations.removeAll('o.a.2')
+}
+
+async function check(s: ControlStore): Promise<void> {
+  const snap = await s.load()
+  assert.deepEqual(snap.jobs.map((j) => j.id), ['j_1'])
+  assert.deepEqual(snap.tasks.map((t) => [t.id, t.state, t.attempts]), [['t.a.1', 'finished', 1], ['t.a.2', 'waiting', 0]])
+  assert.deepEqual(snap.tasks[1].spec.deps, ['t.a.1.r0'])
+  assert.equal(snap.tasks[0].spec.opts.maxRetries, 2)
+  assert.deepEqual(bytes(snap.objects.find((o) => o.id === 't.a.1.r0')!.inline), [1, 2, 3])
+  assert.equal(snap.objects.find((o) => o.id === 't.a.9.r0')!.error!.message, 'boom')
+  assert.equal(snap.actors[0].name, 'Counter')
+  assert.equal(snap.fns[0].def.id, 'f1')
+  assert.equal(snap.fns[0].job, 'j_1')
+  assert.equal(snap.peers[0].id, 'p_1')
+  assert.deepEqual([snap.peers[0].secretHash, snap.peers[0].origin], ['ab'.repeat(32), 'k_1@127.0.0.1'])
+  assert.equal(text(await s.bundles.get('abc123')), 'export default 1')
+  assert.deepEqual(snap.bundles, [{ hash: 'abc123', owners: ['k_owner'] }])
+  assert.deepEqual(snap.origins, [{ origin: 'k_1@127.0.0.1', reputation: 0.25, quarantined: true }])
+  assert.deepEqual(snap.locations, [{ object: 'o.a.1', peer: 'p_1' }])
+}
+
+const cases: Case[] = [
+  {
+    name: 'keeps every table, across a reopen',
+    async run(b) {
+      const a = await b.fresh()
+      await fill(a)
+      await a.commit()
+      await a.close()
+      const s = await b.again(a)
+      await check(s)
+      s.peers.remove('p_1')
+      await s.commit()
+      assert.deepEqual((await s.load()).peers, [])
+      await s.close()
+    },
+  },
+  {
+    name: 'only committed writes are visible, to the store and to another on the same tables; close commits the rest',
+    durableOnly: true,
+    async run(b) {
+      const a = await b.fresh()
+      await fill(a)
+      assert.deepEqual((await a.load()).tasks, [], 'nothing is written before commit (group commit)')
+      await a.commit()
+      a.jobs.put({ id: 'j_2', name: 'late', state: 'running', createdAt: 2 })
+      a.tasks.put({ id: 't.b.1', job: 'j_2', spec: spec('t.b.1'), state: 'waiting', attempts: 0 })
+      a.tasks.setState('t.a.2', 'running', 1)
+      // `a` crashes here, as far as the tables know: its queue never reached them.
+      const crashed = await b.again(a)
+      await check(a)
+      await check(crashed)
+      await crashed.close()
+      await a.close()
+      const c = await b.again(a)
+      const snap = await c.load()
+      assert.deepEqual(sorted(snap.jobs.map((j) => j.id)), ['j_1', 'j_2'])
+      assert.deepEqual(snap.tasks.map((t) => [t.id, t.state, t.attempts]), [['t.a.1', 'finished', 1], ['t.a.2', 'running', 1], ['t.b.1', 'waiting', 0]])
+      await c.close()
+    },
+  },
+  {
+    name: 'tasks.put is insert-or-ignore: a second put of an id changes nothing',
+    async run(b) {
+      const s = await b.fresh()
+      s.tasks.put({ id: 't.1', job: 'j_1', spec: spec('t.1', 'first'), state: 'waiting', attempts: 0 })
+      s.tasks.put({ id: 't.1', job: 'j_9', spec: spec('t.1', 'same batch'), state: 'failed', attempts: 7 })
+      s.tasks.put({ id: 't.main', job: 'j_1', spec: spec('t.main', 'main'), state: 'waiting', attempts: 0, main: true })
+      s.tasks.setState('t.1', 'running', 1)
+      await s.commit()
+      s.tasks.put({ id: 't.1', job: 'j_9', spec: spec('t.1', 'later batch'), state: 'finished', attempts: 9, error: { type: 'TaskError', message: 'no' } })
+      await s.commit()
+      const again = await b.again(s)
+      const snap = await again.load()
+      assert.deepEqual(snap.tasks.map((t) => [t.id, t.job, t.spec.name, t.state, t.attempts, t.error, !!t.main]), [
+        ['t.1', 'j_1', 'first', 'running', 1, undefined, false],
+        ['t.main', 'j_1', 'main', 'waiting', 0, undefined, true],
+      ])
+      await again.close()
+      await s.close()
+    },
+  },
+  {
+    name: 'load gives the tasks in submission order',
+    async run(b) {
+      const s = await b.fresh()
+      // Ids whose order is neither sorted nor a hash order, put over several commits, some put twice.
+      const ids = Array.from({ length: 60 }, (_, i) => `t.${((i * 37) % 60).toString(36)}.${'x'.repeat(i % 5)}`)
+      for (let i = 0; i < ids.length; i++) {
+        s.tasks.put({ id: ids[i], job: 'j_1', spec: spec(ids[i]), state: 'waiting', attempts: 0 })
+        if (i % 7 === 0) s.tasks.setState(ids[i], 'running', 1)
+        if (i > 0 && i % 9 === 0) s.tasks.put({ id: ids[i - 9], job: 'j_1', spec: spec(ids[i - 9]), state: 'waiting', attempts: 0 })
+        if (i % 20 === 19) await s.commit()
+      }
+      await s.commit()
+      assert.deepEqual((await s.load()).tasks.map((t) => t.id), ids)
+      await s.close()
+      const again = await b.again(s)
+      const snap = await again.load()
+      assert.deepEqual(snap.tasks.map((t) => t.id), ids)
+      assert.deepEqual(snap.tasks.filter((t) => t.state === 'running').map((t) => t.id), ids.filter((_, i) => i % 7 === 0))
+      await again.close()
+    },
+  },
+  {
+    name: 'tasks.finish stores the state and the small result, from which load derives the return object',
+    async run(b) {
+      const s = await b.fresh()
+      s.tasks.put({ id: 't.1', job: 'j_1', spec: spec('t.1'), state: 'waiting', attempts: 0 })
+      s.tasks.setState('t.1', 'running', 1)
+      s.tasks.finish('t.1', 2, { size: 3, inline: new Uint8Array([7, 8, 9]) })
+      s.tasks.put({ id: 't.2', job: 'j_1', spec: spec('t.2'), state: 'waiting', attempts: 0 })
+      // On a task that does not exist these do nothing, even when it is put later.
+      s.tasks.finish('t.nobody', 1, { size: 1, inline: new Uint8Array([1]) })
+      s.tasks.setState('t.3', 'running', 5)
+      s.tasks.put({ id: 't.3', job: 'j_1', spec: spec('t.3'), state: 'waiting', attempts: 0 })
+      await s.commit()
+      const again = await b.again(s)
+      const snap = await again.load()
+      assert.deepEqual(snap.tasks.map((t) => [t.id, t.state, t.attempts]), [['t.1', 'finished', 2], ['t.2', 'waiting', 0], ['t.3', 'waiting', 0]])
+      const r = snap.objects.filter((o) => o.id === returnId('t.1'))
+      assert.deepEqual(r.map((o) => [o.id, o.job, o.size, bytes(o.inline)]), [[returnId('t.1'), 'j_1', 3, [7, 8, 9]]])
+      assert.deepEqual(snap.objects.map((o) => o.id), [returnId('t.1')], 'no object for a task that did not finish, or does not exist')
+      await again.close()
+      await s.close()
+    },
+  },
+  {
+    name: 'put replaces a row (jobs, objects, actors, peers, origins); remove deletes it; fns are keyed by job and id',
+    async run(b) {
+      const s = await b.fresh()
+      s.jobs.put({ id: 'j_1', name: 'demo', state: 'running', createdAt: 1 })
+      s.jobs.put({ id: 'j_1', name: 'demo', state: 'finished', createdAt: 1, finishedAt: 5, error: { type: 'Error', message: 'x' } })
+      s.objects.put({ id: 'o.1', job: 'j_1', size: 1, inline: new Uint8Array([1]) })
+      s.objects.put({ id: 'o.1', job: 'j_1', size: 2, hash: 'cafe', error: { type: 'TaskError', message: 'gone' } })
+      s.actors.put({ id: 'a.1', job: 'j_1', name: 'Counter', state: 'pending', restarts: 0 })
+      s.actors.put({ id: 'a.1', job: 'j_1', name: 'Counter', state: 'alive', peer: 'p_1', restarts: 1, checkpoint: new Uint8Array([4, 2]) })
+      s.peers.put({ id: 'p_1', kind: 'node', role: 'worker', lastSeen: 1 })
+      s.peers.put({ id: 'p_1', kind: 'node', role: 'worker', lastSeen: 2, reputation: 0.5, quarantined: true })
+      s.peers.put({ id: 'p_2', kind: 'browser', role: 'worker', lastSeen: 1 })
+      s.peers.remove('p_2')
+      s.peers.remove('p_never')
+      s.origins.put({ origin: 'k_1@1.2.3.4', reputation: 1, quarantined: false })
+      s.origins.put({ origin: 'k_1@1.2.3.4', reputation: 0.1, quarantined: true })
+      s.origins.remove('k_never@1.2.3.4')
+      s.fns.put('j_1', { id: 'f1', kind: 'inline', name: 'f', src: '(x) => x' })
+      s.fns.put('j_2', { id: 'f1', kind: 'inline', name: 'f', src: '(x) => x + 1' })
+      await s.commit()
+      const again = await b.again(s)
+      const snap = await again.load()
+      assert.deepEqual(snap.jobs.map((j) => [j.id, j.state, j.finishedAt, j.error?.message]), [['j_1', 'finished', 5, 'x']])
+      assert.deepEqual(snap.objects.map((o) => [o.id, o.size, o.inline, o.hash, o.error?.message]), [['o.1', 2, undefined, 'cafe', 'gone']])
+      assert.deepEqual(snap.actors.map((a) => [a.id, a.state, a.peer, a.restarts, bytes(a.checkpoint)]), [['a.1', 'alive', 'p_1', 1, [4, 2]]])
+      assert.deepEqual(snap.peers.map((p) => [p.id, p.lastSeen, p.reputation, p.quarantined]), [['p_1', 2, 0.5, true]])
+      assert.deepEqual(snap.origins, [{ origin: 'k_1@1.2.3.4', reputation: 0.1, quarantined: true }])
+      assert.deepEqual(sorted(snap.fns.map((f) => [f.job, f.def.id, f.def.kind === 'inline' ? f.def.src : ''])), [['j_1', 'f1', '(x) => x'], ['j_2', 'f1', '(x) => x + 1']])
+      await again.close()
+      await s.close()
+    },
+  },
+  {
+    name: 'locations are a set per object: put twice is once, remove takes one peer, removeAll every peer',
+    async run(b) {
+      const s = await b.fresh()
+      s.locations.put({ object: 'o.1', peer: 'p_1' })
+      s.locations.put({ object: 'o.1', peer: 'p_1' })
+      s.locations.put({ object: 'o.1', peer: 'p_2' })
+      s.locations.remove({ object: 'o.1', peer: 'p_2' })
+      s.locations.remove({ object: 'o.1', peer: 'p_never' })
+      s.locations.put({ object: 'o.2', peer: 'p_1' })
+      s.locations.put({ object: 'o.2', peer: 'p_2' })
+      s.locations.removeAll('o.2')
+      s.locations.put({ object: 'o.3', peer: 'p_1' })
+      s.locations.remove({ object: 'o.3', peer: 'p_1' })
+      await s.commit()
+      s.locations.put({ object: 'o.3', peer: 'p_3' })
+      s.locations.put({ object: 'o.2', peer: 'p_3' })
+      await s.commit()
+      const again = await b.again(s)
+      assert.deepEqual(sorted((await again.load()).locations), [{ object: 'o.1', peer: 'p_1' }, { object: 'o.2', peer: 'p_3' }, { object: 'o.3', peer: 'p_3' }])
+      await again.close()
+      await s.close()
+    },
+  },
+  {
+    name: 'bundles: the code is stored once, every owner is kept, and put is durable without a commit',
+    async run(b) {
+      const s = await b.fresh()
+      const enc = (t: string) => new TextEncoder().encode(t)
+      await s.bundles.put('h1', enc('one'), 'k_1')
+      await s.bundles.put('h1', enc('two'), 'k_2')
+      await s.bundles.put('h1', enc('three'))
+      await s.bundles.put('h1', enc('four'), 'k_1')
+      await s.bundles.put('h2', enc('x'))
+      assert.equal(text(await s.bundles.get('h1')), 'one')
+      assert.equal(await s.bundles.get('h_none'), undefined)
+      const again = await b.again(s) // no commit: bundles skip the queue
+      const snap = await again.load()
+      assert.deepEqual(sorted(snap.bundles.map((x) => ({ hash: x.hash, owners: [...x.owners].sort() }))), [{ hash: 'h1', owners: ['k_1', 'k_2'] }, { hash: 'h2', owners: [] }])
+      assert.equal(text(await again.bundles.get('h1')), 'one')
+      await again.close()
+      await s.close()
+    },
+  },
+  {
+    name: 'commit: calls made while one runs each cover the writes queued before them; an empty commit resolves',
+    async run(b) {
+      const s = await b.fresh()
+      await s.commit()
+      const calls: Promise<void>[] = []
+      for (let i = 0; i < 5; i++) {
+        s.jobs.put({ id: `j_${i}`, name: 'x', state: 'running', createdAt: i })
+        s.tasks.put({ id: `t.${i}`, job: `j_${i}`, spec: spec(`t.${i}`), state: 'waiting', attempts: 0 })
+        calls.push(s.commit())
+      }
+      await Promise.all(calls)
+      const again = await b.again(s)
+      const snap = await again.load()
+      assert.deepEqual(sorted(snap.jobs.map((j) => j.id)), ['j_0', 'j_1', 'j_2', 'j_3', 'j_4'])
+      assert.deepEqual(snap.tasks.map((t) => t.id), ['t.0', 't.1', 't.2', 't.3', 't.4'])
+      await again.close()
+      await s.close()
+    },
+  },
+]
+
+// One server for the file, as durable as it gets: every EXEC fsynced to the AOF before it is answered.
+let redis: RedisServer
+let prefixes = 0
+const tmp = mkdtempSync(join(tmpdir(), 'colony-store-'))
+let files = 0
+const opened: ControlStore[] = []
+const track = (s: ControlStore) => { opened.push(s); return s }
+
+before(async () => { redis = await startRedisServer({ appendOnly: true }) })
+after(async () => {
+  for (const s of opened) await s.close().catch(() => {})
+  await redis?.dispose()
+  rmSync(tmp, { recursive: true, force: true })
+})
+
+const backends: Backend[] = [
+  { name: 'MemoryStore', durable: false, fresh: async () => track(new MemoryStore()), again: async (s) => s },
+  {
+    name: 'SqliteStore', durable: true,
+    fresh: async () => track(new SqliteStore(join(tmp, `store-${++files}.db`))),
+    again: async (s) => track(new SqliteStore((s as SqliteStore).path)),
+  },
+  {
+    name: 'RedisStore', durable: true,
+    fresh: async () => track(new RedisStore(redis.url, `conf${++prefixes}:`)),
+    again: async (s) => track(new RedisStore(redis.url, (s as RedisStore).prefix)),
+  },
+]
+
+for (const b of backends) {
+  describe(`control store contract: ${b.name}`, () => {
+    for (const c of cases) {
+      it(c.name, { skip: c.durableOnly && !b.durable ? 'memory keeps nothing past its process' : false }, () => c.run(b))
+    }
+  })
+}
+
+describe('RedisStore, beyond the contract', () => {
+  const order = async (s: RedisStore) => s.redis.lrange(`${s.prefix}tasks:order`, 0, -1)
+
+  it('never sent the KEYS command (in the contract cases above)', async () => {
+    const s = track(new RedisStore(redis.url, 'keys:')) as RedisStore
+    const stats = await s.redis.info('commandstats')
+    assert.match(stats, /cmdstat_exec:calls=\d+/, 'the stats count the commands of this file')
+    assert.doesNotMatch(stats, /cmdstat_keys:/)
+    await s.close()
+  })
+
+  it('a commit made while Redis is down rejects fast and keeps its writes; a later one lands them once, in order', async () => {
+    const s = track(new RedisStore(redis.url, 'down:')) as RedisStore
+    s.jobs.put({ id: 'j_1', name: 'before', state: 'running', createdAt: 1 })
+    s.tasks.put({ id: 't.1', job: 'j_1', spec: spec('t.1'), state: 'waiting', attempts: 0 })
+    await s.commit()
+    await redis.kill9()
+    s.tasks.put({ id: 't.2', job: 'j_1', spec: spec('t.2'), state: 'waiting', attempts: 0 })
+    s.tasks.setState('t.1', 'running', 1)
+    s.jobs.put({ id: 'j_2', name: 'during', state: 'running', createdAt: 2 })
+    let t0 = Date.now()
+    await assert.rejects(s.commit())
+    assert.ok(Date.now() - t0 < 3000, `the commit failed fast (${Date.now() - t0} ms)`)
+    // Later writes queue behind the failed ones, and overwrite them where they overlap.
+    s.jobs.put({ id: 'j_2', name: 'during', state: 'finished', createdAt: 2, finishedAt: 3 })
+    s.tasks.setState('t.2', 'running', 1)
+    s.tasks.put({ id: 't.3', job: 'j_1', spec: spec('t.3'), state: 'waiting', attempts: 0 })
+    t0 = Date.now()
+    await assert.rejects(s.commit())
+    assert.ok(Date.now() - t0 < 3000, `the commit failed fast (${Date.now() - t0} ms)`)
+    await redis.restart()
+    await until(() => s.commit().then(() => true, () => false), 15_000, 'a commit to succeed once redis is back')
+    const again = track(new RedisStore(redis.url, 'down:'))
+    const snap = await again.load()
+    assert.deepEqual(sorted(snap.jobs.map((j) => [j.id, j.state])), [['j_1', 'running'], ['j_2', 'finished']])
+    assert.deepEqual(snap.tasks.map((t) => [t.id, t.state, t.attempts]), [['t.1', 'running', 1], ['t.2', 'running', 1], ['t.3', 'waiting', 0]])
+    assert.deepEqual(await order(s), ['t.1', 't.2', 't.3'], 'each task is in the order list once')
+    await again.close()
+    await s.close()
+  })
+
+  it('a batch that Redis applied but never answered is not applied twice', async () => {
+    const s = track(new RedisStore(redis.url, 'unanswered:', { commandTimeout: 300 })) as RedisStore
+    s.jobs.put({ id: 'j_1', name: 'x', state: 'running', createdAt: 1 })
+    await s.commit()
+    // Applied twice, this batch would differ from applied once: the second time the task exists, so the
+    // setState that came before its put would take effect.
+    s.tasks.setState('t.1', 'running', 5)
+    s.tasks.put({ id: 't.1', job: 'j_1', spec: spec('t.1'), state: 'waiting', attempts: 0 })
+    redis.pause()
+    try {
+      await assert.rejects(s.commit(), /timed out/i)
+    } finally { redis.resume() }
+    await s.commit()
+    const again = track(new RedisStore(redis.url, 'unanswered:'))
+    assert.deepEqual((await again.load()).tasks.map((t) => [t.id, t.state, t.attempts]), [['t.1', 'waiting', 0]])
+    assert.deepEqual(await order(s), ['t.1'])
+    await again.close()
+    await s.close()
+  })
+
+  it('stores with different prefixes on one Redis do not see each other', async () => {
+    const a = track(new RedisStore(redis.url, 'iso-a:')), c = track(new RedisStore(redis.url, 'iso-b:'))
+    a.jobs.put({ id: 'j_1', name: 'a', state: 'running', createdAt: 1 })
+    a.tasks.put({ id: 't.1', job: 'j_1', spec: spec('t.1', 'a'), state: 'waiting', attempts: 0 })
+    a.locations.put({ object: 'o.1', peer: 'p_a' })
+    await a.bundles.put('h', new TextEncoder().encode('a'), 'k_a')
+    c.tasks.put({ id: 't.1', job: 'j_2', spec: spec('t.1', 'b'), state: 'running', attempts: 3 })
+    c.peers.put({ id: 'p_b', kind: 'node', role: 'worker', lastSeen: 1 })
+    await Promise.all([a.commit(), c.commit()])
+    const [sa, sb] = await Promise.all([a.load(), c.load()])
+    assert.deepEqual([sa.jobs.map((j) => j.id), sa.tasks.map((t) => [t.spec.name, t.state]), sa.peers, sa.locations, sa.bundles],
+      [['j_1'], [['a', 'waiting']], [], [{ object: 'o.1', peer: 'p_a' }], [{ hash: 'h', owners: ['k_a'] }]])
+    assert.deepEqual([sb.jobs, sb.tasks.map((t) => [t.spec.name, t.state]), sb.peers.map((p) => p.id), sb.locations, sb.bundles],
+      [[], [['b', 'running']], ['p_b'], [], []])
+    assert.equal(await c.bundles.get('h'), undefined)
+    await a.close()
+    await c.close()
+  })
+
+})
