@@ -393,4 +393,18 @@ describe('RedisStore, beyond the contract', () => {
     await c.close()
   })
 
+  it('a fenced store commits only while its lease holds its id: a deposed leader writes nothing', async () => {
+    const s = track(new RedisStore(redis.url, 'fence:')) as RedisStore
+    await s.redis.set('fence:leader', 'me', 'PX', 60_000)
+    s.fence('fence:leader', 'me')
+    s.jobs.put({ id: 'j_1', name: 'mine', state: 'running', createdAt: 1 })
+    await s.commit()
+    await s.redis.set('fence:leader', 'the-standby', 'PX', 60_000)
+    s.jobs.put({ id: 'j_2', name: 'late', state: 'running', createdAt: 2 })
+    await assert.rejects(s.commit(), /no longer holds the leader lease \(the-standby does\)/)
+    const other = track(new RedisStore(redis.url, 'fence:')) as RedisStore
+    assert.deepEqual((await other.load()).jobs.map((j) => j.id), ['j_1'])
+    await other.close()
+  })
+
 })

@@ -200,18 +200,38 @@ export class RedisStore implements ControlStore {
     }
     const count = this.queue.length
     if (count === 0) return
-    const id = `${this.instance}:${++this.seq}`
-    const m = this.redis.multi()
-    for (let i = 0; i < count; i++) this.queue[i](m)
-    m.set(this.k.commit, id)
-    this.unsure = { id, count }
-    // If this rejects (not sent while disconnected, refused, or sent and unanswered), the writes stay
-    // queued and `unsure` tells the next commit to find out whether they were applied.
-    const res = await m.exec()
-    this.unsure = undefined
-    this.queue.splice(0, count)
-    replies(res) // a command that failed inside an applied EXEC is a bug: say so, without retrying it
+    for (let attempt = 0; ; attempt++) {
+      if (this.fenceBy) {
+        // WATCH the lease: if it changes hands before EXEC, Redis applies nothing. The leader's own
+        // renewals touch it too; then the batch simply goes again.
+        const [, holder] = await Promise.all([this.redis.watch(this.fenceBy.key), this.redis.get(this.fenceBy.key)])
+        if (holder !== this.fenceBy.id) {
+          await this.redis.unwatch()
+          throw new Error(`this coordinator no longer holds the leader lease (${holder ?? 'nobody'} does): it may write nothing more`)
+        }
+      }
+      const id = `${this.instance}:${++this.seq}`
+      const m = this.redis.multi()
+      for (let i = 0; i < count; i++) this.queue[i](m)
+      m.set(this.k.commit, id)
+      this.unsure = { id, count }
+      // If this rejects (not sent while disconnected, refused, or sent and unanswered), the writes stay
+      // queued and `unsure` tells the next commit to find out whether they were applied.
+      const res = await m.exec()
+      this.unsure = undefined
+      if (res === null && this.fenceBy && attempt < 5) continue // the watched lease moved: nothing was applied
+      this.queue.splice(0, count)
+      replies(res) // a command that failed inside an applied EXEC is a bug: say so, without retrying it
+      return
+    }
   }
+
+  private fenceBy?: { key: string; id: string }
+  /**
+   * Commits land only while the lease at `key` holds `id` (leader-lease.ts): a leader that was
+   * frozen past its lease, and wakes after a standby took over, cannot overwrite the new leader's rows.
+   */
+  fence(key: string, id: string): void { this.fenceBy = { key, id } }
 
   /**
    * Drops the connection and every write not yet committed: a coordinator that lost its lease must
