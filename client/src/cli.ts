@@ -16,6 +16,9 @@ const HELP = `colony: a volunteer compute grid
   colony up       [--port 8787] [--peers N] [--data .colony]   coordinator + local Node peers (what npm start runs)
   colony start    [--port 8787] [--data .colony] [--memory]    the coordinator alone (SQLite store in --data)
                   Both also take:
+                  --store redis://HOST:PORT[/DB]   keep the tables in Redis instead of SQLite (or COLONY_STORE)
+                  --standby            with a Redis store: stand by while another coordinator leads it, and take
+                                       over when it dies (peers given both URLs, --url A,B, follow)
                   --host ADDR          listen on ADDR (default 127.0.0.1, this machine only; 0.0.0.0: every address)
                   --public-url URL     the URL other machines use (https://grid.example.org behind a TLS proxy);
                                        every printed link and page uses it
@@ -81,6 +84,7 @@ async function loadCoordinator(): Promise<typeof import('@colony-grid/coordinato
 async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const { values } = parseArgs({ args, options: {
     port: { type: 'string' }, data: { type: 'string' }, memory: { type: 'boolean' }, peers: { type: 'string' }, host: { type: 'string' },
+    store: { type: 'string' }, standby: { type: 'boolean' },
     'public-url': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'trust-proxy': { type: 'boolean' },
   } })
   const env = process.env
@@ -94,6 +98,11 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   } : undefined
   if (turn && turn.urls.length === 0) fail('COLONY_TURN_SECRET needs COLONY_TURN_URLS too: the TURN server\'s URLs, e.g. turn:turn.example.org:3478')
   if (!turn && env.COLONY_TURN_URLS) fail('COLONY_TURN_URLS needs COLONY_TURN_SECRET: coturn\'s static-auth-secret (use-auth-secret)')
+  const storeUrl = values.store ?? (env.COLONY_STORE || undefined)
+  if (storeUrl && !/^rediss?:\/\/[^/]/.test(storeUrl)) fail(`--store takes a Redis URL, redis://HOST:PORT[/DB] (got ${storeUrl}); without it the store is SQLite in --data`)
+  if (storeUrl && values.memory) fail('--memory and --store are two stores: choose one')
+  if (values.standby && !storeUrl) fail('--standby needs --store redis://HOST:PORT: a standby shares the leader\'s Redis')
+  const store = values.memory ? 'memory' as const : storeUrl ? storeUrl as `redis://${string}` : 'sqlite' as const
   const { startCoordinator } = await loadCoordinator()
   const port = num(values.port ?? process.env.PORT, 'port') ?? 8787
   const dataDir = resolve(values.data ?? '.colony')
@@ -121,11 +130,11 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   }).filter(([, v]) => v !== undefined))
   const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store: values.memory ? 'memory' : 'sqlite', reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas,
+    port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store, standby: values.standby, reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     if (e.code === 'EADDRNOTAVAIL') fail(`cannot listen on ${host}: this machine has no such address (--host)`)
-    if (/public URL|TURN/.test(e.message)) fail(e.message)
+    if (/public URL|TURN|Redis|leads the store/.test(e.message)) fail(e.message)
     throw e
   })
   const peers: { close(): Promise<void> }[] = []
@@ -137,7 +146,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     const url = tls ? coord.url : coord.localUrl
     for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url, token: coord.tokens.trusted, executors: 1 }))
   }
-  console.log(`Colony coordinator on ${coord.url} (${coord.store.kind} store${coord.store.kind === 'sqlite' ? ` in ${dataDir}` : ''})
+  console.log(`Colony coordinator on ${coord.url} (${coord.store.kind} store${coord.store.kind === 'sqlite' ? ` in ${dataDir}` : coord.store.kind === 'redis' ? ` at ${storeUrl}` : ''}${coord.role === 'standby' ? ', standing by' : ''})
   submit token: ${coord.tokens.submit}
   join token:   ${coord.tokens.join}
   trusted join token: ${coord.tokens.trusted}   (for your own machines only: their workers run jobs' mains)

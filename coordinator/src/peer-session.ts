@@ -8,15 +8,14 @@ export interface PeerSocket {
 }
 
 /**
- * One connected peer: what it offers, what it runs, and its outbox. Messages are
- * queued and sent as one frame when the coordinator flushes at the end of a turn.
+ * One connected peer: what it offers, its resource ledger, the jobs it may read, and its
+ * outbox. Messages are queued and sent as one frame when the coordinator flushes at the end
+ * of a turn.
  */
 export class PeerSession {
   kind: PeerKind = 'node'
   /** Takes no new tasks (a hidden tab). */
   paused = false
-  /** Its results disagreed with quorums too often (quorum.ts): it gets no work. */
-  quarantined = false
   /** The id of the token it joined with (for limits, and to drop it when the token is revoked). */
   tokenId = ''
   /** It joined with a trusted join token: it may run what no quorum can check (a job's main). */
@@ -27,7 +26,6 @@ export class PeerSession {
   origin = ''
   /** Where it connects from. */
   address?: string
-  reputation = 1
   /** It can open WebRTC data channels. */
   p2p = false
   /** This session's secret: grants to read objects held here are signed with it. */
@@ -36,15 +34,14 @@ export class PeerSession {
   capabilities = new Set<string>()
   resources: Record<string, number> = {}
   used: Record<string, number> = {}
-  /** Tasks assigned here and not finished, including actor calls. */
-  readonly tasks = new Set<string>()
-  readonly actors = new Set<string>()
-  /** Objects whose bytes this peer holds (not inline ones). */
-  readonly holds = new Set<string>()
-  /** Jobs with work on this peer, counted: the jobs whose objects this peer may read. */
+  /**
+   * Jobs with work on this peer (tasks and hosted actors), counted: the jobs whose objects this
+   * peer may read. What it runs, hosts and holds is kept by the managers that own those tables
+   * (control/tasks.ts, actors.ts, objects.ts); its standing by control/peers.ts.
+   */
   readonly jobs = new Map<string, number>()
+  /** Functions (`job/fn`) already sent on this connection, so a `run` carries each definition once. */
   readonly knownFns = new Set<string>()
-  readonly subscriptions = new Set<string>()
   /** A driver's job. */
   jobId?: string
   tasksDone = 0
@@ -97,13 +94,12 @@ export class PeerSession {
 
   load(): number { const cpu = this.resources.cpu ?? 0; return cpu > 0 ? (this.used.cpu ?? 0) / cpu : 0 }
 
-  info(sizeOf: (id: string) => number): PeerInfo {
-    let bytesHeld = 0
-    for (const id of this.holds) bytesHeld += sizeOf(id)
+  /** What /api/peers shows; `of` adds what the managers keep of it (control-plane.ts peerInfos). */
+  info(of: { objects: number; bytesHeld: number; running: number; reputation: number; quarantined: boolean }): PeerInfo {
     return {
-      objects: this.holds.size, bytesHeld,
+      objects: of.objects, bytesHeld: of.bytesHeld,
       id: this.id, kind: this.kind, role: this.role, capabilities: [...this.capabilities], resources: this.resources,
-      address: this.address, load: Math.round(this.load() * 100) / 100, running: this.tasks.size, paused: this.paused, reputation: Math.round(this.reputation * 100) / 100, quarantined: this.quarantined, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
+      address: this.address, load: Math.round(this.load() * 100) / 100, running: of.running, paused: this.paused, reputation: Math.round(of.reputation * 100) / 100, quarantined: of.quarantined, tasksDone: this.tasksDone, connectedAt: this.connectedAt,
       trusted: this.trusted,
     }
   }

@@ -1,6 +1,6 @@
 /**
  * One peer's WebSocket at the coordinator: the hello (within a deadline, with a valid
- * token), then validated frames, each handed to Control. Bad messages get a clear error,
+ * token), then validated frames, each handed to the ControlPlane. Bad messages get a clear error,
  * and too many close the socket; past its message rate a connection is read more slowly
  * (a token bucket), never dropped, since a peer's durable messages must all land.
  */
@@ -9,12 +9,12 @@ import {
   AuthError, ColonyError, FAULTS, LimitError, ProtocolError, decodeFrame, encodeFrame, newPeerId,
   parsePeerMessage, type ErrorMsg, type HelloMsg, type Limits,
 } from '@colony-grid/shared'
-import type { Control } from './control.js'
+import type { ControlPlane } from './control/control-plane.js'
 import type { PeerSession, PeerSocket } from './peer-session.js'
 import type { TokenRegistry } from './tokens.js'
 
 export interface PeerSocketOptions {
-  control: Control
+  control: ControlPlane
   registry: TokenRegistry
   limits: Limits
   /** Messages a second (bursts of twice that). */

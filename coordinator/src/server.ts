@@ -7,6 +7,7 @@
  */
 import { Hono, type Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
+import { cors } from 'hono/cors'
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { createHash } from 'node:crypto'
@@ -14,12 +15,17 @@ import { createServer as createHttpsServer } from 'node:https'
 import { join } from 'node:path'
 import { isIP, type AddressInfo } from 'node:net'
 import {
-  AuthError, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, ProtocolError, encodeValue, type Limits,
+  AuthError, CLOSE_STANDBY, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, ProtocolError, encodeValue, type Limits,
 } from '@colony-grid/shared'
-import { Control, DEFAULT_QUOTAS, type Quotas } from './control.js'
+import { ControlPlane } from './control/control-plane.js'
+import { DEFAULT_QUOTAS, type Quotas } from './control/options.js'
 import { MemoryStore } from './store/memory.js'
 import { SqliteStore } from './store/sqlite.js'
+import { RedisStore } from './store/redis.js'
 import type { ControlStore } from './store/types.js'
+import { LeaderLease } from './leader-lease.js'
+import { CoordinatorList } from './coordinator-list.js'
+import { tokensInRedis } from './shared-tokens.js'
 import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
 import { peerCredentials } from './identity.js'
 import { jsonSafe } from './json-safe.js'
@@ -44,8 +50,25 @@ export interface CoordinatorOptions {
   tls?: { cert: string | Buffer; key: string | Buffer }
   /** TURN with coturn's shared secret (`use-auth-secret`): each peer gets time-limited credentials of its own. */
   turn?: TurnSecretOptions
-  /** 'sqlite' (default) keeps state in `<dataDir>/colony.db`; 'memory' keeps nothing across restarts. */
-  store?: 'sqlite' | 'memory' | ControlStore
+  /**
+   * 'sqlite' (default) keeps state in `<dataDir>/colony.db`; 'memory' keeps nothing across restarts;
+   * `redis://HOST:PORT[/DB]` keeps it in Redis, where coordinators can stand by for each other (`standby`).
+   */
+  store?: 'sqlite' | 'memory' | `redis://${string}` | `rediss://${string}` | ControlStore
+  /**
+   * With a Redis store: while another coordinator leads it, wait as a hot standby (answering peers
+   * and HTTP with "standby, the leader is …") and take over when the leader's lease lapses.
+   * Without it, a coordinator that finds a leader refuses to start.
+   */
+  standby?: boolean
+  /** How long a leader's lease lives unrenewed (default 3000 ms): a standby takes over about this long after the leader dies. */
+  leaseTtlMs?: number
+  /**
+   * This coordinator led, and lost its lease (Redis unreachable for a lease's life, or another took
+   * it): it has already stopped serving. By default it logs; `colony start` exits, for its supervisor
+   * to start it again as a standby.
+   */
+  onDeposed?: () => void
   /** Default `./.colony`. */
   dataDir?: string
   tokens?: Partial<Tokens>
@@ -82,8 +105,13 @@ export interface Coordinator {
   localUrl: string
   port: number
   tokens: Tokens
-  control: Control
-  store: ControlStore
+  /** The control plane; it exists once this coordinator leads (at once, unless it started as a standby). */
+  readonly control: ControlPlane
+  readonly store: ControlStore
+  /** 'standby' until it holds the lease (and again after losing it); 'deposed' once closed. */
+  readonly role: 'leader' | 'standby' | 'deposed'
+  /** Resolves when this coordinator leads (at once without a lease); after a lost lease, when it leads again. */
+  readonly leading: Promise<void>
   close(): Promise<void>
 }
 
@@ -116,16 +144,34 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const log = opts.log ?? ((line: string) => console.log(`[coordinator] ${line}`))
   if (faultWarning()) log(faultWarning()!)
   const dataDir = opts.dataDir ?? join(process.cwd(), '.colony')
-  const store: ControlStore = typeof opts.store === 'object' ? opts.store
-    : opts.store === 'memory' ? new MemoryStore() : new SqliteStore(join(dataDir, 'colony.db'))
-  const registry = new TokenRegistry(store.kind === 'sqlite' ? dataDir : undefined, opts.tokens)
+  const redisUrl = typeof opts.store === 'string' && /^rediss?:\/\//.test(opts.store) ? opts.store : undefined
+  // On Redis, each term as leader gets a connection of its own (see 'lost' below).
+  const openStore = (): ControlStore => typeof opts.store === 'object' ? opts.store
+    : redisUrl ? new RedisStore(redisUrl)
+      : opts.store === 'memory' ? new MemoryStore() : new SqliteStore(join(dataDir, 'colony.db'))
+  let store = openStore()
+  const env = process.env
+  const sharedTokens = redisUrl ? await tokensInRedis(redisUrl, 'colony:tokens', {
+    submit: opts.tokens?.submit ?? (env.COLONY_SUBMIT_TOKEN || undefined), join: opts.tokens?.join ?? (env.COLONY_JOIN_TOKEN || undefined),
+    trusted: opts.tokens?.trusted ?? (env.COLONY_TRUSTED_JOIN_TOKEN || undefined),
+  }) : undefined
+  const registry = new TokenRegistry(store.kind === 'memory' ? undefined : dataDir, sharedTokens?.tokens ?? opts.tokens)
   const tokens = registry.main
+  const tokenMismatch = await sharedTokens?.save(tokens)
+  if (tokenMismatch) log(tokenMismatch)
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits }
   const maxBundleBytes = opts.maxBundleBytes ?? 8 * 1024 * 1024
   const maxBad = opts.maxBadMessages ?? 20
-  const snapshot = await store.load()
-  const control = new Control({
+  let control!: ControlPlane
+  /** Where the leader is, for a standby's answers. */
+  let leaderUrl: string | undefined
+  let role: Coordinator['role'] = 'standby'
+  let coordinatorList: CoordinatorList | undefined
+  const takeOver = async () => {
+    const snapshot = await store.load()
+    control = new ControlPlane({
     snapshot,
+    coordinators: () => coordinatorList?.urls() ?? [],
     store, limits, log,
     pipelineDepth: opts.pipelineDepth,
     pipelineTargetMs: opts.pipelineTargetMs ?? 10,
@@ -139,6 +185,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
     maxJobLogBytes: opts.maxJobLogBytes,
   })
+    role = 'leader'
+  }
   const maxRate = opts.maxMessagesPerSecond ?? 200_000
   const helloTimeoutMs = opts.helloTimeoutMs ?? 5000
 
@@ -154,6 +202,24 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     }
     log(`HTTP ${c.req.method} ${c.req.path} failed: ${err.stack ?? err}`)
     return c.json(errorBody(err, 'INTERNAL'), 500)
+  })
+  // After a failover, a tab whose page came from another coordinator of the grid fetches bundles
+  // and model files here: let the grid's own origins read them (no other origin: the tokens).
+  const gridOrigins = () => new Set(coordinatorList?.urls().map((u) => new URL(u).origin))
+  app.use('*', cors({ origin: (origin) => (coordinatorList && gridOrigins().has(origin) ? origin : null), allowHeaders: ['authorization', 'content-type'], maxAge: 600 }))
+  // A standby (or a deposed leader) serves no state: it says where the leader is. Pages are still
+  // served (a join page from here connects and is sent on), and so is the WebSocket, which is
+  // closed with CLOSE_STANDBY so that peers move to the next coordinator at once.
+  app.use('*', async (c, next) => {
+    if (role === 'leader') return next()
+    const path = c.req.path
+    if (path === '/ws' || path === '/api/public') return next()
+    const body = { standby: true, leader: leaderUrl ?? null, role }
+    if (path === '/healthz') return c.json({ ok: true, ...body })
+    if (path.startsWith('/api/') || path === '/metrics') {
+      return c.json({ ...body, error: { code: 'STANDBY', message: `this coordinator is a standby${leaderUrl ? `; the leader is ${leaderUrl}` : ''}: try another coordinator of the grid` } }, 503)
+    }
+    return next()
   })
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}` } }, 404))
 
@@ -196,7 +262,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   app.get('/api/peers', (c) => {
     needRole(c, ['driver', 'worker'])
     if (FAULTS.httpHandlerThrows) throw new TypeError('injected fault http-handler-throws')
-    return c.json([...control.sessions.values()].map((s) => s.info((id) => control.objects.get(id)?.size ?? 0)))
+    return c.json(control.peerInfos())
   })
 
   /** A driver's JSON body that carries a bundle: the size is checked before it is read. */
@@ -250,7 +316,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   }
   app.get('/api/jobs', (c) => {
     const grant = needRole(c, ['driver'])
-    return c.json([...control.jobs.keys()].filter((id) => control.jobVisible(id, grant)).map((id) => jsonSafe(control.jobInfo(id))))
+    return c.json(control.jobIds().filter((id) => control.jobVisible(id, grant)).map((id) => jsonSafe(control.jobInfo(id))))
   })
   app.get('/api/jobs/:id', (c) => c.json(jsonSafe(jobOr404(c)) as object))
   app.delete('/api/jobs/:id', (c) => { jobOr404(c); return c.json(jsonSafe(control.cancelJob(c.req.param('id'))) as object) })
@@ -283,7 +349,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       } finally { stop() }
     })
   })
-  // A job's code, for those it concerns only (Control.bundleReadable); anyone else gets 404, as if it did not exist.
+  // A job's code, for those it concerns only (ControlPlane.bundleReadable); anyone else gets 404, as if it did not exist.
   // A worker asks as the peer it is (the join token is every volunteer's): `Authorization: Peer <peerId>:<peerSecret>`.
   app.get('/api/bundles/:hash', async (c) => {
     const hash = c.req.param('hash')
@@ -321,7 +387,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
 
   const socketStats = { helloTimeouts: 0 }
-  app.get('/ws', upgradeWebSocket((c) => peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, remoteAddress(c, opts.trustProxy === true))))
+  app.get('/ws', upgradeWebSocket((c) => role === 'leader'
+    ? peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, remoteAddress(c, opts.trustProxy === true))
+    : { onOpen: (_ev, ws) => ws.close(CLOSE_STANDBY, leaderUrl ? `standby; the leader is ${leaderUrl}`.slice(0, 120) : 'standby') }))
 
   // Last: a page's `/:name` route must not shadow /ws or the API.
   if (opts.webRoots?.length) servePages(app, opts.webRoots)
@@ -340,13 +408,75 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const scheme = opts.tls ? 'https' : 'http'
   const urls = publicUrlOf({ scheme, hostname, port: actualPort, publicUrl: opts.publicUrl })
   publicInfo.url = urls.publicUrl
-  return {
-    url: urls.publicUrl, localUrl: urls.localUrl, port: actualPort, tokens, control, store,
-    async close() {
+
+  let lease: LeaderLease | undefined
+  let leading: Promise<void>
+  /** Waits for the lease, then loads the tables and serves. */
+  const standBy = async (lease: LeaderLease, fresh: boolean): Promise<void> => {
+    const since = Date.now()
+    const watch = setInterval(() => { lease.holder().then((h) => { leaderUrl = h ?? undefined }, () => {}) }, 1000)
+    watch.unref()
+    try { await lease.acquire() } finally { clearInterval(watch) }
+    leaderUrl = urls.publicUrl
+    if (fresh) store = openStore()
+    ;(store as RedisStore).fence(lease.key, lease.id)
+    await takeOver()
+    if (Date.now() - since > 500) log(`took over as leader ${((Date.now() - since) / 1000).toFixed(1)} s after standing by; peers reconnect here`)
+  }
+  if (redisUrl) {
+    coordinatorList = new CoordinatorList(redisUrl, urls.publicUrl)
+    await coordinatorList.start()
+    lease = new LeaderLease(redisUrl, { key: 'colony:leader', id: urls.publicUrl, ttlMs: opts.leaseTtlMs ?? 3000, log })
+    const holder = await lease.holder()
+    if (holder && holder !== urls.publicUrl && !opts.standby) {
+      await coordinatorList.close()
+      await new Promise<void>((r) => server.close(() => r()))
+      throw new Error(`another coordinator (${holder}) leads the store at ${redisUrl}: start this one with --standby to stand by for it`)
+    }
+    leaderUrl = holder ?? undefined
+    if (holder) log(`standing by: ${holder} leads; this coordinator takes over when its lease lapses`)
+    leading = standBy(lease, false)
+    // A leader that cannot prove it leads stops at once, before another may take over, and
+    // stands by again. What it had not committed is dropped with its connection: the peers
+    // hold those messages unacknowledged and replay them to whichever coordinator leads next.
+    lease.on('lost', () => {
+      if (role !== 'leader') return
+      role = 'standby'
+      leaderUrl = undefined
+      log('lost the leader lease (Redis unreachable for a lease\'s life, or another coordinator took it): stopped serving; standing by')
       control.close()
+      ;(store as RedisStore).abandon()
+      for (const ws of wss.clients) ws.close(CLOSE_STANDBY, 'standby: this coordinator lost its lease')
+      opts.onDeposed?.()
+      leading = standBy(lease!, true)
+      leading.catch((e: Error) => log(`could not take over: ${e.stack ?? e}`))
+    })
+  } else {
+    leading = takeOver()
+  }
+  // Without a lease (or as a leader at once) the caller gets a coordinator that serves.
+  if (!opts.standby || !lease) await leading
+  else leading.catch((e: Error) => log(`could not take over: ${e.stack ?? e}`))
+  return {
+    url: urls.publicUrl, localUrl: urls.localUrl, port: actualPort, tokens,
+    get store() { return store },
+    get leading() { return leading },
+    get control() {
+      if (!control) throw new Error('this coordinator is a standby: it has no control plane until it leads')
+      return control
+    },
+    get role() { return role },
+    async close() {
+      const led = role === 'leader'
+      role = 'deposed'
+      control?.close()
       for (const ws of wss.clients) ws.terminate()
       await new Promise<void>((r) => server.close(() => r()))
-      await store.close()
+      // Commit before letting the lease go: a standby that takes over must find every write.
+      if (led || !lease) await store.close()
+      else await store.close().catch(() => {})
+      await lease?.close().catch(() => {})
+      await coordinatorList?.close()
     },
   }
 }

@@ -8,13 +8,14 @@
  */
 
 export const FAULT_DESCRIPTIONS = {
-  'fail-lost-peer-tasks': 'the coordinator fails a task whose peer (or executor) was lost, instead of retrying it (control.ts retryOrFail)',
+  'fail-lost-peer-tasks': 'the coordinator fails a task whose peer (or executor) was lost, instead of retrying it (control/task-results.ts retryOrFail)',
   'report-results-twice': 'a worker sends each task\'s result twice (peer.ts sendDone)',
-  'apply-duplicate-results': 'the coordinator applies a result for a task that already has one (control.ts done: no duplicate check)',
-  'restart-reapplies': 'a restarted coordinator runs and records again the tasks its store has as finished (control.ts loadFromStore)',
-  'accept-wrong-replica': 'a replicated task accepts the first replica\'s answer, without a quorum (control.ts judge)',
+  'apply-duplicate-results': 'the coordinator applies a result for a task that already has one (control/task-results.ts done: no duplicate check)',
+  'restart-reapplies': 'a restarted coordinator runs and records again the tasks its store has as finished (control/tasks.ts initialize)',
+  'takeover-fails-unfinished': 'a coordinator that loads the tables (a restart, or a standby taking over) fails the tasks they have unfinished, instead of waiting for their peers (recovery)',
+  'accept-wrong-replica': 'a replicated task accepts the first replica\'s answer, without a quorum (control/quorum-manager.ts judge)',
   'serve-expired-grants': 'a holder serves on a grant whose time is up (data-plane.ts serve)',
-  'handler-throws': 'the coordinator\'s handler of a \'pause\' message throws (control.ts handle)',
+  'handler-throws': 'the coordinator\'s handler of a \'pause\' message throws (control/control-plane.ts handler table)',
   'http-handler-throws': 'the coordinator\'s GET /api/peers throws (server.ts)',
   'exit-on-malformed-frame': 'the coordinator exits on a frame it cannot decode (server.ts)',
 } as const
@@ -45,6 +46,7 @@ export const FAULTS = Object.freeze({
   applyDuplicateResults: on('apply-duplicate-results'),
   restartReapplies: on('restart-reapplies'),
   acceptWrongReplica: on('accept-wrong-replica'),
+  takeoverFailsUnfinished: on('takeover-fails-unfinished'),
   serveExpiredGrants: on('serve-expired-grants'),
   handlerThrows: on('handler-throws'),
   httpHandlerThrows: on('http-handler-throws'),

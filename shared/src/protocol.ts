@@ -264,8 +264,29 @@ export interface JobInfo {
   tasks: Record<TaskState, number>
   result?: unknown
   error?: SerializedError
-  /** Why the job's work is not running yet, when the coordinator knows (e.g. its main waits for a trusted worker). */
+  /** Why the job's work is not running yet, when the coordinator knows (e.g. its main waits for a trusted worker): the first `infeasible` message. */
   waiting?: string
+  /**
+   * Work of this job that no connected peer could ever run (a capability, a resource or trust no
+   * connected worker offers), grouped by what it needs. Said at once, not left waiting in silence
+   * (the job's log says it too, once); a group goes when its tasks are placed (such a worker joined) or end.
+   */
+  infeasible?: InfeasibleWork[]
+}
+
+/** Tasks of a job that no connected peer could ever run (JobInfo.infeasible). */
+export interface InfeasibleWork {
+  /** What they need that no connected worker offers, e.g. `capability webgpu`, `gpu 2`, `a trusted worker`. */
+  needs: string[]
+  /** What the connected workers offer. */
+  offered: string
+  /** How many of the job's tasks wait for it, and the first of them. */
+  tasks: number
+  task: { id: TaskId; name: string }
+  /** When it was first seen (ms since the epoch). */
+  since: number
+  /** All of it in one line, as the job's log says it. */
+  message: string
 }
 
 export interface TaskInfo {

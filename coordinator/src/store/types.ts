@@ -17,7 +17,7 @@ export interface JobRow {
   owner?: string
   bundle?: string
   error?: SerializedError
-  /** Its tasks' time limit where they set none (control.ts JobOptions). */
+  /** Its tasks' time limit where they set none (control/options.ts JobOptions). */
   taskTimeoutMs?: number
 }
 

@@ -16,6 +16,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startGrid, startProc, freePort, ROOT, type GridProcs } from '../harness.js'
+import { startRedisServer } from '../redis-server.js'
 
 interface Figure { name: string; value: number; unit: string; target?: string; baseline?: string }
 
@@ -167,6 +168,15 @@ async function withPair<T>(relay: boolean, f: (grid: Grid) => Promise<T>): Promi
   } finally { await g.stop() }
 }
 
+/** A coordinator (on `store`) with 2 Node peers of 1 executor each, and a driver, for `f`. */
+async function withGridOf<T>(opts: { store?: string }, f: (grid: Grid) => Promise<T>): Promise<T> {
+  const g = await startGrid({ workers: 2, executors: 1, store: opts.store })
+  try {
+    const grid = await connect(g.url, { token: g.submitToken, onLog: false })
+    try { return await f(grid) } finally { await grid.close() }
+  } finally { await g.stop() }
+}
+
 /** The coordinator's resident memory with 100k tasks queued and no peer to run them. */
 async function queuedRss(n: number): Promise<number> {
   const port = await freePort()
@@ -215,6 +225,17 @@ async function main(): Promise<void> {
     await grid.close()
   } finally {
     await g?.stop()
+  }
+  if (want('redis_tasks_async')) {
+    // The same figure with the control store in Redis (Debian's redis-server, AOF with fsync on
+    // every commit, as the README's standby setup has it), against SQLite measured now.
+    const sqlite = figures.find((f) => f.name === 'tasks_async_per_s')?.value ?? await withGridOf({}, (grid) => tasksAsync(grid, 20_000))
+    const redis = await startRedisServer({ appendOnly: true })
+    try {
+      const value = await withGridOf({ store: redis.url }, (grid) => tasksAsync(grid, 20_000))
+      record({ name: 'redis_tasks_async_per_s', baseline: 'tasks_async_per_s', value, unit: 'tasks/s' })
+      record({ name: 'redis_vs_sqlite_tasks_ratio', value: value / sqlite, unit: 'ratio', target: '>= 0.5' })
+    } finally { await redis.dispose() }
   }
   if (want('queued_100k')) record({ name: 'queued_100k_tasks_rss_mb', value: await queuedRss(100_000), unit: 'MB', target: '<= 512' })
 

@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { authViolations, byzantine, coordinatorRestart, peerChurn, restartFigure, type Faults } from './scenarios.js'
 import { fuzz, fuzzFigure } from './fuzz.js'
+import { coordinatorFailover, failoverDuplicates, failoverLost } from './failover.js'
 
 const { values: cli } = parseArgs({ options: { json: { type: 'string' }, quick: { type: 'boolean' } } })
 const q = !!cli.quick
@@ -47,6 +48,20 @@ async function main(): Promise<void> {
   const restartFault: Faults = { coordinator: ['restart-reapplies'] }
   const restartF = await coordinatorRestart(n, { faults: restartFault })
   detects('coordinator_restart_lost_results', restartFault, restartFigure(restartF, n), `${restartF.applied} results applied for ${n} tasks, ${restartF.recorded} task rows, ${restartF.lost} lost, ${restartF.wrong} wrong`)
+
+  const calls = q ? 100 : 300
+  console.error(`failover: ${n} tasks and ${calls} actor calls on 3 peers; two coordinators on one Redis, kill -9 of the leader at 25%`)
+  const fo = await coordinatorFailover(n, calls)
+  const foWhat = `${n} tasks and ${calls} actor calls on 3 peers, a leader and a hot standby on one Redis (AOF); kill -9 of the leader a quarter of the way (${fo.finishedBeforeKill} tasks finished before)`
+  record('failover_takeover_s', Math.round(fo.takeoverS * 100) / 100, '<= 5', `${foWhat}: from the kill to the standby answering as the leader`)
+  record('failover_lost_results', failoverLost(fo), '0', `${foWhat}: tasks and actor calls whose result the driver never got (${fo.lost}), wrong values (${fo.wrong}), actor calls the actor never ran (${fo.actorCallsMissing})`)
+  record('failover_duplicate_results', failoverDuplicates(fo, n), '0', `${foWhat}: task rows other than one per task (${fo.recorded} for ${n}), results applied beyond one per task (${fo.applied} for ${n}), actor calls run twice (${fo.actorCallsTwice})`)
+  const foDupFault: Faults = { coordinator: ['restart-reapplies'] }
+  const foDup = await coordinatorFailover(n, calls, { faults: foDupFault })
+  detects('failover_duplicate_results', foDupFault, failoverDuplicates(foDup, n), `${foDup.applied} applied for ${n} tasks`)
+  const foLostFault: Faults = { coordinator: ['takeover-fails-unfinished'] }
+  const foLost = await coordinatorFailover(n, calls, { faults: foLostFault })
+  detects('failover_lost_results', foLostFault, failoverLost(foLost), `${foLost.lost} lost, ${foLost.actorCallsMissing} actor calls never ran`)
 
   const b = q ? 60 : 500, big = q ? 10 : 50
   console.error(`byzantine: ${b} tasks and ${big} with results over 64 KiB, replicas: 2, on 2 honest peers and one that always answers wrong (released from each quarantine)`)

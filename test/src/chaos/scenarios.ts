@@ -37,7 +37,7 @@ export async function faultyGrid(faults: Faults, opts: { workers: number; execut
 }
 
 /** ~2 ms of deterministic work per task: the output depends only on `i`. */
-function mix(i: number): number {
+export function mix(i: number): number {
   let h = (i + 1) >>> 0
   for (let k = 0; k < 1_500_000; k++) h = Math.imul(h ^ k, 2654435761) >>> 0
   return h
@@ -49,7 +49,7 @@ export async function withDriver<T>(g: GridProcs, f: (grid: Grid & { jobId: stri
 }
 
 /** Every ref's value, or how many were lost (rejected). */
-async function settle<T = number>(grid: Grid, refs: ObjectRef<T>[], timeoutMs: number): Promise<{ values: (T | undefined)[]; errors: (Error | undefined)[]; lost: number }> {
+export async function settle<T = number>(grid: Grid, refs: ObjectRef<T>[], timeoutMs: number): Promise<{ values: (T | undefined)[]; errors: (Error | undefined)[]; lost: number }> {
   const out = await Promise.allSettled(refs.map((r) => grid.get(r, { timeoutMs })))
   return {
     values: out.map((o) => (o.status === 'fulfilled' ? o.value : undefined)),
