@@ -17,14 +17,14 @@ import { isIP, type AddressInfo } from 'node:net'
 import {
   AuthError, CLOSE_STANDBY, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, ProtocolError, encodeValue, type Limits,
 } from '@colony-grid/shared'
+import type { SchedulingPolicy } from './control/scheduling.js'
 import { ControlPlane } from './control/control-plane.js'
 import { DEFAULT_QUOTAS, type Quotas } from './control/options.js'
 import { MemoryStore } from './store/memory.js'
 import { SqliteStore } from './store/sqlite.js'
 import { RedisStore } from './store/redis.js'
 import type { ControlStore } from './store/types.js'
-import { LeaderLease } from './leader-lease.js'
-import { CoordinatorList } from './coordinator-list.js'
+import { Leadership, type Role } from './leadership.js'
 import { tokensInRedis } from './shared-tokens.js'
 import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
 import { peerCredentials } from './identity.js'
@@ -69,6 +69,8 @@ export interface CoordinatorOptions {
    * to start it again as a standby.
    */
   onDeposed?: () => void
+  /** Where ready tasks go (control/scheduling.ts); by default LocalityPolicy: argument bytes held, then load, within fair share. */
+  schedulingPolicy?: SchedulingPolicy
   /** Default `./.colony`. */
   dataDir?: string
   tokens?: Partial<Tokens>
@@ -109,7 +111,7 @@ export interface Coordinator {
   readonly control: ControlPlane
   readonly store: ControlStore
   /** 'standby' until it holds the lease (and again after losing it); 'deposed' once closed. */
-  readonly role: 'leader' | 'standby' | 'deposed'
+  readonly role: Role
   /** Resolves when this coordinator leads (at once without a lease); after a lost lease, when it leads again. */
   readonly leading: Promise<void>
   close(): Promise<void>
@@ -163,29 +165,27 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const maxBundleBytes = opts.maxBundleBytes ?? 8 * 1024 * 1024
   const maxBad = opts.maxBadMessages ?? 20
   let control!: ControlPlane
-  /** Where the leader is, for a standby's answers. */
-  let leaderUrl: string | undefined
-  let role: Coordinator['role'] = 'standby'
-  let coordinatorList: CoordinatorList | undefined
+  // Which coordinator serves (leadership.ts); made once the public URL is known.
+  let leadership: Leadership | undefined
+  /** Loads the tables from the store and serves them: at once, or when a standby takes the lease. */
   const takeOver = async () => {
     const snapshot = await store.load()
     control = new ControlPlane({
-    snapshot,
-    coordinators: () => coordinatorList?.urls() ?? [],
-    store, limits, log,
-    pipelineDepth: opts.pipelineDepth,
-    pipelineTargetMs: opts.pipelineTargetMs ?? 10,
-    maxPipelineDepth: opts.maxPipelineDepth ?? 64,
-    reconcileMs: opts.reconcileMs ?? 5000,
-    heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
-    iceServersFor: iceServersFor(opts.iceServers ?? [], opts.turn),
-    // Fresh TURN credentials at half their life (renewed on every reconnect too).
-    iceRefreshMs: opts.turn ? ((opts.turn.ttlSeconds ?? DEFAULT_TURN_TTL_S) * 1000) / 2 : 0,
-    quotas: { ...DEFAULT_QUOTAS, ...opts.quotas },
-    defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
-    maxJobLogBytes: opts.maxJobLogBytes,
-  })
-    role = 'leader'
+      snapshot,
+      coordinators: () => leadership?.urls() ?? [],
+      store, limits, log,
+      pipelineDepth: opts.pipelineDepth,
+      pipelineTargetMs: opts.pipelineTargetMs ?? 10,
+      maxPipelineDepth: opts.maxPipelineDepth ?? 64,
+      reconcileMs: opts.reconcileMs ?? 5000,
+      heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
+      iceServersFor: iceServersFor(opts.iceServers ?? [], opts.turn),
+      // Fresh TURN credentials at half their life (renewed on every reconnect too).
+      iceRefreshMs: opts.turn ? ((opts.turn.ttlSeconds ?? DEFAULT_TURN_TTL_S) * 1000) / 2 : 0,
+      quotas: { ...DEFAULT_QUOTAS, ...opts.quotas },
+      defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
+      maxJobLogBytes: opts.maxJobLogBytes,
+    }, opts.schedulingPolicy)
   }
   const maxRate = opts.maxMessagesPerSecond ?? 200_000
   const helloTimeoutMs = opts.helloTimeoutMs ?? 5000
@@ -205,12 +205,13 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
   // After a failover, a tab whose page came from another coordinator of the grid fetches bundles
   // and model files here: let the grid's own origins read them (no other origin: the tokens).
-  const gridOrigins = () => new Set(coordinatorList?.urls().map((u) => new URL(u).origin))
-  app.use('*', cors({ origin: (origin) => (coordinatorList && gridOrigins().has(origin) ? origin : null), allowHeaders: ['authorization', 'content-type'], maxAge: 600 }))
+  const gridOrigins = () => new Set(leadership?.urls().map((u) => new URL(u).origin))
+  app.use('*', cors({ origin: (origin) => (redisUrl && gridOrigins().has(origin) ? origin : null), allowHeaders: ['authorization', 'content-type'], maxAge: 600 }))
   // A standby (or a deposed leader) serves no state: it says where the leader is. Pages are still
   // served (a join page from here connects and is sent on), and so is the WebSocket, which is
   // closed with CLOSE_STANDBY so that peers move to the next coordinator at once.
   app.use('*', async (c, next) => {
+    const role = leadership?.role ?? 'standby', leaderUrl = leadership?.leaderUrl
     if (role === 'leader') return next()
     const path = c.req.path
     if (path === '/ws' || path === '/api/public') return next()
@@ -387,9 +388,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
 
   const socketStats = { helloTimeouts: 0 }
-  app.get('/ws', upgradeWebSocket((c) => role === 'leader'
+  app.get('/ws', upgradeWebSocket((c) => leadership?.role === 'leader'
     ? peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, remoteAddress(c, opts.trustProxy === true))
-    : { onOpen: (_ev, ws) => ws.close(CLOSE_STANDBY, leaderUrl ? `standby; the leader is ${leaderUrl}`.slice(0, 120) : 'standby') }))
+    : { onOpen: (_ev, ws) => ws.close(CLOSE_STANDBY, leadership?.leaderUrl ? `standby; the leader is ${leadership.leaderUrl}`.slice(0, 120) : 'standby') }))
 
   // Last: a page's `/:name` route must not shadow /ws or the API.
   if (opts.webRoots?.length) servePages(app, opts.webRoots)
@@ -409,74 +410,46 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const urls = publicUrlOf({ scheme, hostname, port: actualPort, publicUrl: opts.publicUrl })
   publicInfo.url = urls.publicUrl
 
-  let lease: LeaderLease | undefined
-  let leading: Promise<void>
-  /** Waits for the lease, then loads the tables and serves. */
-  const standBy = async (lease: LeaderLease, fresh: boolean): Promise<void> => {
-    const since = Date.now()
-    const watch = setInterval(() => { lease.holder().then((h) => { leaderUrl = h ?? undefined }, () => {}) }, 1000)
-    watch.unref()
-    try { await lease.acquire() } finally { clearInterval(watch) }
-    leaderUrl = urls.publicUrl
-    if (fresh) store = openStore()
-    ;(store as RedisStore).fence(lease.key, lease.id)
-    await takeOver()
-    if (Date.now() - since > 500) log(`took over as leader ${((Date.now() - since) / 1000).toFixed(1)} s after standing by; peers reconnect here`)
-  }
-  if (redisUrl) {
-    coordinatorList = new CoordinatorList(redisUrl, urls.publicUrl)
-    await coordinatorList.start()
-    lease = new LeaderLease(redisUrl, { key: 'colony:leader', id: urls.publicUrl, ttlMs: opts.leaseTtlMs ?? 3000, log })
-    const holder = await lease.holder()
-    if (holder && holder !== urls.publicUrl && !opts.standby) {
-      await coordinatorList.close()
-      await new Promise<void>((r) => server.close(() => r()))
-      throw new Error(`another coordinator (${holder}) leads the store at ${redisUrl}: start this one with --standby to stand by for it`)
-    }
-    leaderUrl = holder ?? undefined
-    if (holder) log(`standing by: ${holder} leads; this coordinator takes over when its lease lapses`)
-    leading = standBy(lease, false)
-    // A leader that cannot prove it leads stops at once, before another may take over, and
-    // stands by again. What it had not committed is dropped with its connection: the peers
-    // hold those messages unacknowledged and replay them to whichever coordinator leads next.
-    lease.on('lost', () => {
-      if (role !== 'leader') return
-      role = 'standby'
-      leaderUrl = undefined
-      log('lost the leader lease (Redis unreachable for a lease\'s life, or another coordinator took it): stopped serving; standing by')
+  leadership = new Leadership({
+    redisUrl, self: urls.publicUrl, standby: opts.standby === true, leaseTtlMs: opts.leaseTtlMs ?? 3000, log,
+    async lead(lease, again) {
+      // Each term on Redis writes through a connection of its own, fenced by the lease.
+      if (again) store = openStore()
+      if (lease) (store as RedisStore).fence(lease.key, lease.id)
+      await takeOver()
+    },
+    stepDown() {
+      // What it had not committed goes with its connection: peers replay it to the next leader.
       control.close()
       ;(store as RedisStore).abandon()
       for (const ws of wss.clients) ws.close(CLOSE_STANDBY, 'standby: this coordinator lost its lease')
       opts.onDeposed?.()
-      leading = standBy(lease!, true)
-      leading.catch((e: Error) => log(`could not take over: ${e.stack ?? e}`))
-    })
-  } else {
-    leading = takeOver()
+    },
+  })
+  try { await leadership.start() } catch (e) {
+    await new Promise<void>((r) => server.close(() => r()))
+    throw e
   }
-  // Without a lease (or as a leader at once) the caller gets a coordinator that serves.
-  if (!opts.standby || !lease) await leading
-  else leading.catch((e: Error) => log(`could not take over: ${e.stack ?? e}`))
+  const lead = leadership
   return {
     url: urls.publicUrl, localUrl: urls.localUrl, port: actualPort, tokens,
     get store() { return store },
-    get leading() { return leading },
+    get leading() { return lead.leading },
     get control() {
       if (!control) throw new Error('this coordinator is a standby: it has no control plane until it leads')
       return control
     },
-    get role() { return role },
+    get role() { return lead.role },
     async close() {
-      const led = role === 'leader'
-      role = 'deposed'
+      const led = lead.role === 'leader'
+      lead.role = 'deposed'
       control?.close()
       for (const ws of wss.clients) ws.terminate()
       await new Promise<void>((r) => server.close(() => r()))
       // Commit before letting the lease go: a standby that takes over must find every write.
-      if (led || !lease) await store.close()
+      if (led) await store.close()
       else await store.close().catch(() => {})
-      await lease?.close().catch(() => {})
-      await coordinatorList?.close()
+      await lead.close()
     },
   }
 }

@@ -91,6 +91,35 @@ describe('coordinators on one Redis', () => {
     await w.kill('SIGTERM')
     await lead.kill('SIGTERM')
   })
+
+  it('a leader cut off from Redis for longer than its lease stops serving, stands by, and leads again; the job still completes', async () => {
+    const lead = await coordinator([])
+    const url = await urlOf(lead)
+    const w = startProc(['worker', '--url', url, '--token', tokens.COLONY_TRUSTED_JOIN_TOKEN, '--executors', '1', '--trusted'])
+    procs.push(w)
+    await w.waitFor(/joined \S+ as p_\w+/)
+    const grid = await connect(url, { token: tokens.COLONY_SUBMIT_TOKEN, onLog: false, log: () => {} })
+    try {
+      const work = grid.remote(mix)
+      const refs = Array.from({ length: 600 }, (_, i) => work.remote(i))
+      await grid.wait(refs, { numReturns: 100, timeoutMs: 120_000 })
+      // Frozen, not gone: connections stay open and nothing answers (a partition, as the leader sees it).
+      redis.pause()
+      await lead.waitFor(/lost the leader lease[\s\S]*stopped serving; standing by/, 15_000)
+      const standing = await fetch(new URL('/healthz', url)).then((r) => r.json() as Promise<{ standby?: boolean }>)
+      assert.equal(standing.standby, true, 'it serves nothing while it cannot prove it leads')
+      redis.resume()
+      await lead.waitFor(/took over as leader/, 30_000).catch((e: Error) => { throw new Error(`${e.message.split("\n")[0]}: ${lead.output().replace(/\n/g, " | ")}`) })
+      const { values, lost } = await settle(grid, refs, 120_000)
+      assert.equal(lost, 0)
+      assert.equal(values.filter((v, i) => v !== mix(i)).length, 0)
+    } finally {
+      redis.resume()
+      await grid.close()
+    }
+    await w.kill('SIGTERM')
+    await lead.kill('SIGTERM')
+  })
 })
 
 describe('failover', () => {
