@@ -69,7 +69,11 @@ describe('coordinators on one Redis', () => {
     await standby.kill('SIGTERM')
   })
 
-  it('a Redis restart mid-job: the coordinator waits, says so, and goes on; no result is lost', async () => {
+  /**
+   * A leader on Redis with one worker, and `n` tasks of which a fifth have finished; `during` breaks
+   * something, and then every result must still arrive, right.
+   */
+  const jobThrough = async (n: number, during: (lead: Proc, url: string) => Promise<void>) => {
     const lead = await coordinator([])
     const url = await urlOf(lead)
     const w = startProc(['worker', '--url', url, '--token', tokens.COLONY_TRUSTED_JOIN_TOKEN, '--executors', '1', '--trusted'])
@@ -78,47 +82,38 @@ describe('coordinators on one Redis', () => {
     const grid = await connect(url, { token: tokens.COLONY_SUBMIT_TOKEN, onLog: false, log: () => {} })
     try {
       const work = grid.remote(mix)
-      const n = 1500
       const refs = Array.from({ length: n }, (_, i) => work.remote(i))
-      await grid.wait(refs, { numReturns: 300, timeoutMs: 120_000 })
-      await redis.restart()
-      await lead.waitFor(/cannot commit to the redis store[\s\S]*reachable again after/, 30_000)
+      await grid.wait(refs, { numReturns: n / 5, timeoutMs: 120_000 })
+      await during(lead, url)
       const { values, lost } = await settle(grid, refs, 120_000)
       assert.equal(lost, 0)
       assert.equal(values.filter((v, i) => v !== mix(i)).length, 0)
       assert.equal(lead.child.exitCode, null, 'the coordinator is still up')
-    } finally { await grid.close() }
-    await w.kill('SIGTERM')
-    await lead.kill('SIGTERM')
-  })
-
-  it('a leader cut off from Redis for longer than its lease stops serving, stands by, and leads again; the job still completes', async () => {
-    const lead = await coordinator([])
-    const url = await urlOf(lead)
-    const w = startProc(['worker', '--url', url, '--token', tokens.COLONY_TRUSTED_JOIN_TOKEN, '--executors', '1', '--trusted'])
-    procs.push(w)
-    await w.waitFor(/joined \S+ as p_\w+/)
-    const grid = await connect(url, { token: tokens.COLONY_SUBMIT_TOKEN, onLog: false, log: () => {} })
-    try {
-      const work = grid.remote(mix)
-      const refs = Array.from({ length: 600 }, (_, i) => work.remote(i))
-      await grid.wait(refs, { numReturns: 100, timeoutMs: 120_000 })
-      // Frozen, not gone: connections stay open and nothing answers (a partition, as the leader sees it).
-      redis.pause()
-      await lead.waitFor(/lost the leader lease[\s\S]*stopped serving; standing by/, 15_000)
-      const standing = await fetch(new URL('/healthz', url)).then((r) => r.json() as Promise<{ standby?: boolean }>)
-      assert.equal(standing.standby, true, 'it serves nothing while it cannot prove it leads')
-      redis.resume()
-      await lead.waitFor(/took over as leader/, 30_000).catch((e: Error) => { throw new Error(`${e.message.split("\n")[0]}: ${lead.output().replace(/\n/g, " | ")}`) })
-      const { values, lost } = await settle(grid, refs, 120_000)
-      assert.equal(lost, 0)
-      assert.equal(values.filter((v, i) => v !== mix(i)).length, 0)
     } finally {
       redis.resume()
       await grid.close()
     }
     await w.kill('SIGTERM')
     await lead.kill('SIGTERM')
+  }
+
+  it('a Redis restart mid-job: the coordinator waits, says so, and goes on; no result is lost', async () => {
+    await jobThrough(1500, async (lead) => {
+      await redis.restart()
+      await lead.waitFor(/cannot commit to the redis store[\s\S]*reachable again after/, 30_000)
+    })
+  })
+
+  it('a leader cut off from Redis for longer than its lease stops serving, stands by, and leads again; the job still completes', async () => {
+    await jobThrough(600, async (lead, url) => {
+      // Frozen, not gone: connections stay open and nothing answers (a partition, as the leader sees it).
+      redis.pause()
+      await lead.waitFor(/lost the leader lease[\s\S]*stopped serving; standing by/, 15_000)
+      const standing = await fetch(new URL('/healthz', url)).then((r) => r.json() as Promise<{ standby?: boolean }>)
+      assert.equal(standing.standby, true, 'it serves nothing while it cannot prove it leads')
+      redis.resume()
+      await lead.waitFor(/took over as leader/, 30_000)
+    })
   })
 })
 
