@@ -118,6 +118,12 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const helloTimeoutMs = num(process.env.COLONY_HELLO_TIMEOUT_MS, 'COLONY_HELLO_TIMEOUT_MS')
   const defaultTaskTimeoutMs = num(process.env.COLONY_TASK_TIMEOUT_MS, 'COLONY_TASK_TIMEOUT_MS')
   const maxJobLogBytes = num(process.env.COLONY_MAX_JOB_LOG_BYTES, 'COLONY_MAX_JOB_LOG_BYTES')
+  const retention = Object.fromEntries(Object.entries({
+    detailMs: num(env.COLONY_JOB_DETAIL_MS, 'COLONY_JOB_DETAIL_MS'),
+    maxDetailedJobs: num(env.COLONY_MAX_DETAILED_JOBS, 'COLONY_MAX_DETAILED_JOBS'),
+    summaryMs: num(env.COLONY_JOB_SUMMARY_MS, 'COLONY_JOB_SUMMARY_MS'),
+    maxSummaries: num(env.COLONY_MAX_JOB_SUMMARIES, 'COLONY_MAX_JOB_SUMMARIES'),
+  }).filter(([, v]) => v !== undefined))
   // Node opens its inspector on SIGUSR1, and an inspector runs code as this process (which holds
   // every token): any listener stops that. Under `colony up` this process is the local peers' too.
   let usr1Said = false
@@ -130,7 +136,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   }).filter(([, v]) => v !== undefined))
   const webRoots = pageFolders()
   const coord = await startCoordinator({
-    port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store, standby: values.standby, reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas,
+    port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store, standby: values.standby, reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas, retention,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     if (e.code === 'EADDRNOTAVAIL') fail(`cannot listen on ${host}: this machine has no such address (--host)`)

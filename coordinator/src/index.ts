@@ -1,6 +1,7 @@
 export { startCoordinator, type Coordinator, type CoordinatorOptions } from './server.js'
 export { ControlPlane } from './control/control-plane.js'
 export type { Counters } from './control/options.js'
+export { DEFAULT_RETENTION, type RetentionOptions } from './control/retention.js'
 export type { SchedulingPolicy, PlacementRequest, NotPlaced, FairShare } from './control/scheduling.js'
 export { LocalityPolicy } from './control/locality-policy.js'
 export { MemoryStore } from './store/memory.js'

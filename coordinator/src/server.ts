@@ -18,6 +18,7 @@ import {
   AuthError, CLOSE_STANDBY, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, ProtocolError, encodeValue, type Limits,
 } from '@colony-grid/shared'
 import type { SchedulingPolicy } from './control/scheduling.js'
+import type { RetentionOptions } from './control/retention.js'
 import { ControlPlane } from './control/control-plane.js'
 import { DEFAULT_QUOTAS, type Quotas } from './control/options.js'
 import { MemoryStore } from './store/memory.js'
@@ -69,6 +70,11 @@ export interface CoordinatorOptions {
    * to start it again as a standby.
    */
   onDeposed?: () => void
+  /**
+   * How long a finished job's work (task records, objects, actors, log) and then its summary are
+   * kept (control/retention.ts); see DEFAULT_RETENTION.
+   */
+  retention?: Partial<RetentionOptions>
   /** Where ready tasks go (control/scheduling.ts); by default LocalityPolicy: argument bytes held, then load, within fair share. */
   schedulingPolicy?: SchedulingPolicy
   /** Default `./.colony`. */
@@ -185,6 +191,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       quotas: { ...DEFAULT_QUOTAS, ...opts.quotas },
       defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
       maxJobLogBytes: opts.maxJobLogBytes,
+      retention: opts.retention,
     }, opts.schedulingPolicy)
   }
   const maxRate = opts.maxMessagesPerSecond ?? 200_000
@@ -197,7 +204,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
   app.onError((err, c) => {
     if (err instanceof ColonyError) {
-      const status = err instanceof AuthError ? 401 : err instanceof LimitError ? 413 : err instanceof HttpNotFound ? 404 : 400
+      const status = err instanceof AuthError ? 401 : err instanceof LimitError ? 413 : err instanceof HttpNotFound ? 404 : err instanceof JobExpired ? 410 : 400
       return c.json(errorBody(err), status)
     }
     log(`HTTP ${c.req.method} ${c.req.path} failed: ${err.stack ?? err}`)
@@ -308,11 +315,26 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
 
   // A job is seen only with the token that started it, or the operator's: another token gets 404, as if it did not exist.
+  // A job retention dropped says so (410) to the token that started it, rather than "no job".
   const jobOr404 = (c: Context) => {
     const grant = needRole(c, ['driver'])
     const id = c.req.param('id') ?? ''
     const info = control.jobVisible(id, grant) ? control.jobInfo(id) : undefined
-    if (!info) throw new HttpNotFound(`no job ${id}`)
+    if (!info) {
+      const gone = control.jobExpired(id)
+      if (gone && (grant.operator || gone.owner === grant.id)) {
+        throw new JobExpired(`job ${id} expired: it finished at ${new Date(gone.finishedAt).toISOString()}, and a finished job is kept for ${duration(gone.summaryMs)} (COLONY_JOB_SUMMARY_MS)`)
+      }
+      throw new HttpNotFound(`no job ${id}`)
+    }
+    return info
+  }
+  /** For a job's tasks, objects, actors and logs: gone once retention kept only its summary. */
+  const detailsOr410 = (c: Context) => {
+    const info = jobOr404(c)
+    if (info.detailsExpired) {
+      throw new JobExpired(`job ${info.id}'s tasks, objects, actors and log expired: a finished job keeps them for ${duration(control.retentionSettings.detailMs)} (COLONY_JOB_DETAIL_MS), then only its summary (GET /api/jobs/${info.id})`)
+    }
     return info
   }
   app.get('/api/jobs', (c) => {
@@ -321,10 +343,10 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
   app.get('/api/jobs/:id', (c) => c.json(jsonSafe(jobOr404(c)) as object))
   app.delete('/api/jobs/:id', (c) => { jobOr404(c); return c.json(jsonSafe(control.cancelJob(c.req.param('id'))) as object) })
-  app.get('/api/jobs/:id/tasks', (c) => { jobOr404(c); return c.json(control.jobTasks(c.req.param('id'))) })
-  app.get('/api/jobs/:id/objects', (c) => { jobOr404(c); return c.json(control.jobObjects(c.req.param('id'))) })
-  app.get('/api/jobs/:id/actors', (c) => { jobOr404(c); return c.json(control.jobActors(c.req.param('id'))) })
-  app.get('/api/jobs/:id/logs', (c) => { jobOr404(c); return c.json(control.jobLogs(c.req.param('id'))) })
+  app.get('/api/jobs/:id/tasks', (c) => { detailsOr410(c); return c.json(control.jobTasks(c.req.param('id'))) })
+  app.get('/api/jobs/:id/objects', (c) => { detailsOr410(c); return c.json(control.jobObjects(c.req.param('id'))) })
+  app.get('/api/jobs/:id/actors', (c) => { detailsOr410(c); return c.json(control.jobActors(c.req.param('id'))) })
+  app.get('/api/jobs/:id/logs', (c) => { detailsOr410(c); return c.json(control.jobLogs(c.req.param('id'))) })
   app.get('/api/jobs/:id/events', (c) => {
     const first = jobOr404(c)
     const id = c.req.param('id')
@@ -372,6 +394,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     const lines = [
       `colony_peers ${control.sessions.size}`,
       `colony_tasks_queued ${control.queuedTasks()}`,
+      ...Object.entries(control.kept()).map(([kind, n]) => `colony_${kind}_kept ${n}`),
       `colony_tasks_finished_total ${k.tasksFinished}`,
       `colony_tasks_retried_total ${k.tasksRetried}`,
       `colony_duplicate_results_total ${k.duplicateResults}`,
@@ -456,4 +479,14 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
 class HttpNotFound extends ColonyError {
   override readonly code = 'NOT_FOUND'
+}
+class JobExpired extends ColonyError {
+  override readonly code = 'EXPIRED'
+}
+
+/** A retention period in words: `7 days`, `1 hour`, `90 s`. */
+function duration(ms: number): string {
+  const units: [number, string][] = [[86_400_000, 'day'], [3_600_000, 'hour'], [60_000, 'minute']]
+  for (const [size, name] of units) if (ms >= size && ms % size === 0) return `${ms / size} ${name}${ms === size ? '' : 's'}`
+  return `${ms / 1000} s`
 }

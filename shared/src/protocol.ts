@@ -272,6 +272,11 @@ export interface JobInfo {
    * (the job's log says it too, once); a group goes when its tasks are placed (such a worker joined) or end.
    */
   infeasible?: InfeasibleWork[]
+  /**
+   * Retention dropped this finished job's work (its tasks, objects, actors and log): `tasks`
+   * and `result` are what was written down then, and only this summary is left, until it expires too.
+   */
+  detailsExpired?: true
 }
 
 /** Tasks of a job that no connected peer could ever run (JobInfo.infeasible). */

@@ -112,6 +112,36 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'retention: dropDetails leaves a job\'s summary row and nothing of its work; remove takes the row; other jobs are untouched',
+    async run(b) {
+      const s = await b.fresh()
+      fill(s)
+      s.jobs.put({ id: 'j_2', name: 'other', state: 'running', createdAt: 2 })
+      s.tasks.put({ id: 't.b.1', job: 'j_2', spec: spec('t.b.1'), state: 'waiting', attempts: 0 })
+      s.objects.put({ id: 'o.b.1', job: 'j_2', size: 1, inline: new Uint8Array([9]) })
+      s.locations.put({ object: 'o.b.2', peer: 'p_1' })
+      s.fns.put('j_2', { id: 'f1', kind: 'inline', name: 'f', src: '(x) => x' })
+      s.tasks.finish('t.a.1', 1, { size: 1, inline: new Uint8Array([7]) })
+      s.objects.put({ id: 'o.a.1', job: 'j_1', size: 10 })
+      await s.commit()
+      s.jobs.put({ id: 'j_1', name: 'demo', state: 'finished', createdAt: 1, finishedAt: 5, summary: { tasks: { waiting: 0, ready: 0, running: 0, finished: 2, failed: 0, cancelled: 0 }, result: new Uint8Array([7]) } })
+      s.jobs.dropDetails('j_1', { tasks: ['t.a.1', 't.a.2'], objects: ['t.a.1.r0', 't.a.9.r0', 'o.a.1', 'o.a.2'], actors: ['t.a.3'], fns: ['f1'] })
+      await s.commit()
+      const after = await s.load()
+      assert.deepEqual(sorted(after.jobs.map((j) => j.id)), ['j_1', 'j_2'])
+      assert.deepEqual([...after.jobs.find((j) => j.id === 'j_1')!.summary!.result!], [7])
+      assert.deepEqual(after.tasks.map((t) => t.id), ['t.b.1'])
+      assert.deepEqual(sorted(after.objects.map((o) => o.id)), ['o.b.1'])
+      assert.deepEqual(after.actors, [])
+      assert.deepEqual(after.fns.map((f) => f.job), ['j_2'])
+      assert.deepEqual(after.locations, [{ object: 'o.b.2', peer: 'p_1' }])
+      s.jobs.remove('j_1')
+      await s.commit()
+      assert.deepEqual((await s.load()).jobs.map((j) => j.id), ['j_2'])
+      await s.close()
+    },
+  },
+  {
     name: 'tasks.put is insert-or-ignore: a second put of an id changes nothing',
     async run(b) {
       const s = await b.fresh()
@@ -314,7 +344,8 @@ for (const b of backends) {
 }
 
 describe('RedisStore, beyond the contract', () => {
-  const order = async (s: RedisStore) => s.redis.lrange(`${s.prefix}tasks:order`, 0, -1)
+  // The tasks of job j_1, the job every case below uses, in submission order.
+  const order = async (s: RedisStore) => s.redis.lrange(`${s.prefix}tasks:order:j_1`, 0, -1)
 
   it('never sent the KEYS command (in the contract cases above)', async () => {
     const s = track(new RedisStore(redis.url, 'keys:')) as RedisStore

@@ -20,6 +20,7 @@ import type { TaskManager, TaskRec } from './tasks.js'
 export interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError; charged?: number }
 
 export class ActorManager {
+  /** Bound: a running job's actors (by maxTasksPerJob, as each is a task), and finished jobs' until retention drops them. */
   private readonly actors = new Map<string, ActorRec>()
   /** Actors each peer hosts. */
   private readonly hosted = new Map<string, Set<string>>()
@@ -273,6 +274,14 @@ export class ActorManager {
   }
 
   /** What GET /api/jobs/:id/actors shows. */
+  /** Retention: a finished job's actor records go (all ended with it); returns their ids. */
+  dropJob(jobId: string): string[] {
+    const ids = [...this.actors.values()].filter((a) => a.job === jobId).map((a) => a.id)
+    for (const id of ids) this.actors.delete(id)
+    for (const a of this.pumpSoon) if (a.job === jobId) this.pumpSoon.delete(a)
+    return ids
+  }
+
   ofJob(jobId: string): ActorSummary[] {
     return [...this.actors.values()].filter((a) => a.job === jobId)
       .map((a) => ({ id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size }))

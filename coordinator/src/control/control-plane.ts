@@ -24,6 +24,7 @@ import { PeerManager } from './peers.js'
 import { PullManager } from './pulls.js'
 import { QuorumManager } from './quorum-manager.js'
 import { Recovery } from './recovery.js'
+import { DEFAULT_RETENTION, Retention, type Expired, type RetentionOptions } from './retention.js'
 import { Scheduler, type SchedulingPolicy } from './scheduling.js'
 import { TaskResults } from './task-results.js'
 import { TaskManager } from './tasks.js'
@@ -46,6 +47,7 @@ export class ControlPlane {
   private readonly scheduler: Scheduler
   private readonly recovery: Recovery
   private readonly views: JobViews
+  private readonly retention: Retention
   /** Message type → the manager method that handles it. */
   private readonly handlers: Handlers
   private tickQueued = false
@@ -71,6 +73,7 @@ export class ControlPlane {
     const scheduler = this.scheduler = new Scheduler(policy, peers, jobs, tick)
     this.pulls = new PullManager(peers, objects, recovery, this.counters)
     this.views = new JobViews({ jobs, tasks, objects, actors, scheduler })
+    this.retention = new Retention({ ...DEFAULT_RETENTION, ...opts.retention }, opts.store, { jobs, tasks, objects, actors })
     objects.wire({ peers, deps })
     deps.wire({ objects, tasks, results })
     tasks.wire({ peers, jobs, objects, deps, actors, quorum, scheduler, recovery, results })
@@ -82,11 +85,12 @@ export class ControlPlane {
     this.installListeners()
     this.handlers = this.handlerTable()
     recovery.initialize(opts.snapshot)
+    this.retention.initialize()
   }
 
   /** Who hears what, in order (as gcs_server.cc's InstallEventListeners). */
   private installListeners(): void {
-    const { bus, jobs, tasks, results, deps, objects, pulls, actors, recovery, views } = this
+    const { bus, jobs, tasks, results, deps, objects, pulls, actors, recovery, views, retention } = this
     // A peer left: its tasks go back to the queue, then its actors restart, then the objects it
     // held are lost (and rebuilt), then relays it served go to another holder.
     bus.on('peerRemoved', (s, why) => tasks.peerRemoved(s, why))
@@ -107,6 +111,8 @@ export class ControlPlane {
     bus.on('jobEnding', (job, reason) => actors.jobEnding(job, reason))
     bus.on('jobFinished', (job) => objects.jobFinished(job))
     bus.on('jobFinished', (job) => jobs.tell(job, { type: 'state', job: views.jobInfo(job.id)! }))
+    // Last: from now on its work is kept for a while, then only its summary (retention.ts).
+    bus.on('jobFinished', (job) => retention.jobFinished(job))
   }
 
   /** Each message type and the manager that handles it; `DURABLE_TYPES` (protocol.ts) are counted for acknowledgement. */
@@ -216,6 +222,13 @@ export class ControlPlane {
   jobObjects(jobId: string, limit?: number): ObjectSummary[] | undefined { return this.views.jobObjects(jobId, limit) }
   jobActors(jobId: string): ActorSummary[] | undefined { return this.views.jobActors(jobId) }
   jobLogs(jobId: string): { lines: string[]; dropped: number } | undefined { return this.jobs.logs(jobId) }
+  /** How many records the coordinator holds of each kind: what retention bounds (GET /metrics). */
+  kept(): { jobs: number; tasks: number; objects: number } { return { jobs: this.jobs.size, tasks: this.tasks.size, objects: this.objects.size } }
+  /** A job retention dropped altogether (retention.ts), or undefined. */
+  jobExpired(jobId: string): Expired | undefined { return this.retention.expired(jobId) }
+  /** Only the job's summary is kept: its tasks, objects, actors and log were dropped. */
+  jobSummaryOnly(jobId: string): boolean { return this.retention.summaryOnly(jobId) }
+  get retentionSettings(): RetentionOptions { return this.retention.settings }
   listenJob(jobId: string, l: (ev: JobEvent) => void): () => void { return this.jobs.listen(jobId, l) }
 
   /** A job from an uploaded bundle: its default export runs as the job's main task. */
@@ -310,6 +323,7 @@ export class ControlPlane {
     this.peers.close()
     this.recovery.close()
     this.objects.close()
+    this.retention.close()
     clearTimeout(this.ackTimer)
   }
 }

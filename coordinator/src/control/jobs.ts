@@ -30,8 +30,10 @@ export interface JobRec extends JobRow {
 }
 
 export class JobManager {
+  /** Bound: running jobs, and finished ones until retention (maxSummaries) drops them. */
   private readonly jobs = new Map<string, JobRec>()
   /** The token ids that uploaded each bundle (kept here so checks need no store read). */
+  /** Not bounded yet: one entry per uploaded bundle (a hash and a token id), as the store keeps every bundle. */
   private readonly bundleOwners = new Map<string, Set<string>>()
 
   constructor(private readonly opts: ControlOptions, private readonly bus: ControlBus, private readonly peers: PeerManager) {}
@@ -43,6 +45,8 @@ export class JobManager {
   }
 
   get(id: string): JobRec | undefined { return this.jobs.get(id) }
+  /** Job records held: running, keeping their work, or only a summary. */
+  get size(): number { return this.jobs.size }
   ids(): IterableIterator<string> { return this.jobs.keys() }
   fnOf(job: JobRec, fnId: string): FnDef | undefined { return job.fns.get(fnId) }
 
@@ -145,6 +149,30 @@ export class JobManager {
     this.bus.emit('jobFinished', job)
   }
 
+  /**
+   * Retention: a finished job keeps only its summary (`summary`: its counts and result, which its
+   * tasks and objects no longer give); its functions, log and listeners go. Returns its functions' ids.
+   */
+  dropDetails(job: JobRec, summary: NonNullable<JobRow['summary']>): string[] {
+    const fns = [...job.fns.keys()]
+    job.fns.clear()
+    job.log = undefined
+    job.warned = undefined
+    job.listeners.clear()
+    job.summary = summary
+    this.opts.store.jobs.put(this.row(job))
+    return fns
+  }
+
+  /** Retention: the summary goes too. */
+  expire(job: JobRec): void {
+    this.jobs.delete(job.id)
+    this.opts.store.jobs.remove(job.id)
+  }
+
+  /** Finished jobs, for retention to initialise from. */
+  finished(): JobRec[] { return [...this.jobs.values()].filter((j) => j.state !== 'running') }
+
   /** A driver left for good (it said `bye`, or its token was revoked): its job ends. */
   finishDriverJob(jobId: string): void {
     const job = this.jobs.get(jobId)
@@ -213,6 +241,6 @@ export class JobManager {
   }
 
   private row(j: JobRec): JobRow {
-    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner, ...(j.taskTimeoutMs !== undefined ? { taskTimeoutMs: j.taskTimeoutMs } : {}) }
+    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner, ...(j.taskTimeoutMs !== undefined ? { taskTimeoutMs: j.taskTimeoutMs } : {}), ...(j.summary ? { summary: j.summary } : {}) }
   }
 }

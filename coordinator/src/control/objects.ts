@@ -44,6 +44,7 @@ export interface ObjRec {
 }
 
 export class ObjectDirectory {
+  /** Bound: maxObjectsPerJob and the tasks' results of running jobs; finished jobs' until retention drops them. */
   private readonly objects = new Map<string, ObjRec>()
   /** Objects whose bytes each peer holds (not inline ones). */
   private readonly heldBy = new Map<string, Set<string>>()
@@ -374,6 +375,25 @@ export class ObjectDirectory {
   }
 
   /** A job's objects that are still alive, with where their bytes are (at most `limit`). */
+  /** Object records held, tombstones of freed ones included. */
+  get size(): number { return this.objects.size }
+
+  /** Retention: a finished job's object records go (all were disposed of when it ended); returns their ids. */
+  dropJob(jobId: string): string[] {
+    const ids: string[] = []
+    for (const o of this.objects.values()) {
+      if (o.job !== jobId) continue
+      ids.push(o.id)
+      for (const pid of o.locations) this.heldBy.get(pid)?.delete(o.id)
+      this.subscribedBy.delete(o.id)
+      clearTimeout(this.putGrace.get(o.id))
+      this.putGrace.delete(o.id)
+    }
+    for (const id of ids) this.objects.delete(id)
+    this.puts.delete(jobId)
+    return ids
+  }
+
   ofJob(jobId: string, limit = 1000): ObjectSummary[] {
     const out: ObjectSummary[] = []
     for (const o of this.objects.values()) {

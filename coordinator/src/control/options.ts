@@ -4,6 +4,7 @@
 import type { JobInfo, Limits, TaskState } from '@colony-grid/shared'
 import type { IceServersFor } from '../ice-servers.js'
 import type { ControlStore, StoreSnapshot } from '../store/types.js'
+import type { RetentionOptions } from './retention.js'
 
 export interface ControlOptions {
   store: ControlStore
@@ -17,6 +18,8 @@ export interface ControlOptions {
   /** After a restart, how long to wait for known peers to come back before rescheduling their work. */
   reconcileMs: number
   heartbeatTimeoutMs: number
+  /** How long finished jobs' work and summaries are kept (retention.ts); DEFAULT_RETENTION where unset. */
+  retention?: Partial<RetentionOptions>
   /** The URLs of the grid's coordinators (this one first), for each welcome: peers fail over along them. */
   coordinators?: () => string[]
   /** The STUN/TURN servers (and TURN credentials of its own) each peer gets in its welcome. */

@@ -53,7 +53,9 @@ export interface TaskRec {
 interface JobTasks { ids: string[]; counts: Record<TaskState, number> }
 
 export class TaskManager {
+  /** Bound: maxTasksPerJob per running job; finished jobs' until retention (maxDetailedJobs, detailMs) drops them. */
   private readonly tasks = new Map<string, TaskRec>()
+  /** Bound: as `tasks`. */
   private readonly byJob = new Map<string, JobTasks>()
   /** Tasks assigned to each peer and not finished, including actor calls. */
   private readonly running = new Map<string, Set<string>>()
@@ -82,6 +84,17 @@ export class TaskManager {
     const tally = this.byJob.get(jobId)
     return tally ? { ...tally.counts } : { waiting: 0, ready: 0, running: 0, finished: 0, failed: 0, cancelled: 0 }
   }
+  /** Retention: a finished job's task records go (all are ended); returns their ids. */
+  dropJob(jobId: string): string[] {
+    const ids = this.byJob.get(jobId)?.ids ?? []
+    for (const id of ids) this.tasks.delete(id)
+    this.byJob.delete(jobId)
+    return [...ids]
+  }
+
+  /** Task records held (running jobs', and finished jobs' until retention drops them). */
+  get size(): number { return this.tasks.size }
+
   /** Is the task assigned to this peer now? */
   isOn(peer: string, taskId: string): boolean { return !!this.running.get(peer)?.has(taskId) }
   runningCount(peer: string): number { return this.running.get(peer)?.size ?? 0 }

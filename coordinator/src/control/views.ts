@@ -16,7 +16,13 @@ export class JobViews {
     const job = this.m.jobs.get(jobId)
     if (!job) return undefined
     const info: JobInfo = { id: job.id, name: job.name, state: job.state, createdAt: job.createdAt, finishedAt: job.finishedAt, tasks: this.m.tasks.counts(job.id) }
-    if (job.rootTask) {
+    if (job.summary) {
+      // Retention dropped its work: what is left is what was written down when it did.
+      info.tasks = { ...job.summary.tasks }
+      info.detailsExpired = true
+      if (job.summary.result) { try { info.result = decodeValue(job.summary.result) } catch { info.result = '<undecodable>' } }
+      else if (job.summary.resultSize !== undefined && job.rootTask) info.result = { objectRef: returnId(job.rootTask), size: job.summary.resultSize }
+    } else if (job.rootTask) {
       const o = this.m.objects.get(returnId(job.rootTask))
       if (o?.inline && o.state === 'ready') { try { info.result = decodeValue(o.inline) } catch { info.result = '<undecodable>' } }
       else if (o?.state === 'ready') info.result = { objectRef: o.id, size: o.size }

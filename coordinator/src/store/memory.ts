@@ -32,7 +32,17 @@ export class MemoryStore implements ControlStore {
     }
   }
 
-  readonly jobs = { put: (job: JobRow) => { this.rows.jobs.set(job.id, { ...job }) } }
+  readonly jobs: ControlStore['jobs'] = {
+    put: (job) => { this.rows.jobs.set(job.id, { ...job }) },
+    dropDetails: (job, ids) => {
+      const r = this.rows
+      for (const id of ids.tasks) { r.tasks.delete(id); r.objects.delete(returnId(id)) }
+      for (const id of ids.objects) { r.objects.delete(id); r.locations.delete(id) }
+      for (const id of ids.actors) r.actors.delete(id)
+      for (const id of ids.fns) r.fns.delete(`${job}/${id}`)
+    },
+    remove: (job) => { this.rows.jobs.delete(job) },
+  }
   readonly tasks: ControlStore['tasks'] = {
     put: (task) => { if (!this.rows.tasks.has(task.id)) this.rows.tasks.set(task.id, { ...task }) },
     setState: (id, state, attempts, error) => {

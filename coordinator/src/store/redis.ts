@@ -10,7 +10,7 @@ import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow,
  *   P tasks:state   hash: id -> [state, attempts]
  *   P tasks:error   hash: id -> error                   (absent: none)
  *   P tasks:result  hash: id -> [size, inline]          a finished task's small result; load derives returnId(id)
- *   P tasks:order   list of ids, in submission order    pushed only when the spec was new, so never twice
+ *   P tasks:order:<job>  list of its task ids, in submission order   pushed only when the spec was new, so never twice
  *   P fns           hash: job NUL fnId -> [job, def]    first write wins, as in SQLite
  *   P locations     set of the objects that have locations; P locations:<object>: set of peers
  *   P bundles       hash: hash -> code (HSETNX);  P bundles:owners: set of "hash owner"
@@ -76,7 +76,7 @@ export class RedisStore implements ControlStore {
     const key = (name: string) => prefix + name
     this.k = {
       jobs: key('jobs'), actors: key('actors'), peers: key('peers'), origins: key('origins'), objects: key('objects'),
-      spec: key('tasks:spec'), state: key('tasks:state'), error: key('tasks:error'), result: key('tasks:result'), order: key('tasks:order'),
+      spec: key('tasks:spec'), state: key('tasks:state'), error: key('tasks:error'), result: key('tasks:result'), order: (job: string) => key(`tasks:order:${job}`),
       fns: key('fns'), locations: key('locations'), location: (object: string) => key(`locations:${object}`),
       bundles: key('bundles'), owners: key('bundles:owners'), commit: key('commit'),
     }
@@ -87,12 +87,14 @@ export class RedisStore implements ControlStore {
   async load(): Promise<StoreSnapshot> {
     const k = this.k
     const res = await this.redis.multi()
-      .hgetallBuffer(k.jobs).lrange(k.order, 0, -1).hgetallBuffer(k.spec).hgetallBuffer(k.state).hgetallBuffer(k.error)
+      .hgetallBuffer(k.jobs).hgetallBuffer(k.spec).hgetallBuffer(k.state).hgetallBuffer(k.error)
       .hgetallBuffer(k.result).hgetallBuffer(k.objects).hgetallBuffer(k.actors).hgetallBuffer(k.peers).hgetallBuffer(k.origins)
       .hgetallBuffer(k.fns).smembers(k.locations).hkeys(k.bundles).smembers(k.owners).exec()
-    const [jobs, order, spec, state, error, result, objs, actors, peers, origins, fns, locObjects, bundles, owners] = replies(res) as [
-      Record<string, Buffer>, string[], Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>,
+    const [jobs, spec, state, error, result, objs, actors, peers, origins, fns, locObjects, bundles, owners] = replies(res) as [
+      Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>,
       Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>, Record<string, Buffer>, string[], string[], string[]]
+    const jobIds = Object.keys(jobs)
+    const order = jobIds.length ? (replies(await jobIds.reduce((p, j) => p.lrange(k.order(j), 0, -1), this.redis.pipeline()).exec()) as string[][]).flat() : []
     const locReplies = locObjects.length ? replies(await locObjects.reduce((p, o) => p.smembers(k.location(o)), this.redis.pipeline()).exec()) as string[][] : []
 
     const tasks: TaskRow[] = []
@@ -128,12 +130,25 @@ export class RedisStore implements ControlStore {
     }
   }
 
-  readonly jobs = { put: (job: JobRow) => { const b = pack(job); this.write((m) => m.hset(this.k.jobs, job.id, b)) } }
+  readonly jobs: ControlStore['jobs'] = {
+    put: (job) => { const b = pack(job); this.write((m) => m.hset(this.k.jobs, job.id, b)) },
+    dropDetails: (job, ids) => {
+      const k = this.k
+      this.write((m) => {
+        for (const part of chunks(ids.tasks)) m.hdel(k.spec, ...part).hdel(k.state, ...part).hdel(k.error, ...part).hdel(k.result, ...part)
+        m.del(k.order(job))
+        for (const part of chunks(ids.objects)) m.hdel(k.objects, ...part).srem(k.locations, ...part).del(...part.map(k.location))
+        for (const part of chunks(ids.actors)) m.hdel(k.actors, ...part)
+        for (const part of chunks(ids.fns)) m.hdel(k.fns, ...part.map((id) => `${job}\0${id}`))
+      })
+    },
+    remove: (job) => { this.write((m) => m.hdel(this.k.jobs, job)) },
+  }
   readonly tasks: ControlStore['tasks'] = {
     put: (t) => {
       const spec = pack([t.job, t.spec, !!t.main]), state = pack([t.state, t.attempts]), err = t.error ? pack(t.error) : NONE
       const k = this.k
-      this.write((m) => m.eval(PUT_TASK, 4, k.spec, k.state, k.error, k.order, t.id, spec, state, err))
+      this.write((m) => m.eval(PUT_TASK, 4, k.spec, k.state, k.error, k.order(t.job), t.id, spec, state, err))
     },
     setState: (id, state, attempts, error) => {
       const s = pack([state, attempts]), err = error ? pack(error) : NONE
@@ -251,6 +266,9 @@ export class RedisStore implements ControlStore {
     else this.redis.disconnect()
   }
 }
+
+/** Variadic commands in parts of at most 1,000 arguments. */
+function* chunks(ids: string[]): Generator<string[]> { for (let i = 0; i < ids.length; i += 1000) yield ids.slice(i, i + 1000) }
 
 /** The replies of a MULTI/EXEC or pipeline; throws the first error among them. */
 function replies(res: [Error | null, unknown][] | null): unknown[] {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskState } from '@colony-grid/shared'
 import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot } from './types.js'
@@ -43,7 +43,15 @@ export class SqliteStore implements ControlStore {
     this.db.pragma('journal_mode = WAL')
     // WAL + NORMAL is durable across a process crash (kill -9); only an OS crash can lose the last commit.
     this.db.pragma('synchronous = NORMAL')
+    // Deleted rows give their pages back to the file (retention), a few at a time after each commit.
+    // A file made before this setting is converted once, by a VACUUM.
+    const fresh = (this.db.prepare("SELECT COUNT(*) AS n FROM sqlite_master").get() as { n: number }).n === 0
+    if (fresh) this.db.pragma('auto_vacuum = INCREMENTAL')
+    else if (this.db.pragma('auto_vacuum', { simple: true }) !== 2) { this.db.pragma('auto_vacuum = INCREMENTAL'); this.db.exec('VACUUM') }
+    // The WAL file shrinks back to this after a checkpoint, rather than keeping its largest size.
+    this.db.pragma('journal_size_limit = 16777216')
     this.db.exec(SCHEMA)
+    this.db.exec('CREATE INDEX IF NOT EXISTS tasks_by_job ON tasks (job); CREATE INDEX IF NOT EXISTS objects_by_job ON objects (job)')
     // Files from before a column existed.
     for (const [table, col] of [['tasks', 'result BLOB'], ['tasks', 'result_size INTEGER'], ['objects', 'hash TEXT']]) {
       try { this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${col}`) } catch { /* already there */ }
@@ -67,6 +75,12 @@ export class SqliteStore implements ControlStore {
       bundle: db.prepare('INSERT OR IGNORE INTO bundles (hash, code) VALUES (?, ?)'),
       bundleOwner: db.prepare('INSERT OR IGNORE INTO bundle_owners (hash, owner) VALUES (?, ?)'),
       bundleGet: db.prepare('SELECT code FROM bundles WHERE hash = ?'),
+      jobDel: db.prepare('DELETE FROM jobs WHERE id = ?'),
+      jobTasksDel: db.prepare('DELETE FROM tasks WHERE job = ?'),
+      jobLocationsDel: db.prepare('DELETE FROM locations WHERE object IN (SELECT id FROM objects WHERE job = ?)'),
+      jobObjectsDel: db.prepare('DELETE FROM objects WHERE job = ?'),
+      jobFnsDel: db.prepare('DELETE FROM fns WHERE job = ?'),
+      actorDel: db.prepare('DELETE FROM actors WHERE id = ?'),
     }
     this.commitQueued = db.transaction(() => { for (const write of this.queue) write() })
   }
@@ -111,7 +125,20 @@ export class SqliteStore implements ControlStore {
 
   private queueWrite(write: Write): void { this.queue.push(write) }
 
-  readonly jobs = { put: (job: JobRow) => { const b = pack(job); this.queueWrite(() => this.stmt.job.run(job.id, b)) } }
+  readonly jobs: ControlStore['jobs'] = {
+    put: (job: JobRow) => { const b = pack(job); this.queueWrite(() => this.stmt.job.run(job.id, b)) },
+    dropDetails: (job, ids) => {
+      this.queueWrite(() => {
+        this.stmt.jobTasksDel.run(job)
+        this.stmt.jobLocationsDel.run(job)
+        this.stmt.jobObjectsDel.run(job)
+        this.stmt.jobFnsDel.run(job)
+        for (const id of ids.actors) this.stmt.actorDel.run(id)
+      })
+      this.freed = true
+    },
+    remove: (job) => { this.queueWrite(() => this.stmt.jobDel.run(job)) },
+  }
   readonly tasks: ControlStore['tasks'] = {
     put: (t) => {
       const spec = pack(t.spec), err = packErr(t.error)
@@ -161,6 +188,22 @@ export class SqliteStore implements ControlStore {
     if (this.queue.length === 0) return
     this.commitQueued()
     this.queue = []
+    // Pages freed by retention go back to the file system in small steps (~1 MiB each), never one long pause.
+    if (this.freed) {
+      const left = this.db.pragma('freelist_count', { simple: true }) as number
+      if (left > 0) this.db.pragma('incremental_vacuum(256)')
+      this.freed = left > 256
+      // The WAL keeps the size of its largest burst; once retention's pages are back, cut it to nothing.
+      if (!this.freed) this.db.pragma('wal_checkpoint(TRUNCATE)')
+    }
+  }
+  /** Retention deleted rows whose pages are not yet given back. */
+  private freed = false
+  /** The bytes the store takes on disk (the database and its WAL). */
+  sizeOnDisk(): number {
+    let n = 0
+    for (const f of [this.path, `${this.path}-wal`]) { try { n += statSync(f).size } catch { /* none */ } }
+    return n
   }
   async close(): Promise<void> {
     if (!this.db.open) return

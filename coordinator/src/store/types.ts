@@ -19,6 +19,11 @@ export interface JobRow {
   error?: SerializedError
   /** Its tasks' time limit where they set none (control/options.ts JobOptions). */
   taskTimeoutMs?: number
+  /**
+   * Set once retention dropped its work (control/retention.ts): what `GET /api/jobs/:id` still
+   * shows, its tasks counted by state and its main's result (a small value, encoded).
+   */
+  summary?: { tasks: Record<TaskState, number>; result?: Uint8Array; resultSize?: number }
 }
 
 export interface TaskRow {
@@ -89,7 +94,18 @@ export interface StoreSnapshot {
  * Each table is a handle whose writes are queued, not awaited: the coordinator's turn stays
  * synchronous, and `commit()` makes everything queued so far durable at once (group commit).
  */
-export interface JobTable { put(job: JobRow): void }
+/** The rows of one job's work, named so that no store needs an index it lacks. */
+export interface JobDetails { tasks: string[]; objects: string[]; actors: string[]; fns: string[] }
+export interface JobTable {
+  put(job: JobRow): void
+  /**
+   * Retention (control/retention.ts): a finished job's work goes (its tasks with their results,
+   * its objects and their locations, its actors and functions); its summary row stays.
+   */
+  dropDetails(job: string, ids: JobDetails): void
+  /** Its summary row goes too: the job has expired. */
+  remove(job: string): void
+}
 export interface TaskTable {
   /** Written once, when the task is submitted; a second put of the same id changes nothing. */
   put(task: TaskRow): void

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util'
 import { authViolations, byzantine, coordinatorRestart, peerChurn, restartFigure, type Faults } from './scenarios.js'
 import { fuzz, fuzzFigure } from './fuzz.js'
 import { coordinatorFailover, failoverDuplicates, failoverLost } from './failover.js'
+import { soak } from './soak.js'
 
 const { values: cli } = parseArgs({ options: { json: { type: 'string' }, quick: { type: 'boolean' } } })
 const q = !!cli.quick
@@ -62,6 +63,19 @@ async function main(): Promise<void> {
   const foLostFault: Faults = { coordinator: ['takeover-fails-unfinished'] }
   const foLost = await coordinatorFailover(n, calls, { faults: foLostFault })
   detects('failover_lost_results', foLostFault, failoverLost(foLost), `${foLost.lost} lost, ${foLost.actorCallsMissing} actor calls never ran`)
+
+  const rounds = q ? 12 : 25, perJob = q ? 2000 : 20_000
+  console.error(`soak: ${rounds} rounds of 2 jobs side by side, ${perJob.toLocaleString('en-US')} tasks each, on 3 peers (one killed and replaced every other round), short retention`)
+  const sk = await soak(rounds, 2, perJob)
+  const skWhat = `${sk.tasks.toLocaleString('en-US')} tasks in ${sk.jobs} jobs (${rounds} rounds of 2 side by side) on 3 peers, one killed and replaced every other round, in ${sk.seconds.toFixed(0)} s; retention: work kept 2 s and for 4 jobs, summaries 4 s and 8 jobs; sampled after each round from the round in which the first job expired (round ${sk.warmRounds + 1})`
+  record('soak_tasks', sk.tasks, '>= 1000000 over >= 50 jobs', skWhat)
+  record('soak_rss_growth_ratio', Math.round(sk.rssGrowth * 1000) / 1000, '<= 1.05', `${skWhat}: the coordinator's RSS after each round, the last quarter's mean over the first's (${sk.rssMb.map((x) => x.toFixed(0)).join(' ')} MB)`)
+  record('soak_store_growth_ratio', Math.round(sk.storeGrowth * 1000) / 1000, '<= 1.05', `the same run: the SQLite database file (its WAL, cut back after each retention sweep, breathes with checkpoints and is not counted) (${sk.storeMb.map((x) => x.toFixed(1)).join(' ')} MB)`)
+  record('soak_lost_results', sk.lost, '0', 'the same run: results the drivers never got, or got wrong')
+  const skFault: Faults = { coordinator: ['retention-keeps-everything'] }
+  const skF = await soak(12, 2, 2000, { faults: skFault })
+  console.error(`  (with ${faultsOf(skFault)}: store ${skF.storeGrowth.toFixed(2)}, rss ${skF.rssGrowth.toFixed(2)})`)
+  record('soak_store_growth_ratio_detects_fault', skF.storeGrowth > 1.05 ? 1 : 0, '1', `12 rounds of 2 jobs of 2,000 tasks with the fault ${faultsOf(skFault)}: the store grew ${skF.storeGrowth.toFixed(2)}×, RSS ${skF.rssGrowth.toFixed(2)}×`)
 
   const b = q ? 60 : 500, big = q ? 10 : 50
   console.error(`byzantine: ${b} tasks and ${big} with results over 64 KiB, replicas: 2, on 2 honest peers and one that always answers wrong (released from each quarantine)`)
