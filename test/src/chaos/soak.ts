@@ -16,7 +16,7 @@ import type { Faults } from './scenarios.js'
 export interface SoakFigures {
   tasks: number
   jobs: number
-  /** Rounds before the first job expired (their samples are not counted). */
+  /** Rounds before the first job expired (their samples are not counted); -1: none expired, and every round counts. */
   warmRounds: number
   /** Mean of the last quarter's samples over the first quarter's. */
   rssGrowth: number
@@ -66,7 +66,9 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
         } finally { await grid.close() }
       }))
       clearTimeout(churn)
-      if (warmRounds < 0) { if ((await api(g, `/api/jobs/${firstJob}`)).status === 410) warmRounds = r + 1; else continue }
+      // Until the first job expires, the windows are filling: those rounds are sampled but not counted,
+      // unless no job ever expires (then retention does nothing, and every round counts).
+      if (warmRounds < 0 && (await api(g, `/api/jobs/${firstJob}`)).status === 410) warmRounds = r
       const rows = new Database(db, { readonly: true, fileMustExist: true })
       for (const kind of ['jobs', 'tasks', 'objects'] as const) {
         keptMax[kind] = Math.max(keptMax[kind], await metric(g, `colony_${kind}_kept`))
@@ -79,6 +81,9 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
       store.push(sizeMb([db]))
     }
   } finally { await g.stop() }
+  const from = Math.max(0, warmRounds)
+  rss.splice(0, from)
+  store.splice(0, from)
   return {
     tasks: rounds * sideBySide * tasksPerJob, jobs: rounds * sideBySide, lost, warmRounds, keptMax, rowsMax,
     rssGrowth: growth(rss), storeGrowth: growth(store), rssMb: rss, storeMb: store, seconds: (performance.now() - started) / 1000,
