@@ -40,14 +40,18 @@ export class SqliteStore implements ControlStore {
   constructor(readonly path: string) {
     mkdirSync(dirname(path), { recursive: true })
     this.db = new Database(path)
+    // Deleted rows give their pages back to the file (retention), a few at a time after each commit.
+    // It must be set before the first table, and before WAL (which cannot change it): a file made
+    // before this setting is converted once, by a VACUUM out of WAL mode.
+    if (this.db.pragma('auto_vacuum', { simple: true }) !== 2) {
+      const fresh = (this.db.prepare('SELECT COUNT(*) AS n FROM sqlite_master').get() as { n: number }).n === 0
+      this.db.pragma('journal_mode = DELETE')
+      this.db.pragma('auto_vacuum = INCREMENTAL')
+      if (!fresh) this.db.exec('VACUUM')
+    }
     this.db.pragma('journal_mode = WAL')
     // WAL + NORMAL is durable across a process crash (kill -9); only an OS crash can lose the last commit.
     this.db.pragma('synchronous = NORMAL')
-    // Deleted rows give their pages back to the file (retention), a few at a time after each commit.
-    // A file made before this setting is converted once, by a VACUUM.
-    const fresh = (this.db.prepare("SELECT COUNT(*) AS n FROM sqlite_master").get() as { n: number }).n === 0
-    if (fresh) this.db.pragma('auto_vacuum = INCREMENTAL')
-    else if (this.db.pragma('auto_vacuum', { simple: true }) !== 2) { this.db.pragma('auto_vacuum = INCREMENTAL'); this.db.exec('VACUUM') }
     // The WAL file shrinks back to this after a checkpoint, rather than keeping its largest size.
     this.db.pragma('journal_size_limit = 16777216')
     this.db.exec(SCHEMA)

@@ -50,10 +50,11 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
   const keptMax = { jobs: 0, tasks: 0, objects: 0 }, rowsMax = { jobs: 0, tasks: 0, objects: 0 }
   try {
     for (let r = 0; r < rounds; r++) {
+      let replaced: Promise<unknown> | undefined
       const churn = r % 2 === 1 ? setTimeout(() => {
         const victim = g.workers.shift()
         g.workerIds.shift()
-        void victim?.kill('SIGKILL').then(() => g.addWorker())
+        replaced = victim?.kill('SIGKILL').then(() => g.addWorker())
       }, 100) : undefined
       await Promise.all(Array.from({ length: sideBySide }, async () => {
         const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
@@ -66,6 +67,8 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
         } finally { await grid.close() }
       }))
       clearTimeout(churn)
+      // The replacement joins before the next round (and before the grid stops).
+      await replaced
       // Until the first job expires, the windows are filling: those rounds are sampled but not counted,
       // unless no job ever expires (then retention does nothing, and every round counts).
       if (warmRounds < 0 && (await api(g, `/api/jobs/${firstJob}`)).status === 410) warmRounds = r
