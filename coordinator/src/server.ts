@@ -395,6 +395,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       `colony_peers ${control.sessions.size}`,
       `colony_tasks_queued ${control.queuedTasks()}`,
       ...Object.entries(control.kept()).map(([kind, n]) => `colony_${kind}_kept ${n}`),
+      ...Object.entries(process.memoryUsage()).map(([kind, n]) => `colony_process_${kind.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_bytes ${n}`),
       `colony_tasks_finished_total ${k.tasksFinished}`,
       `colony_tasks_retried_total ${k.tasksRetried}`,
       `colony_duplicate_results_total ${k.duplicateResults}`,

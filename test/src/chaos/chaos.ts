@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const sk = await soak(rounds, 2, perJob)
   const skWhat = `${sk.tasks.toLocaleString('en-US')} tasks in ${sk.jobs} jobs (${rounds} rounds of 2 side by side) on 3 peers, one killed and replaced every other round, in ${sk.seconds.toFixed(0)} s; retention: work kept 2 s and for 4 jobs, summaries 4 s and 8 jobs; sampled after each round from the round in which the first job expired (round ${sk.warmRounds + 1})`
   record('soak_tasks', sk.tasks, '>= 1000000 over >= 50 jobs', skWhat)
-  record('soak_rss_growth_ratio', Math.round(sk.rssGrowth * 1000) / 1000, '<= 1.05', `${skWhat}: the coordinator's RSS after each round, the last quarter's mean over the first's (${sk.rssMb.map((x) => x.toFixed(0)).join(' ')} MB)`)
+  record('soak_rss_growth_ratio', Math.round(sk.rssGrowth * 1000) / 1000, '<= 1.05', `${skWhat}: the coordinator's RSS after each round, the last quarter's mean over the first's (${sk.rssMb.map((x) => x.toFixed(0)).join(' ')} MB; its V8 heap in use, garbage included: ${sk.heapMb.map((x) => x.toFixed(0)).join(' ')} MB)`)
   record('soak_store_growth_ratio', Math.round(sk.storeGrowth * 1000) / 1000, '<= 1.05', `the same run: the SQLite database file (its WAL, cut back after each retention sweep, breathes with checkpoints and is not counted) (${sk.storeMb.map((x) => x.toFixed(1)).join(' ')} MB)`)
   record('soak_lost_results', sk.lost, '0', 'the same run: results the drivers never got, or got wrong')
   const skFault: Faults = { coordinator: ['retention-keeps-everything'] }

@@ -28,6 +28,8 @@ export interface SoakFigures {
   /** Results the drivers never got, or got wrong. */
   lost: number
   rssMb: number[]
+  /** The coordinator's V8 heap in use after each round (garbage not yet collected included). */
+  heapMb: number[]
   storeMb: number[]
   seconds: number
 }
@@ -45,7 +47,7 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
   const started = performance.now()
   const g = await startGrid({ workers: 3, env: { ...SOAK_RETENTION, COLONY_INJECT_FAULTS: (opts.faults?.coordinator ?? []).join(',') } })
   const db = join(g.dataDir, 'colony.db')
-  const rss: number[] = [], store: number[] = []
+  const rss: number[] = [], store: number[] = [], heap: number[] = []
   let lost = 0, firstJob = '', warmRounds = -1
   const keptMax = { jobs: 0, tasks: 0, objects: 0 }, rowsMax = { jobs: 0, tasks: 0, objects: 0 }
   try {
@@ -79,6 +81,7 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
       }
       rows.close()
       rss.push(rssMb(g.coordinator.child.pid!))
+      heap.push(await metric(g, 'colony_process_heap_used_bytes') / 2 ** 20)
       // The database file: what the store keeps. Its WAL breathes between nothing and a few MB with
       // checkpoints (the coordinator cuts it back after each retention sweep), so it is not counted.
       store.push(sizeMb([db]))
@@ -86,9 +89,10 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
   } finally { await g.stop() }
   const from = Math.max(0, warmRounds)
   rss.splice(0, from)
+  heap.splice(0, from)
   store.splice(0, from)
   return {
     tasks: rounds * sideBySide * tasksPerJob, jobs: rounds * sideBySide, lost, warmRounds, keptMax, rowsMax,
-    rssGrowth: growth(rss), storeGrowth: growth(store), rssMb: rss, storeMb: store, seconds: (performance.now() - started) / 1000,
+    rssGrowth: growth(rss), storeGrowth: growth(store), rssMb: rss, storeMb: store, heapMb: heap, seconds: (performance.now() - started) / 1000,
   }
 }
