@@ -237,6 +237,9 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   }
 
   run(task: ExecTask): void {
+    // A run that arrives while the peer leaves must spawn nothing: close() has already ended every
+    // executor it knew, and one made now would outlive it (and hold the process open).
+    if (this.closed) { this.host!.done(task.spec.id, { lost: true }); return }
     if (task.spec.actor) {
       const home = this.actorHosts.get(task.spec.actor)
       if (!home) {
@@ -264,6 +267,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
    * whose next task must wait does not hold back the tasks of other jobs behind it.
    */
   private drain(): void {
+    if (this.closed) return
     if (this.policy.maxComputing !== undefined) this.wake()
     const stuck = new Set<string>()
     for (let i = 0; i < this.waiting.length;) {
