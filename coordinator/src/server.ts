@@ -7,7 +7,6 @@
  */
 import { Hono, type Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
-import { cors } from 'hono/cors'
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { createHash } from 'node:crypto'
@@ -26,6 +25,7 @@ import { SqliteStore } from './store/sqlite.js'
 import { RedisStore } from './store/redis.js'
 import type { ControlStore } from './store/types.js'
 import { Leadership, type Role } from './leadership.js'
+import { answerAsStandby, standbySocket } from './standby-http.js'
 import { tokensInRedis } from './shared-tokens.js'
 import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
 import { peerCredentials } from './identity.js'
@@ -210,25 +210,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     log(`HTTP ${c.req.method} ${c.req.path} failed: ${err.stack ?? err}`)
     return c.json(errorBody(err, 'INTERNAL'), 500)
   })
-  // After a failover, a tab whose page came from another coordinator of the grid fetches bundles
-  // and model files here: let the grid's own origins read them (no other origin: the tokens).
-  const gridOrigins = () => new Set(leadership?.urls().map((u) => new URL(u).origin))
-  app.use('*', cors({ origin: (origin) => (redisUrl && gridOrigins().has(origin) ? origin : null), allowHeaders: ['authorization', 'content-type'], maxAge: 600 }))
-  // A standby (or a deposed leader) serves no state: it says where the leader is. Pages are still
-  // served (a join page from here connects and is sent on), and so is the WebSocket, which is
-  // closed with CLOSE_STANDBY so that peers move to the next coordinator at once.
-  app.use('*', async (c, next) => {
-    const role = leadership?.role ?? 'standby', leaderUrl = leadership?.leaderUrl
-    if (role === 'leader') return next()
-    const path = c.req.path
-    if (path === '/ws' || path === '/api/public') return next()
-    const body = { standby: true, leader: leaderUrl ?? null, role }
-    if (path === '/healthz') return c.json({ ok: true, ...body })
-    if (path.startsWith('/api/') || path === '/metrics') {
-      return c.json({ ...body, error: { code: 'STANDBY', message: `this coordinator is a standby${leaderUrl ? `; the leader is ${leaderUrl}` : ''}: try another coordinator of the grid` } }, 503)
-    }
-    return next()
-  })
+  answerAsStandby(app, () => leadership, !!redisUrl)
   app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}` } }, 404))
 
   const needRole = (c: Context, allowed: ('driver' | 'worker')[]): TokenGrant => {
@@ -414,7 +396,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const socketStats = { helloTimeouts: 0 }
   app.get('/ws', upgradeWebSocket((c) => leadership?.role === 'leader'
     ? peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, remoteAddress(c, opts.trustProxy === true))
-    : { onOpen: (_ev, ws) => ws.close(CLOSE_STANDBY, leadership?.leaderUrl ? `standby; the leader is ${leadership.leaderUrl}`.slice(0, 120) : 'standby') }))
+    : standbySocket(leadership?.leaderUrl)))
 
   // Last: a page's `/:name` route must not shadow /ws or the API.
   if (opts.webRoots?.length) servePages(app, opts.webRoots)
