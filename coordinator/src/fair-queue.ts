@@ -20,6 +20,7 @@ interface Lane {
 }
 
 export class FairQueue {
+  /** Bound: one per user with tasks queued; an emptied lane goes. */
   private readonly lanes = new Map<string, Lane>()
   /** This pass's lanes, in round-robin order. */
   private order: Lane[] = []
@@ -28,6 +29,7 @@ export class FairQueue {
   /** The last task taken was placed (not kept or put back). */
   private placedCurrent = false
   private lastServed?: string
+  /** Bound: users with recent use; it decays, and an entry goes once it is near 0. */
   private readonly usage = new Map<string, number>()
   private queued = 0
 

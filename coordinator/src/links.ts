@@ -8,7 +8,7 @@
 export const LINK_TTL_MS = 120_000
 
 export class PlannedLinks {
-  /** `a|b` with a < b, to when the pairing lapses. */
+  /** `a|b` with a < b, to when the pairing lapses. Bound: pairs of connected peers; lapsed ones are swept, a leaving peer's go. */
   private readonly until = new Map<string, number>()
   private sweepAt = 0
 

@@ -33,6 +33,7 @@ function tabPolicy(host: string): string {
 const hostOf = (header: string | undefined) => (header ?? '').replace(/[^\w.:[\]-]/g, '')
 
 export function servePages(app: Hono, roots: readonly string[]): void {
+  /** Bound: the files under `roots`, the pages shipped with the coordinator (a path that is not there is not cached). */
   const cache = new Map<string, Uint8Array>()
   const file = (path: string): Uint8Array | undefined => {
     let data = cache.get(path)

@@ -40,8 +40,12 @@ export class PeerSession {
    * (control/tasks.ts, actors.ts, objects.ts); its standing by control/peers.ts.
    */
   readonly jobs = new Map<string, number>()
-  /** Functions (`job/fn`) already sent on this connection, so a `run` carries each definition once. */
-  readonly knownFns = new Set<string>()
+  /**
+   * Functions already sent on this connection, by job, so a `run` carries each definition once.
+   * Bound: a job's go when it finishes (control/peers.ts), so a peer connected for months holds
+   * only those of the jobs running.
+   */
+  readonly knownFns = new Map<string, Set<string>>()
   /** A driver's job. */
   jobId?: string
   tasksDone = 0

@@ -6,15 +6,14 @@
  * never with a token in the query string, which would end up in proxies' logs.
  */
 import { Hono, type Context } from 'hono'
-import { streamSSE } from 'hono/streaming'
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { createHash } from 'node:crypto'
 import { createServer as createHttpsServer } from 'node:https'
 import { join } from 'node:path'
-import { isIP, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import {
-  AuthError, CLOSE_STANDBY, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, ProtocolError, encodeValue, type Limits,
+  AuthError, CLOSE_STANDBY, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, MAX_RECONNECT_PAUSE_MS, ProtocolError, encodeValue, type Limits,
 } from '@colony-grid/shared'
 import type { SchedulingPolicy } from './control/scheduling.js'
 import type { RetentionOptions } from './control/retention.js'
@@ -34,6 +33,9 @@ import { servePages } from './pages.js'
 import { DEFAULT_TURN_TTL_S, iceServersFor, type TurnSecretOptions } from './ice-servers.js'
 import { publicUrlOf } from './public-url.js'
 import { peerSocket } from './peer-socket.js'
+import { bearer, remoteAddress } from './request-origin.js'
+import { jobEvents } from './job-events.js'
+import type { Ingress } from './ingress.js'
 
 export interface CoordinatorOptions {
   /** Default 8787; 0 picks a free port. */
@@ -90,6 +92,8 @@ export interface CoordinatorOptions {
   heartbeatTimeoutMs?: number
   /** STUN/TURN servers peers use for the data plane (RTCIceServer shape); none by default (host candidates). */
   iceServers?: { urls: string | string[]; username?: string; credential?: string }[]
+  /** Routes libraries add (ingress.ts): `colony start` mounts serving's /serve and /api/deployments. */
+  ingress?: Ingress[]
   /** A folder of built pages (the join page and others) to serve at `/<name>`. */
   webRoots?: string[]
   /** Bad messages tolerated on one connection before it is closed. */
@@ -123,27 +127,6 @@ export interface Coordinator {
   close(): Promise<void>
 }
 
-/** The token in `Authorization: Bearer <token>`; nothing else (a token in the URL would end up in logs). */
-function bearer(c: Context): string | undefined {
-  const h = c.req.header('authorization')
-  return h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined
-}
-
-/**
- * Where a request (or a WebSocket upgrade) comes from. Behind a reverse proxy every socket is the
- * proxy's, and volunteers would share one origin (and one reputation): with `trustProxy`, the
- * address the proxy appended last to X-Forwarded-For. Only from a proxy on this machine (a
- * loopback socket): anyone reaching the coordinator directly could write the header themselves.
- */
-function remoteAddress(c: Context, trustProxy: boolean): string | undefined {
-  const socket = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress
-  if (!trustProxy || !socket || !isLoopback(socket)) return socket
-  const forwarded = c.req.header('x-forwarded-for')?.split(',').map((a) => a.trim()).at(-1)
-  return forwarded && isIP(forwarded) ? forwarded : socket
-}
-
-const isLoopback = (a: string) => a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.')
-
 function errorBody(err: ColonyError | Error, code?: string) {
   return { error: { code: code ?? (err as ColonyError).code ?? 'ERROR', message: err.message, ...(err instanceof LimitError ? { limit: err.limit } : {}) } }
 }
@@ -167,6 +150,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const tokens = registry.main
   const tokenMismatch = await sharedTokens?.save(tokens)
   if (tokenMismatch) log(tokenMismatch)
+  const reconcileMs = opts.reconcileMs ?? 5000
+  if (reconcileMs < MAX_RECONNECT_PAUSE_MS * 1.25 + 500) log(`warning: a reconciliation window of ${reconcileMs} ms is shorter than a peer's longest pause between reconnects (${MAX_RECONNECT_PAUSE_MS * 1.25} ms); after a restart, actors of peers that were coming back may be failed`)
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits }
   const maxBundleBytes = opts.maxBundleBytes ?? 8 * 1024 * 1024
   const maxBad = opts.maxBadMessages ?? 20
@@ -183,7 +168,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       pipelineDepth: opts.pipelineDepth,
       pipelineTargetMs: opts.pipelineTargetMs ?? 10,
       maxPipelineDepth: opts.maxPipelineDepth ?? 64,
-      reconcileMs: opts.reconcileMs ?? 5000,
+      reconcileMs,
       heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 15_000,
       iceServersFor: iceServersFor(opts.iceServers ?? [], opts.turn),
       // Fresh TURN credentials at half their life (renewed on every reconnect too).
@@ -331,28 +316,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   app.get('/api/jobs/:id/logs', (c) => { detailsOr410(c); return c.json(control.jobLogs(c.req.param('id'))) })
   app.get('/api/jobs/:id/events', (c) => {
     const first = jobOr404(c)
-    const id = c.req.param('id')
-    return streamSSE(c, async (stream) => {
-      const queue: { event: string; data: string }[] = []
-      let wake: (() => void) | undefined
-      const push = (event: string, data: unknown) => { queue.push({ event, data: JSON.stringify(data) }); wake?.() }
-      for (const line of control.jobLogs(id)?.lines ?? []) push('log', line)
-      push('state', jsonSafe(first))
-      let ended = first.state !== 'running'
-      const stop = control.listenJob(id, (ev) => {
-        if (ev.type === 'log') push('log', ev.line)
-        else { push('state', jsonSafe(ev.job)); ended = true }
-      })
-      stream.onAbort(() => { ended = true; wake?.() })
-      try {
-        for (;;) {
-          while (queue.length) { const m = queue.shift()!; await stream.writeSSE(m) }
-          if (ended) break
-          await new Promise<void>((r) => { wake = r })
-          wake = undefined
-        }
-      } finally { stop() }
-    })
+    return jobEvents(c, control, first)
   })
   // A job's code, for those it concerns only (ControlPlane.bundleReadable); anyone else gets 404, as if it did not exist.
   // A worker asks as the peer it is (the join token is every volunteer's): `Authorization: Peer <peerId>:<peerSecret>`.
@@ -389,6 +353,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       `colony_signals_refused_total ${k.signalsRefused}`,
       `colony_holds_refused_total ${k.holdsRefused}`,
       `colony_hello_timeouts_total ${socketStats.helloTimeouts}`,
+      ...(opts.ingress ?? []).flatMap((i) => i.metrics?.() ?? []),
     ]
     return c.text(lines.join('\n') + '\n')
   })
@@ -397,6 +362,11 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   app.get('/ws', upgradeWebSocket((c) => leadership?.role === 'leader'
     ? peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, remoteAddress(c, opts.trustProxy === true))
     : standbySocket(leadership?.leaderUrl)))
+
+  for (const ingress of opts.ingress ?? []) {
+    const handle = (c: Context) => { const g = registry.check(bearer(c)); return ingress.fetch(c.req.raw, { role: g?.role, operator: g?.operator }) }
+    for (const prefix of ingress.prefixes) { app.all(prefix, handle); app.all(`${prefix}/*`, handle) }
+  }
 
   // Last: a page's `/:name` route must not shadow /ws or the API.
   if (opts.webRoots?.length) servePages(app, opts.webRoots)
@@ -449,6 +419,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     async close() {
       const led = lead.role === 'leader'
       lead.role = 'deposed'
+      for (const i of opts.ingress ?? []) await i.close?.().catch((e: unknown) => log(`closing ${i.prefixes.join(', ')}: ${(e as Error)?.message ?? e}`))
       control?.close()
       for (const ws of wss.clients) ws.terminate()
       await new Promise<void>((r) => server.close(() => r()))

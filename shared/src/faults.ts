@@ -19,6 +19,8 @@ export const FAULT_DESCRIPTIONS = {
   'handler-throws': 'the coordinator\'s handler of a \'pause\' message throws (control/control-plane.ts handler table)',
   'http-handler-throws': 'the coordinator\'s GET /api/peers throws (server.ts)',
   'exit-on-malformed-frame': 'the coordinator exits on a frame it cannot decode (server.ts)',
+  'poison-float-arrays': 'a worker multiplies by -100 every Float32Array its tasks send on (in the arguments of the calls they make, and in the objects they put), as a volunteer sending poisoned gradients would (peer.ts grid)',
+  'slow-worker': 'a worker reports each task\'s outcome only after three times its run time again, as a device four times slower would (peer.ts done)',
 } as const
 
 export type FaultName = keyof typeof FAULT_DESCRIPTIONS
@@ -53,6 +55,8 @@ export const FAULTS = Object.freeze({
   handlerThrows: on('handler-throws'),
   httpHandlerThrows: on('http-handler-throws'),
   exitOnMalformedFrame: on('exit-on-malformed-frame'),
+  poisonFloatArrays: on('poison-float-arrays'),
+  slowWorker: on('slow-worker'),
 })
 
 /** What a process with faults on says at start; undefined when none is on. */

@@ -191,6 +191,12 @@ export interface WelcomeMsg {
  */
 export const CLOSE_STANDBY = 4503
 
+/**
+ * The longest pause a peer makes between reconnect attempts (it jitters ±25%): a restarted
+ * coordinator's reconciliation window shorter than that may fail actors whose peers were coming back.
+ */
+export const MAX_RECONNECT_PAUSE_MS = 3000
+
 export interface AckMsg { t: 'ack'; n: number }
 export interface RunMsg {
   t: 'run'

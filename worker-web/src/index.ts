@@ -6,3 +6,4 @@ export { DataPlane, type DataPlaneOptions, type RtcFactory, type RtcPeerLike, ty
 export { ExecutorRuntime, type ExecutorEnv, type TaskContext, type ColonyGlobal } from './core/executor-runtime.js'
 export type { ExecutorPool, ExecutorHost, ExecTask, ExecOutcome } from './core/executor-protocol.js'
 export { colonyMl, type ColonyMl, type MlPlatform, type SessionOptions } from './core/ml.js'
+export { LocalObjectStore } from './core/object-store.js'

@@ -22,9 +22,9 @@ export interface ActorRec extends ActorRow { maxRestarts: number; queue: string[
 export class ActorManager {
   /** Bound: a running job's actors (by maxTasksPerJob, as each is a task), and finished jobs' until retention drops them. */
   private readonly actors = new Map<string, ActorRec>()
-  /** Actors each peer hosts. */
+  /** Actors each peer hosts. Bound: connected peers' actors; a peer's entry goes when it leaves. */
   private readonly hosted = new Map<string, Set<string>>()
-  /** Actors to dispatch calls of at the end of the turn (after a reconnecting peer's replayed results). */
+  /** Actors to dispatch calls of at the end of the turn (after a reconnecting peer's replayed results); cleared each turn. */
   private readonly pumpSoon = new Set<ActorRec>()
   private peers!: PeerManager
   private jobs!: JobManager

@@ -73,7 +73,7 @@ export class ControlPlane {
     const scheduler = this.scheduler = new Scheduler(policy, peers, jobs, tick)
     this.pulls = new PullManager(peers, objects, recovery, this.counters)
     this.views = new JobViews({ jobs, tasks, objects, actors, scheduler })
-    this.retention = new Retention({ ...DEFAULT_RETENTION, ...opts.retention }, opts.store, { jobs, tasks, objects, actors })
+    this.retention = new Retention({ ...DEFAULT_RETENTION, ...opts.retention }, opts.store, { jobs, tasks, objects, actors, quorum }, opts.log)
     objects.wire({ peers, deps })
     deps.wire({ objects, tasks, results })
     tasks.wire({ peers, jobs, objects, deps, actors, quorum, scheduler, recovery, results })
@@ -90,7 +90,7 @@ export class ControlPlane {
 
   /** Who hears what, in order (as gcs_server.cc's InstallEventListeners). */
   private installListeners(): void {
-    const { bus, jobs, tasks, results, deps, objects, pulls, actors, recovery, views, retention } = this
+    const { bus, peers, jobs, tasks, results, deps, objects, pulls, actors, recovery, views, retention } = this
     // A peer left: its tasks go back to the queue, then its actors restart, then the objects it
     // held are lost (and rebuilt), then relays it served go to another holder.
     bus.on('peerRemoved', (s, why) => tasks.peerRemoved(s, why))
@@ -110,6 +110,7 @@ export class ControlPlane {
     bus.on('jobEnding', (job, reason) => tasks.jobEnding(job, reason))
     bus.on('jobEnding', (job, reason) => actors.jobEnding(job, reason))
     bus.on('jobFinished', (job) => objects.jobFinished(job))
+    bus.on('jobFinished', (job) => peers.jobFinished(job.id))
     bus.on('jobFinished', (job) => jobs.tell(job, { type: 'state', job: views.jobInfo(job.id)! }))
     // Last: from now on its work is kept for a while, then only its summary (retention.ts).
     bus.on('jobFinished', (job) => retention.jobFinished(job))
@@ -223,7 +224,9 @@ export class ControlPlane {
   jobActors(jobId: string): ActorSummary[] | undefined { return this.views.jobActors(jobId) }
   jobLogs(jobId: string): { lines: string[]; dropped: number } | undefined { return this.jobs.logs(jobId) }
   /** How many records the coordinator holds of each kind: what retention bounds (GET /metrics). */
-  kept(): { jobs: number; tasks: number; objects: number } { return { jobs: this.jobs.size, tasks: this.tasks.size, objects: this.objects.size } }
+  kept(): { jobs: number; tasks: number; objects: number; bundles: number; quorums: number } {
+    return { jobs: this.jobs.size, tasks: this.tasks.size, objects: this.objects.size, bundles: this.jobs.bundleCount, quorums: this.quorum.size }
+  }
   /** A job retention dropped altogether (retention.ts), or undefined. */
   jobExpired(jobId: string): Expired | undefined { return this.retention.expired(jobId) }
   /** Only the job's summary is kept: its tasks, objects, actors and log were dropped. */

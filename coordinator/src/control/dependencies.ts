@@ -9,9 +9,9 @@ import type { TaskResults } from './task-results.js'
 import type { TaskManager, TaskRec } from './tasks.js'
 
 export class DependencyManager {
-  /** Tasks waiting for an object to be made, by object. */
+  /** Tasks waiting for an object to be made, by object. Bound: running jobs' unfinished tasks (maxTasksPerJob). */
   private readonly waiting = new Map<string, TaskRec[]>()
-  /** How many unfinished tasks need each object as an argument. */
+  /** How many unfinished tasks need each object as an argument. Bound: as `waiting`; an entry goes at 0. */
   private readonly pins = new Map<string, number>()
   private objects!: ObjectDirectory
   private tasks!: TaskManager

@@ -8,6 +8,7 @@ import type { InfeasibleWork as InfeasibleInfo } from '@colony-grid/shared'
 interface Group { job: string; key: string; needs: string[]; offered: string; since: number; message: string; tasks: Set<string> }
 
 export class InfeasibleWork {
+  /** Bound: queued tasks no peer can run (running jobs', maxTasksPerJob); each scheduling pass drops those no longer queued. */
   private readonly byTask = new Map<string, Group>()
   private readonly byJob = new Map<string, Map<string, Group>>()
 

@@ -32,14 +32,20 @@ export interface JobRec extends JobRow {
 export class JobManager {
   /** Bound: running jobs, and finished ones until retention (maxSummaries) drops them. */
   private readonly jobs = new Map<string, JobRec>()
-  /** The token ids that uploaded each bundle (kept here so checks need no store read). */
-  /** Not bounded yet: one entry per uploaded bundle (a hash and a token id), as the store keeps every bundle. */
-  private readonly bundleOwners = new Map<string, Set<string>>()
+  /**
+   * Each stored bundle: the token ids that uploaded it (kept here so checks need no store read), and
+   * since when no job that keeps its work has used it. Bound: retention drops a bundle idle for its
+   * `detailMs` (dropIdleBundles), so what is left is what recent jobs use or were just given.
+   */
+  private readonly bundles = new Map<string, { owners: Set<string>; idleSince: number }>()
 
   constructor(private readonly opts: ControlOptions, private readonly bus: ControlBus, private readonly peers: PeerManager) {}
 
   initialize(snap: StoreSnapshot): void {
-    for (const b of snap.bundles) for (const owner of b.owners) this.bundleUploaded(b.hash, owner)
+    for (const b of snap.bundles) {
+      this.bundles.set(b.hash, { owners: new Set(), idleSince: Date.now() })
+      for (const owner of b.owners) this.bundleUploaded(b.hash, owner)
+    }
     for (const row of snap.jobs) this.jobs.set(row.id, { ...row, fns: new Map(), listeners: new Set() })
     for (const { job, def } of snap.fns) this.jobs.get(job)?.fns.set(def.id, def)
   }
@@ -96,18 +102,43 @@ export class JobManager {
     if (!job) throw new AuthError(`peer ${s.id} cannot define functions in job ${jobId ?? '?'}`)
     if (job.fns.has(def.id)) return
     // A job may use only bundles its own token uploaded: naming another's hash would hand it that code.
-    if (def.kind === 'bundle' && !this.usesBundle(job, def.bundle) && !(job.owner && this.bundleOwners.get(def.bundle)?.has(job.owner))) {
+    if (def.kind === 'bundle' && !this.usesBundle(job, def.bundle) && !(job.owner && this.bundles.get(def.bundle)?.owners.has(job.owner))) {
       throw new AuthError(`job ${job.id} cannot use bundle ${def.bundle}: upload it with this job's token (POST /api/bundles)`)
     }
     job.fns.set(def.id, def)
     this.opts.store.fns.put(job.id, def)
   }
 
-  /** A token uploaded a bundle (the store already holds its code). */
+  /** A token uploaded a bundle (the store already holds its code): it is kept at least `detailMs` from now. */
   bundleUploaded(hash: string, owner: string): void {
-    let o = this.bundleOwners.get(hash)
-    if (!o) this.bundleOwners.set(hash, o = new Set())
-    o.add(owner)
+    let b = this.bundles.get(hash)
+    if (!b) this.bundles.set(hash, b = { owners: new Set(), idleSince: 0 })
+    b.owners.add(owner)
+    b.idleSince = Date.now()
+  }
+
+  /** Bundles stored. */
+  get bundleCount(): number { return this.bundles.size }
+
+  /**
+   * Retention: forgets the bundles no job that keeps its work has used for `idleMs`, and returns
+   * them, for the store to drop. A running job's bundles are always kept; one uploaded and not yet
+   * used gets the same `idleMs` to be used in. One pass over the jobs kept, so it runs on retention's
+   * timer, not at each job's end.
+   */
+  dropIdleBundles(now: number, idleMs: number): string[] {
+    const used = new Set<string>()
+    for (const job of this.jobs.values()) {
+      if (job.summary) continue
+      if (job.bundle) used.add(job.bundle)
+      for (const def of job.fns.values()) if (def.kind === 'bundle') used.add(def.bundle)
+    }
+    const dropped: string[] = []
+    for (const [hash, b] of this.bundles) {
+      if (used.has(hash)) b.idleSince = now
+      else if (now - b.idleSince >= idleMs) { this.bundles.delete(hash); dropped.push(hash) }
+    }
+    return dropped
   }
 
   /**
@@ -119,7 +150,7 @@ export class JobManager {
     if ('grant' in who) {
       const { grant } = who
       if (grant.role !== 'driver') return false
-      if (grant.operator || this.bundleOwners.get(hash)?.has(grant.id)) return true
+      if (grant.operator || this.bundles.get(hash)?.owners.has(grant.id)) return true
       for (const job of this.jobs.values()) if (job.owner === grant.id && this.usesBundle(job, hash)) return true
       return false
     }

@@ -46,13 +46,13 @@ export interface ObjRec {
 export class ObjectDirectory {
   /** Bound: maxObjectsPerJob and the tasks' results of running jobs; finished jobs' until retention drops them. */
   private readonly objects = new Map<string, ObjRec>()
-  /** Objects whose bytes each peer holds (not inline ones). */
+  /** Objects whose bytes each peer holds (not inline ones). Bound: connected peers' copies of kept objects; a peer's go when it leaves. */
   private readonly heldBy = new Map<string, Set<string>>()
-  /** Objects each peer waits to hear of. */
+  /** Objects each peer waits to hear of. Bound: as `heldBy`. */
   private readonly subscribedBy = new Map<string, Set<string>>()
-  /** Objects each job has put (for maxObjectsPerJob). */
+  /** Objects each job has put (for maxObjectsPerJob). Bound: one count per running job; it goes when the job ends. */
   private readonly puts = new Map<string, number>()
-  /** `put` objects whose holder left: errors only if the holder is not back within the heartbeat timeout. */
+  /** `put` objects whose holder left: errors only if the holder is not back within the heartbeat timeout. Bound: each timer deletes its entry. */
   private readonly putGrace = new Map<string, NodeJS.Timeout>()
   private peers!: PeerManager
   private deps!: DependencyManager

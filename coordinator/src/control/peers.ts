@@ -13,9 +13,10 @@ import type { ControlBus } from './events.js'
 import type { ControlOptions, Counters } from './options.js'
 
 export class PeerManager {
+  /** Bound: connected peers (maxPeersPerToken per token); a session goes when its peer leaves or misses heartbeats. */
   private readonly sessions = new Map<string, PeerSession>()
   /** The one copy of every peer's standing (sessions do not keep one); the store keeps it across restarts. */
-  readonly reputations = new Reputations()
+  readonly reputations = new Reputations({ forgotOrigin: (origin) => this.opts.store.origins.remove(origin) })
   /** Peer ids and the secrets that prove them (identity.ts). */
   readonly identities = new PeerIdentities((id) => this.sessions.has(id))
   /** Bumped whenever what the connected workers offer may have changed: a peer came, left, paused, or was quarantined or released. */
@@ -154,6 +155,9 @@ export class PeerManager {
     if (s.p2p) for (const other of this.sessions.values()) if (other.p2p) other.send({ t: 'peerLeft', peer: s.id })
     this.bus.emit('peerRemoved', s, why)
   }
+
+  /** `jobFinished`: no peer is sent its functions again. */
+  jobFinished(job: string): void { for (const s of this.sessions.values()) s.knownFns.delete(job) }
 
   setPaused(s: PeerSession, paused: boolean): void {
     if (s.paused !== paused) this.epoch++

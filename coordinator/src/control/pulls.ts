@@ -17,8 +17,9 @@ interface Pull { peer: string; req: number; relay?: boolean; job?: string }
 interface Relay { requester: string; req: number; holder: string; id: string; tried: Set<string> }
 
 export class PullManager {
-  /** Pulls waiting for an object to be made (or a live copy of it to come back), by object. */
+  /** Pulls waiting for an object to be made (or a live copy of it to come back), by object. Bound: pending objects of running jobs; an object's pulls go when it is made or freed. */
   private readonly waiting = new Map<string, Pull[]>()
+  /** Relays under way. Bound: connected peers' pulls (a peer's go when it leaves), each deleted at its last chunk. */
   private readonly relays = new Map<number, Relay>()
   private nextRelay = 1
   /** Which peers may signal each other (links.ts). */

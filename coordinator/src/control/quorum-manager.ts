@@ -16,9 +16,9 @@ import type { TaskManager, TaskRec } from './tasks.js'
 interface Quorum { replicas: string[]; need: number; max: number }
 
 export class QuorumManager {
-  /** By the replicated task's id. */
+  /** By the replicated task's id. Bound: as the task records, which retention drops with these (dropTasks). */
   private readonly quorums = new Map<string, Quorum>()
-  /** Replicated tasks a replica of which ended this turn: judged at the end of the turn. */
+  /** Replicated tasks a replica of which ended this turn: judged at the end of the turn (then cleared). */
   private readonly judgeLater = new Set<TaskRec>()
   private tasks!: TaskManager
   private results!: TaskResults
@@ -30,6 +30,14 @@ export class QuorumManager {
 
   wire(m: { tasks: TaskManager; results: TaskResults; jobs: JobManager; objects: ObjectDirectory; peers: PeerManager }): void {
     ({ tasks: this.tasks, results: this.results, jobs: this.jobs, objects: this.objects, peers: this.peers } = m)
+  }
+
+  /** Quorums held. */
+  get size(): number { return this.quorums.size }
+
+  /** Retention dropped these tasks' records: their quorums go too. */
+  dropTasks(ids: readonly string[]): void {
+    if (this.quorums.size > 0) for (const id of ids) this.quorums.delete(id)
   }
 
   isReplicated(t: TaskRec): boolean { return this.quorums.size > 0 && this.quorums.has(t.id) }

@@ -23,14 +23,19 @@ interface Managers { peers: PeerManager; jobs: JobManager; objects: ObjectDirect
 export class Recovery {
   /** Until then (ms since the epoch; 0: no window), peers may come back and claim their work; nothing is scheduled. */
   private reconcileUntil = 0
+  /** Bound: the peers the store knew; cleared when the reconciliation window ends (as is the next one). */
   private readonly expectedPeers = new Set<string>()
   private readonly unclaimedActors = new Set<string>()
   private reconcileTimer?: NodeJS.Timeout
+  private orphansTimer?: NodeJS.Timeout
   /** Until then, results for unknown tasks may be orphans. */
   private orphansUntil = 0
-  /** After a restart: tasks a peer says it runs that the store never committed; claimed when their submit is replayed. */
+  /**
+   * After a restart: tasks a peer says it runs that the store never committed; claimed when their submit
+   * is replayed. Bound: what connected peers run; a peer's go when it leaves, all at the window's end.
+   */
   private readonly orphanRunning = new Map<string, string>()
-  /** After a restart: results replayed for tasks whose submit the store never committed; applied when it is replayed. */
+  /** After a restart: results replayed for tasks whose submit the store never committed; applied when it is replayed. Bound: 100,000 (orphanFinished), cleared at the window's end. */
   private readonly orphanDone = new Map<string, { peer: string; results?: ResultOut[]; error?: SerializedError }>()
   private m!: Managers
 
@@ -174,7 +179,10 @@ export class Recovery {
     for (const pid of this.expectedPeers) this.opts.store.peers.remove(pid)
     this.expectedPeers.clear()
     this.requestTick()
+    // A submit not replayed by the end of the orphans' window never will be: what waited for it goes.
+    this.orphansTimer = setTimeout(() => { this.orphanDone.clear(); this.orphanRunning.clear() }, Math.max(0, this.orphansUntil - Date.now()))
+    this.orphansTimer.unref()
   }
 
-  close(): void { clearTimeout(this.reconcileTimer) }
+  close(): void { clearTimeout(this.reconcileTimer); clearTimeout(this.orphansTimer) }
 }

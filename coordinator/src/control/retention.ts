@@ -6,17 +6,19 @@
  * `maxDetailedJobs` jobs do; then only its summary (state, times, counts by state, its
  * main's result), for `summaryMs`, and at most `maxSummaries` of them; then nothing but an
  * entry in a bounded list of expired ids, so that the API can say "expired" rather than
- * "no such job". A running job keeps everything, always.
+ * "no such job". A running job keeps everything, always. A bundle (a job's code) is kept while a
+ * job that keeps its work uses it, then for `detailMs` more, in case a job is started from it again.
  */
 import { FAULTS, returnId } from '@colony-grid/shared'
 import type { ControlStore, JobRow } from '../store/types.js'
 import type { ActorManager } from './actors.js'
 import type { JobManager, JobRec } from './jobs.js'
 import type { ObjectDirectory } from './objects.js'
+import type { QuorumManager } from './quorum-manager.js'
 import type { TaskManager } from './tasks.js'
 
 export interface RetentionOptions {
-  /** How long a finished job's work (tasks, objects, actors, functions, log) is kept, ms. */
+  /** How long a finished job's work (tasks, objects, actors, functions, log) is kept, ms; and a bundle no such job uses. */
   detailMs: number
   /** At most this many finished jobs keep their work; the first finished go first. */
   maxDetailedJobs: number
@@ -47,11 +49,12 @@ export class Retention {
   constructor(
     readonly settings: RetentionOptions,
     private readonly store: ControlStore,
-    private readonly m: { jobs: JobManager; tasks: TaskManager; objects: ObjectDirectory; actors: ActorManager },
+    private readonly m: { jobs: JobManager; tasks: TaskManager; objects: ObjectDirectory; actors: ActorManager; quorum: QuorumManager },
+    private readonly log: (line: string) => void,
   ) {
     // Often enough that nothing outlives its time by more than a quarter of it (within 50 ms to a minute).
     const every = Math.min(60_000, Math.max(50, Math.min(settings.detailMs, settings.summaryMs) / 4))
-    this.timer = setInterval(() => this.sweep(), every)
+    this.timer = setInterval(() => { this.sweep(); this.dropIdleBundles() }, every)
     this.timer.unref()
   }
 
@@ -82,6 +85,14 @@ export class Retention {
     }
   }
 
+  /** Bundles no job that keeps its work has used for `detailMs`: their code goes from the store. */
+  dropIdleBundles(now = Date.now()): void {
+    if (FAULTS.retentionKeepsEverything) return
+    for (const hash of this.m.jobs.dropIdleBundles(now, this.settings.detailMs)) {
+      this.store.bundles.remove(hash).catch((e: Error) => this.log(`could not drop bundle ${hash} from the ${this.store.kind} store (${e.message}); it is dropped again after the next restart`))
+    }
+  }
+
   /** A job that expired (its owner may be told so), or undefined. */
   expired(id: string): Expired | undefined {
     const e = this.expiredIds.get(id)
@@ -99,6 +110,7 @@ export class Retention {
     const result = job.rootTask ? this.m.objects.get(returnId(job.rootTask)) : undefined
     if (result?.state === 'ready') { summary.resultSize = result.size; if (result.inline) summary.result = result.inline }
     const tasks = this.m.tasks.dropJob(id)
+    this.m.quorum.dropTasks(tasks)
     const objects = this.m.objects.dropJob(id)
     const actors = this.m.actors.dropJob(id)
     const fns = this.m.jobs.dropDetails(job, summary)

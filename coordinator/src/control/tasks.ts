@@ -57,7 +57,7 @@ export class TaskManager {
   private readonly tasks = new Map<string, TaskRec>()
   /** Bound: as `tasks`. */
   private readonly byJob = new Map<string, JobTasks>()
-  /** Tasks assigned to each peer and not finished, including actor calls. */
+  /** Tasks assigned to each peer and not finished, including actor calls. Bound: connected peers' slots; a peer's go when it leaves. */
   private readonly running = new Map<string, Set<string>>()
   private nextSeq = 0
   private peers!: PeerManager
@@ -237,8 +237,9 @@ export class TaskManager {
     const spec = limit > 0 ? { ...t.spec, opts: { ...t.spec.opts, timeoutMs: limit } } : t.spec
     let fns: FnDef[] | undefined
     if (t.spec.fn) {
-      const key = `${t.job}/${t.spec.fn}`
-      if (!s.knownFns.has(key)) { s.knownFns.add(key); fns = [this.jobs.fnOf(job, t.spec.fn)!] }
+      let known = s.knownFns.get(t.job)
+      if (!known) s.knownFns.set(t.job, known = new Set())
+      if (!known.has(t.spec.fn)) { known.add(t.spec.fn); fns = [this.jobs.fnOf(job, t.spec.fn)!] }
     }
     const deps: ObjectInfo[] = t.spec.deps.map((d) => this.objects.info(d))
     const restore = t.spec.createsActor ? this.actors.checkpointOf(t.id) : undefined

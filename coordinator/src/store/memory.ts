@@ -88,6 +88,7 @@ export class MemoryStore implements ControlStore {
       if (owner) b.owners.add(owner)
     },
     get: async (hash) => this.rows.bundles.get(hash)?.code,
+    remove: async (hash) => { this.rows.bundles.delete(hash) },
   }
   async commit(): Promise<void> {}
   async close(): Promise<void> {}

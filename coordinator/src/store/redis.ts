@@ -192,6 +192,19 @@ export class RedisStore implements ControlStore {
       replies(await m.exec())
     },
     get: async (hash) => (await this.redis.hgetBuffer(this.k.bundles, hash)) ?? undefined,
+    remove: async (hash) => {
+      // Its owners are members "hash owner" of one set, found by a scan of it (a hash is hex: no glob characters).
+      const owners: string[] = []
+      let cursor = '0'
+      do {
+        const [next, found] = await this.redis.sscan(this.k.owners, cursor, 'MATCH', `${hash} *`, 'COUNT', 1000)
+        owners.push(...found)
+        cursor = next
+      } while (cursor !== '0')
+      const m = this.redis.multi().hdel(this.k.bundles, hash)
+      if (owners.length) m.srem(this.k.owners, ...owners)
+      replies(await m.exec())
+    },
   }
 
   /**

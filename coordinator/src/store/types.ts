@@ -133,6 +133,11 @@ export interface BundleTable {
   /** `owner`: the id of a token that uploaded it. */
   put(hash: string, code: Uint8Array, owner?: string): Promise<void>
   get(hash: string): Promise<Uint8Array | undefined>
+  /**
+   * Retention: the code and its owners go. Like put it skips the commit queue (it is durable when it
+   * resolves), so that a put of the same hash made after it is never undone by it.
+   */
+  remove(hash: string): Promise<void>
 }
 
 /**

@@ -7,7 +7,7 @@
  * their URLs and fails over along them, and the same replay makes a failover lose nothing.
  */
 import {
-  AuthError, CLOSE_STANDBY, DURABLE_TYPES, LimitError, ProtocolError, decodeFrame, encodeFrame, deserializeError,
+  AuthError, CLOSE_STANDBY, DURABLE_TYPES, LimitError, MAX_RECONNECT_PAUSE_MS, ProtocolError, decodeFrame, encodeFrame, deserializeError,
   type ColonyError, type CoordinatorToPeer, type HelloMsg, type PeerToCoordinator, type WelcomeMsg,
 } from '@colony-grid/shared'
 import { nextTurn } from './turn.js'
@@ -194,7 +194,7 @@ export class ControlConnection {
   private scheduleReconnect({ leader }: { leader?: string } = {}): void {
     if (this.state === 'closed') return
     this.state = 'connecting'
-    const max = this.opts.maxBackoffMs ?? 3000
+    const max = this.opts.maxBackoffMs ?? MAX_RECONNECT_PAUSE_MS
     // After a refusal, reconnecting at once would only hammer the coordinator with the same mistake.
     // It came from the leader (a standby refuses with CLOSE_STANDBY), so the peer stays with it.
     const floor = this.refused ? 5000 : 0

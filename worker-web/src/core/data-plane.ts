@@ -25,7 +25,10 @@ export interface RtcPeerLike {
   _channel?: { bufferedAmount: number; bufferedAmountLowThreshold: number; addEventListener(ev: 'bufferedamountlow', fn: () => void): void; removeEventListener(ev: 'bufferedamountlow', fn: () => void): void }
 }
 export interface IceServer { urls: string | string[]; username?: string; credential?: string }
-export type RtcFactory = (opts: { initiator: boolean; iceServers: IceServer[]; relayOnly: boolean }) => RtcPeerLike
+export type RtcFactory = ((opts: { initiator: boolean; iceServers: IceServer[]; relayOnly: boolean }) => RtcPeerLike) & {
+  /** A data plane closed: let go of what the WebRTC implementation holds for the process, if no connection is left. */
+  release?: () => void
+}
 
 export interface DataPlaneOptions {
   rtc: RtcFactory
@@ -104,6 +107,8 @@ export class DataPlane {
   private readonly hashes = new Map<ObjectId, Promise<string>>()
   private readonly newHash: () => StreamingHash
   private nextId = 1
+  /** Closed for good (`close`): no link is opened again, by this peer's reads or by another's signal. */
+  private closed = false
   bytesIn = 0
   bytesOut = 0
 
@@ -145,6 +150,7 @@ export class DataPlane {
 
   /** The coordinator relayed a signal from another peer. */
   onSignal(from: PeerId, linkId: string, data: unknown): void {
+    if (this.closed) return
     let link = this.links.get(from)
     if (link && link.linkId !== linkId) {
       // Both sides dialled at once (glare): the smaller peer id keeps its own attempt.
@@ -172,6 +178,8 @@ export class DataPlane {
   }
 
   private open(remote: PeerId, linkId: string, initiator: boolean): Link {
+    // A connection made after close would never be closed, and node-datachannel keeps a process alive while one is open.
+    if (this.closed) throw new ChannelClosedError('this peer\'s data plane is closed')
     this.evictIdle()
     const rtc = this.opts.rtc({ initiator, iceServers: this.iceServers, relayOnly: !!this.opts.relayOnly })
     const link = new Link(remote, linkId, initiator, rtc)
@@ -355,4 +363,18 @@ export class DataPlane {
 
 
   closeAll(): void { for (const l of [...this.links.values()]) this.drop(l) }
+
+  /**
+   * The peer is leaving: every link closes, and none opens again. Signals still arrive while its
+   * socket closes; a link opened for one then was never closed, and its native threads kept the
+   * process from exiting (a test file hung after its last test, with libdatachannel's threads alive).
+   */
+  close(): void {
+    this.closed = true
+    this.closeAll()
+    this.opts.rtc.release?.()
+  }
+
+  /** Links open or opening now. */
+  get linkCount(): number { return this.links.size }
 }

@@ -32,6 +32,7 @@
 import { TimeoutError, serializeError } from '@colony-grid/shared'
 import type { ExecTask, ExecutorHost, ExecutorPool, ToExecutor, ToHost } from './executor-protocol.js'
 import { nextTurn } from './turn.js'
+import { TaskTimeLimits } from './time-limits.js'
 
 /** One running executor, as the platform starts it. */
 export interface ExecutorHandle {
@@ -43,9 +44,6 @@ export interface SpawnCallbacks {
   /** It ended by itself (a crash, out of memory). */
   onExit(reason: string): void
 }
-
-/** Time limits longer than this are checked by a sweep each second, not a timer each. */
-const SWEEP_ABOVE_MS = 60_000
 
 export interface PoolPolicy {
   /** Executors kept running for ordinary tasks. */
@@ -108,10 +106,8 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   private gets = new Map<string, GetState>()
   /** maxComputing pools: replies that would wake a task waiting in get, held until a slot is free, oldest first. */
   private held: { e: Executor; task: string; m: ToExecutor }[] = []
-  /** Time limits, by task: a timer each for short ones; long ones (every task has one) share a sweep. */
-  private timers = new Map<string, ReturnType<typeof setTimeout>>()
-  private deadlines = new Map<string, { at: number; ms: number }>()
-  private sweeper?: ReturnType<typeof setInterval>
+  /** Time limits, by task (time-limits.ts). */
+  private readonly limits = new TaskTimeLimits((taskId, ms) => this.timeout(taskId, ms))
   private closed = false
 
   constructor(private readonly policy: PoolPolicy, protected readonly say: (line: string) => void) {
@@ -169,7 +165,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
       case 'begin': {
         const task = e.tasks.get(m.task)
         const ms = task?.spec.opts.timeoutMs
-        if (ms !== undefined && !this.timers.has(m.task) && !this.deadlines.has(m.task)) this.limit(m.task, ms)
+        if (ms !== undefined && !this.limits.has(m.task)) this.limits.set(m.task, ms)
         break
       }
       case 'log': host.log(m.task, m.lines); break
@@ -333,7 +329,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     }
     // An actor's calls queue behind each other in its executor: theirs start when they begin ('begin').
     const ms = task.spec.opts.timeoutMs
-    if (ms !== undefined && !task.spec.actor) this.limit(task.spec.id, ms)
+    if (ms !== undefined && !task.spec.actor) this.limits.set(task.spec.id, ms)
     this.send(e, { k: 'run', task })
   }
 
@@ -347,7 +343,6 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
   }
 
   private timeout(taskId: string, ms: number): void {
-    this.timers.delete(taskId)
     const e = this.all().find((x) => x.tasks.has(taskId))
     if (!e) return
     const task = e.tasks.get(taskId)!
@@ -385,33 +380,10 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
     return [...this.executors.filter((x): x is Executor => !!x), ...this.extras, ...this.actorHosts.values()]
   }
 
-  /**
-   * Ends the task past `ms`. A timer per task costs the hot path (the coordinator gives every task
-   * its job's limit, 15 minutes by default), so limits of more than SWEEP_ABOVE_MS are checked by
-   * one sweep a second instead: a second late at most.
-   */
-  private limit(taskId: string, ms: number): void {
-    if (ms <= SWEEP_ABOVE_MS) { this.timers.set(taskId, setTimeout(() => this.timeout(taskId, ms), ms)); return }
-    this.deadlines.set(taskId, { at: Date.now() + ms, ms })
-    if (this.sweeper) return
-    this.sweeper = setInterval(() => {
-      const now = Date.now()
-      for (const [id, d] of this.deadlines) if (d.at <= now) { this.deadlines.delete(id); this.timeout(id, d.ms) }
-      if (this.deadlines.size === 0) { clearInterval(this.sweeper); this.sweeper = undefined }
-    }, 1000)
-    ;(this.sweeper as { unref?: () => void }).unref?.()
-  }
-
   /** A task left its executor: its time limit and its part in get go. */
   private forget(taskId: string): void {
-    this.clearTimer(taskId)
+    this.limits.clear(taskId)
     this.gets.delete(taskId)
-  }
-
-  private clearTimer(taskId: string): void {
-    this.deadlines.delete(taskId)
-    const t = this.timers.get(taskId)
-    if (t) { clearTimeout(t); this.timers.delete(taskId) }
   }
 
   /** Ends an actor's executor on purpose: nothing is reported lost. */
@@ -452,9 +424,7 @@ export abstract class ExecutorPoolBase implements ExecutorPool {
 
   async close(): Promise<void> {
     this.closed = true
-    for (const t of this.timers.values()) clearTimeout(t)
-    clearInterval(this.sweeper)
-    this.deadlines.clear()
+    this.limits.close()
     this.held = []
     this.gets.clear()
     for (const e of this.all()) { e.dead = true; e.handle.kill() }

@@ -41,7 +41,9 @@ export function colonyMl(platform: MlPlatform): ColonyMl {
       const t = await (tfLoaded ??= platform.loadTf())
       const want = opts.backend ?? platform.defaults().tfjsBackend
       if (t.getBackend() !== want) {
-        if (!(await t.setBackend(want))) throw new Error(`tfjs backend '${want}' is not available on this peer`)
+        // tfjs throws for a name it never registered, and returns false for one that failed to start.
+        const started = await t.setBackend(want).catch(() => false)
+        if (!started) throw new Error(`tfjs backend '${want}' is not available on this peer (it has ${Object.keys(t.engine().registryFactory).join(', ')})`)
         await t.ready()
       }
       return t

@@ -14,6 +14,7 @@ import { LocalObjectStore } from './object-store.js'
 import { ObjectResolver } from './objects.js'
 import { DataPlane, type DataPlaneOptions } from './data-plane.js'
 import { deferred } from './turn.js'
+import { poisoned } from './poisoned.js'
 
 export interface PeerOptions {
   /** The coordinator's URL, or a grid's coordinator URLs (an array or a comma-separated list): see ConnectionOptions.url. */
@@ -41,7 +42,7 @@ export interface PeerOptions {
   log?: (line: string) => void
 }
 
-interface RunningTask { job: string; attempt: number; spec: TaskSpec }
+interface RunningTask { job: string; attempt: number; spec: TaskSpec; /** Held back once already by the slow-worker fault. */ slowed?: boolean }
 
 export class Peer implements ExecutorHost {
   peerId = ''
@@ -215,6 +216,11 @@ export class Peer implements ExecutorHost {
   done(task: string, outcome: ExecOutcome): void {
     const r = this.running.get(task)
     if (!r) return
+    if (FAULTS.slowWorker && !r.slowed && typeof outcome?.ms === 'number') {
+      r.slowed = true
+      setTimeout(() => this.done(task, outcome), 3 * outcome.ms)
+      return
+    }
     this.running.delete(task)
     this.blockedTasks.delete(task)
     // Job code can post a 'done' of its own on its executor's channel: whatever it says, the task ends with an outcome.
@@ -302,10 +308,10 @@ export class Peer implements ExecutorHost {
     if (!r || !op || typeof op !== 'object') return // the task was cancelled or finished; what it still sends is dropped
     switch (op.op) {
       case 'fn': this.sendFromTask(task, { t: 'fn', job: r.job, def: op.def }); break
-      case 'submit': this.sendFromTask(task, { t: 'submit', spec: { ...op.spec, parent: task } }); break
+      case 'submit': this.sendFromTask(task, { t: 'submit', spec: { ...op.spec, parent: task, ...(FAULTS.poisonFloatArrays ? { args: poisoned(op.spec.args) } : {}) } }); break
       case 'put':
         // No room for it here: the task cannot go on correctly, so it fails with the reason.
-        try { this.putBytes(op.id, op.bytes, r.job, task, op.replicate) } catch (err) { this.failTask(task, err) }
+        try { this.putBytes(op.id, FAULTS.poisonFloatArrays ? poisoned(op.bytes) : op.bytes, r.job, task, op.replicate) } catch (err) { this.failTask(task, err) }
         break
       case 'cancel': this.sendFromTask(task, { t: 'cancel', ids: op.ids, force: op.force, job: r.job }); break
       case 'free': this.sendFromTask(task, { t: 'free', ids: op.ids, job: r.job }); break
@@ -367,7 +373,7 @@ export class Peer implements ExecutorHost {
   }
 
   async close(): Promise<void> {
-    this.data?.closeAll()
+    this.data?.close()
     await this.conn.close()
     await this.opts.executors?.close()
   }

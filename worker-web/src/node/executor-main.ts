@@ -33,8 +33,18 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
   }
 }
 
+// A broken pipe or channel means the peer is gone: there is no one left to run for. Without the
+// 'error' listeners, the error about a broken stderr would be reported on that stderr, raising the
+// same error again, for ever: an orphan seen spinning a core after its peer was killed, never
+// reaching the 'disconnect' below, as each report queued the next ahead of all I/O.
+const peerGone = (err: unknown) => ['EPIPE', 'ERR_IPC_CHANNEL_CLOSED', 'ERR_STREAM_DESTROYED'].includes((err as { code?: string })?.code ?? '')
+for (const out of [process.stdout, process.stderr]) out.on('error', () => process.exit(0))
+const report = (what: string, err: unknown) => {
+  if (peerGone(err) || !process.connected) process.exit(0)
+  process.stderr.write(`[executor ${process.pid}] ${what}: ${(err as Error)?.stack ?? err}\n`)
+}
 process.on('message', (msgs: ToExecutor[]) => runtime.onMessages(msgs))
-process.on('uncaughtException', (err) => { process.stderr.write(`[executor ${process.pid}] uncaught: ${err.stack ?? err}\n`) })
-process.on('unhandledRejection', (err) => { process.stderr.write(`[executor ${process.pid}] unhandled rejection: ${(err as Error)?.stack ?? err}\n`) })
+process.on('uncaughtException', (err) => report('uncaught', err))
+process.on('unhandledRejection', (err) => report('unhandled rejection', err))
 process.on('disconnect', () => process.exit(0))
 send([{ k: 'started' }] satisfies ToHost[])

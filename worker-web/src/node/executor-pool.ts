@@ -146,6 +146,10 @@ export class NodeExecutorPool extends ExecutorPoolBase {
   }
 
   protected override async closed_(): Promise<void> {
+    // The core pool has told every executor it knows to end. One it lost track of (seen once: an
+    // executor of a job, alive after its peer was told to stop, with the coordinators gone) would be
+    // waited for below for ever, and the worker stopped with SIGTERM would never exit: end them all.
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) kill(c.pid)
     await Promise.all([...this.children].map((c) => new Promise<void>((r) => {
       if (c.exitCode !== null || c.signalCode !== null) { r(); return }
       c.once('exit', () => r())
