@@ -3,6 +3,9 @@
  *   npm run demo                 a grid with local Node peers; open the printed /demo link
  *   npm run demo -- --headless   the whole demo here: score the 10,000 digits on local Node
  *                                peers and print accuracy, throughput and the speed-up
+ *   npm run demo -- --train --headless
+ *                                train the convnet on local Node peers, then score the held-out
+ *                                digits with it (train-demo.ts)
  * Options: --peers N (default 2), --format onnx|tfjs, --backend auto|wasm|native, --batch N
  */
 import { spawn } from 'node:child_process'
@@ -17,9 +20,10 @@ import { startNodeWorker } from '@colony-grid/worker-web/node'
 import { HELD_OUT_FROM, loadDigits } from './digits.js'
 import { MODEL_DIR } from './mnist-model.js'
 import { digitsReport } from './report.js'
+import { trainHeadless } from './train-demo.js'
 
 const { values } = parseArgs({ options: {
-  headless: { type: 'boolean' }, peers: { type: 'string' }, format: { type: 'string' }, backend: { type: 'string' }, batch: { type: 'string' },
+  headless: { type: 'boolean' }, train: { type: 'boolean' }, peers: { type: 'string' }, format: { type: 'string' }, backend: { type: 'string' }, batch: { type: 'string' },
 } })
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
@@ -28,14 +32,20 @@ async function headless(): Promise<void> {
   const peers = Number(values.peers ?? 2)
   const format = values.format ?? 'onnx'
   const batchSize = Number(values.batch ?? 250)
-  if (!(peers >= 1) || !['onnx', 'tfjs'].includes(format) || !(batchSize >= 1)) throw new TypeError('usage: npm run demo -- --headless [--peers N] [--format onnx|tfjs] [--backend auto|wasm|native] [--batch N]')
+  if (!(peers >= 1) || !['onnx', 'tfjs'].includes(format) || !(batchSize >= 1)) throw new TypeError('usage: npm run demo -- [--train] --headless [--peers N] [--format onnx|tfjs] [--backend auto|wasm|native] [--batch N]')
   const dataDir = mkdtempSync(join(tmpdir(), 'colony-demo-'))
   const coord = await startCoordinator({ port: 0, store: 'memory', dataDir, log: () => {} })
   const workers = []
   try {
-    for (let i = 0; i < peers; i++) workers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.join, executors: 1, rtcBindAddress: '127.0.0.1', nativeMl: values.backend === 'native', log: () => {} }))
+    // Training takes a slot per worker and one per parameter-server shard: two executors a peer.
+    for (let i = 0; i < peers; i++) workers.push(await startNodeWorker({ url: coord.url, token: coord.tokens.join, executors: values.train ? 2 : 1, rtcBindAddress: '127.0.0.1', nativeMl: values.backend === 'native', log: () => {} }))
     const grid = await connect(coord.url, { token: coord.tokens.submit, onLog: false, log: () => {} })
     const digits = loadDigits()
+    if (values.train) {
+      await trainHeadless(grid, digits, peers)
+      await grid.close()
+      return
+    }
     const model: ModelSource = format === 'onnx'
       ? { onnx: new Uint8Array(readFileSync(join(MODEL_DIR, 'mnist.onnx'))) }
       : { tfjs: { modelJson: JSON.parse(readFileSync(join(MODEL_DIR, 'model.json'), 'utf8')), weights: new Uint8Array(readFileSync(join(MODEL_DIR, 'weights.bin'))) } }

@@ -2,6 +2,8 @@
 export const DIGIT_PIXELS = 784
 /** Digits from this index on were held out of training. */
 export const HELD_OUT_FROM = 8000
+/** The seed of the digits' order, and of everything trained from them. */
+export const DIGITS_SEED = 20261121
 
 export interface Digits {
   count: number

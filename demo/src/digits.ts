@@ -5,30 +5,11 @@
  */
 import { createRequire } from 'node:module'
 
-import { DIGIT_PIXELS, type Digits } from './digits-file.js'
+import { DIGIT_PIXELS, DIGITS_SEED, type Digits } from './digits-file.js'
+import { seededRandom, shuffle } from './seeded.js'
 
-export { DIGIT_PIXELS, HELD_OUT_FROM, encodeDigits, decodeDigits, type Digits } from './digits-file.js'
-export const DIGITS_SEED = 20261121
-
-/** mulberry32: a small seeded PRNG, so the order is the same on every machine. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-export function shuffle<T>(items: T[], rand: () => number): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [items[i], items[j]] = [items[j], items[i]]
-  }
-  return items
-}
+export { DIGIT_PIXELS, DIGITS_SEED, HELD_OUT_FROM, encodeDigits, decodeDigits, type Digits } from './digits-file.js'
+export { seededRandom, shuffle } from './seeded.js'
 
 interface MnistDigitSet { length: number; get(i: number): number[] }
 

@@ -1,5 +1,6 @@
 export { DIGIT_PIXELS, HELD_OUT_FROM, decodeDigits, encodeDigits, toModelInput, type Digits } from './digits-file.js'
 export { loadDigits, DIGITS_SEED } from './digits.js'
-export { MODEL_DIR, tfjsArtifacts } from './mnist-model.js'
+export { MODEL_DIR, startTfjsWasm, tfjsArtifacts } from './mnist-model.js'
 export { argmaxRows, digitsReport, type DigitsReport, type PeerRate } from './report.js'
 export { onnxInProcess, hasOrtNode, type InProcessScorer } from './inproc.js'
+export { CONVNET, DEMO_TRAINING, convnetForTraining, heldOutDigits, trainingDigits } from './convnet.js'

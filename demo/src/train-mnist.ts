@@ -17,38 +17,13 @@ import { readFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import * as tf from '@tensorflow/tfjs'
-import { DIGITS_SEED, HELD_OUT_FROM, loadDigits, seededRandom, shuffle, type Digits } from './digits.js'
+import { CONVNET, trainingDigits } from './convnet.js'
+import { DIGITS_SEED, HELD_OUT_FROM, loadDigits } from './digits.js'
 import { toModelInput } from './digits-file.js'
 import { MODEL_DIR, evaluateOnnx, evaluateTfjs, startTfjsWasm, type Evaluation } from './mnist-model.js'
 import { mnistOnnx } from './mnist-onnx.js'
 
-const KERNEL = 5, STRIDE = 2, FILTERS = 32, HIDDEN = 128
-const GRID = (28 - KERNEL) / STRIDE + 1 // 12 positions per axis
-
-/** One digit moved by (dx, dy) pixels. */
-function shifted(pixels: Uint8Array, dx: number, dy: number): Uint8Array {
-  const out = new Uint8Array(784)
-  for (let r = 0; r < 28; r++) for (let c = 0; c < 28; c++) {
-    const rr = r - dy, cc = c - dx
-    if (rr >= 0 && rr < 28 && cc >= 0 && cc < 28) out[r * 28 + c] = pixels[rr * 28 + cc]
-  }
-  return out
-}
-
-/** The training digits and one copy of each shifted by up to 2 pixels, in a seeded order. */
-function trainingSet(d: Digits): { x: Float32Array; y: Uint8Array; count: number } {
-  const rand = seededRandom(DIGITS_SEED + 7)
-  const rows: { p: Uint8Array; y: number }[] = []
-  for (let i = 0; i < HELD_OUT_FROM; i++) rows.push({ p: d.pixels.subarray(i * 784, (i + 1) * 784), y: d.labels[i] })
-  for (let i = 0; i < HELD_OUT_FROM; i++) {
-    const dx = Math.floor(rand() * 5) - 2, dy = Math.floor(rand() * 5) - 2
-    rows.push({ p: shifted(rows[i].p, dx, dy), y: rows[i].y })
-  }
-  shuffle(rows, rand)
-  const pixels = new Uint8Array(rows.length * 784)
-  rows.forEach((r, i) => pixels.set(r.p, i * 784))
-  return { x: toModelInput(pixels), y: Uint8Array.from(rows, (r) => r.y), count: rows.length }
-}
+const { kernel: KERNEL, stride: STRIDE, filters: FILTERS, hidden: HIDDEN } = CONVNET
 
 /** The network as trained: the convolution is a frozen one-hot patch extractor, then a dense layer per position. */
 function trainingModel(): tf.Sequential {
@@ -112,7 +87,8 @@ async function main(): Promise<void> {
   const digits = loadDigits()
   if (!values.check) {
     const epochs = Number(values.epochs ?? 8)
-    const train = trainingSet(digits)
+    const digitsForTraining = trainingDigits(digits, DIGITS_SEED)
+    const train = { x: toModelInput(digitsForTraining.pixels), y: digitsForTraining.labels, count: digitsForTraining.count }
     console.log(`training on ${train.count} digits (${HELD_OUT_FROM} and a shifted copy of each), ${digits.count - HELD_OUT_FROM} held out; seed ${DIGITS_SEED}`)
     const model = trainingModel()
     const xs = tf.tensor2d(train.x, [train.count, 784]), ys = tf.oneHot(tf.tensor1d(train.y, 'int32'), 10)

@@ -1,51 +1,35 @@
 /**
- * The scoring demo at /demo: this page is a driver (it joins as a peer with the submit
- * token), puts the digits into the grid as shards, and scores them on every worker.
+ * The demo at /demo: this page is a driver (it joins as a peer with the submit token). Score
+ * mode puts the digits into the grid as shards and scores them on every worker; Train mode
+ * (train-mode.ts) trains the convnet on every worker, then scores the digits it held out; Serve mode
+ * (serve-mode.ts) deploys the model behind an HTTP endpoint on the coordinator and calls it.
  */
-import { connect, createScoringPool, type Grid, type ModelSource, type PeerInfo, type PoolOptions, type ScoringPool, type ScoringResult } from '@colony-grid/client/browser'
-import { browserRtc } from '@colony-grid/worker-web/browser'
-import { HELD_OUT_FROM, decodeDigits, type Digits } from '../digits-file.js'
+import { createScoringPool, type Grid, type ModelSource, type PeerInfo, type PoolOptions, type ScoringPool, type ScoringResult } from '@colony-grid/client/browser'
+import { HELD_OUT_FROM, type Digits } from '../digits-file.js'
 import { digitsReport, type DigitsReport, type PeerRate } from '../report.js'
+import { $, demoDigits, demoGrid, fetchBytes, fetchWorkers, fmt, hashParam, pct, rememberToken, setBusy, showStatus } from './common.js'
+import { renderConfusion } from './confusion.js'
 import { ThroughputChart } from './throughput-chart.js'
+import { initServeMode } from './serve-mode.js'
+import { initTrainMode } from './train-mode.js'
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
-const params = new URLSearchParams(location.hash.slice(1))
-const tokenInput = $<HTMLInputElement>('token')
-tokenInput.value = params.get('token') ?? localStorage.getItem('colony.submitToken') ?? ''
-const joinToken = params.get('join')
+const joinToken = hashParam('join')
 if (joinToken) $<HTMLAnchorElement>('open-worker').href = `/join#token=${joinToken}`
 const runButton = $<HTMLButtonElement>('run')
 const chart = new ThroughputChart($('chart'))
 
-let grid: (Grid & { jobId: string }) | undefined
 let workers: PeerInfo[] = []
-let digits: Promise<Digits> | undefined
 const backendOf = new Map<string, string>()
 const rowsOf = new Map<string, number>()
 /** Each peer's rate scoring alone, from this run's calibration. */
 const aloneOf = new Map<string, number>()
 
-function status(text: string, error = false): void {
-  const el = $('status')
-  el.textContent = text
-  el.classList.toggle('error', error)
-}
-
-async function fetchBytes(path: string): Promise<Uint8Array> {
-  const res = await fetch(path)
-  if (!res.ok) throw new Error(`could not load ${path}: HTTP ${res.status}`)
-  return new Uint8Array(await res.arrayBuffer())
-}
-
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-const pct = (x: number) => `${(x * 100).toFixed(2)}%`
+const status = (text: string, error = false) => showStatus($('status'), text, error)
 
 async function refreshPeers(): Promise<void> {
-  const token = tokenInput.value.trim()
-  if (!token) return
-  const res = await fetch('/api/peers', { headers: { authorization: `Bearer ${token}` } }).catch(() => undefined)
-  if (!res?.ok) return
-  const peers = workers = (await res.json() as PeerInfo[]).filter((p) => p.role === 'worker')
+  const peers = await fetchWorkers()
+  if (!peers) return
+  workers = peers
   $('peers').querySelector('tbody')!.replaceChildren(...peers.map((p) => {
     const tr = document.createElement('tr')
     const alone = aloneOf.get(p.id)
@@ -56,6 +40,7 @@ async function refreshPeers(): Promise<void> {
       if (i === 5) td.className = 'num'
       if (i === 4) td.className = 'alone'
       if (i === 3) td.className = 'caps'
+      if (i === 2) td.className = 'backend'
       tr.append(td)
     }
     return tr
@@ -72,23 +57,7 @@ function showResults(r: DigitsReport, result: ScoringResult): void {
     : '— (no peer could be timed alone)'
   $('r-time').textContent = `${(result.elapsedMs / 1000).toFixed(2)} s`
   $('r-retries').textContent = String(result.retries)
-  const max = Math.max(...r.confusion.flat())
-  const table = $('confusion')
-  const head = document.createElement('tr')
-  head.append(document.createElement('th'), ...r.confusion.map((_, k) => Object.assign(document.createElement('th'), { textContent: String(k) })))
-  table.replaceChildren(head, ...r.confusion.map((row, t) => {
-    const tr = document.createElement('tr')
-    tr.append(Object.assign(document.createElement('th'), { textContent: String(t) }))
-    for (const [p, n] of row.entries()) {
-      const td = document.createElement('td')
-      td.textContent = n ? String(n) : ''
-      const strength = n === 0 ? 0 : 0.12 + 0.88 * Math.sqrt(n / max)
-      td.style.background = p === t ? `rgba(47, 111, 222, ${strength})` : `rgba(217, 48, 37, ${Math.min(1, strength * 3)})`
-      td.style.color = strength > 0.55 ? '#fff' : '#1d2430'
-      tr.append(td)
-    }
-    return tr
-  }))
+  renderConfusion($('confusion'), r.confusion)
 }
 
 /**
@@ -135,17 +104,15 @@ async function timeEachPeerAlone(g: Grid, model: ModelSource, opts: PoolOptions,
 
 async function run(): Promise<void> {
   let pool: ScoringPool | undefined
-  const token = tokenInput.value.trim()
-  if (!token) { status('Paste the submit token first (colony start prints it).', true); return }
-  localStorage.setItem('colony.submitToken', token)
+  if (!rememberToken()) { status('Paste the submit token first (colony start prints it).', true); return }
   runButton.disabled = true
+  setBusy(true)
   $('results').hidden = true
   try {
     status('Loading the digits…')
-    digits ??= fetchBytes('/demo-files/digits.bin').then(decodeDigits)
-    const d = await digits
+    const d = await demoDigits()
     status('Connecting to the grid…')
-    grid ??= await connect(location.origin, { token, rtc: browserRtc, onLog: false, name: 'scoring demo' })
+    const grid = await demoGrid()
     const format = $<HTMLSelectElement>('format').value
     const backend = $<HTMLSelectElement>('backend').value
     const batchSize = Number($<HTMLInputElement>('batch').value) || 250
@@ -192,9 +159,23 @@ async function run(): Promise<void> {
   } finally {
     pool?.close()
     runButton.disabled = false
+    setBusy(false)
   }
 }
 
 runButton.addEventListener('click', () => { void run() })
+
+const trainMode = initTrainMode()
+const serveMode = initServeMode()
+const MODES = ['score', 'train', 'serve'] as const
+type Mode = (typeof MODES)[number]
+function setMode(mode: Mode): void {
+  document.body.dataset.mode = mode
+  for (const m of MODES) $(`mode-${m}`).setAttribute('aria-pressed', String(m === mode))
+  if (mode === 'train') trainMode.shown()
+  if (mode === 'serve') serveMode.shown()
+}
+for (const m of MODES) $(`mode-${m}`).addEventListener('click', () => setMode(m))
+setMode(MODES.find((m) => m === hashParam('mode')) ?? 'score')
 void refreshPeers()
 setInterval(() => { void refreshPeers() }, 3000)

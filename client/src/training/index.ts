@@ -1,0 +1,4 @@
+export { train, type TrainingRun } from './train.js'
+export { ColonyParameterShard, type ShardOptions } from './parameter-shard.js'
+export { ColonyTrainingWorker, type StepOutcome } from './worker.js'
+export type * from './types.js'
