@@ -19,7 +19,8 @@ if (files.length === 0 && !(only.length === 1 && only[0] === 'browser')) { conso
 const browserOnly = only.length === 1 && only[0] === 'browser'
 let status = 0
 if (!browserOnly) {
-  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=180000', '--test-reporter=spec', ...files], { stdio: 'inherit' })
+  // 5 minutes a file: the longest, the demo's convnet trained on 2 peers, takes about 2.5 here.
+  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec', ...files], { stdio: 'inherit' })
   status = r.status ?? 1
 }
 if (only.length === 0 || browserOnly) {

@@ -6,3 +6,6 @@ export {
   type TaskOptions, type JobInfo, type PeerInfo, type TaskInfo,
 } from '@colony-grid/shared'
 export * from './scoring/index.js'
+export * from './training/index.js'
+export * from './serving/index.js'
+export { ActorPool, peerVanished, type ActorPoolOptions, type PoolMember } from './pool/actor-pool.js'

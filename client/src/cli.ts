@@ -10,6 +10,12 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createSecureContext } from 'node:tls'
 import { bundleJob } from './bundle.js'
+import { api, certificateHint, fail, num, request, savedTokens, target, type Target } from './cli-target.js'
+import { cmdServe, SERVE_USAGE } from './cli-serve.js'
+import { connect } from './connect.js'
+import type { Grid } from '@colony-grid/worker-web'
+import { ServeHost } from './serving/host.js'
+import { ServeIngress } from './serving/http.js'
 
 const HELP = `colony: a volunteer compute grid
 
@@ -36,28 +42,13 @@ const HELP = `colony: a volunteer compute grid
   colony submit   job.ts [--url URL] [--token SUBMIT_TOKEN] [--args '[1,2]'] [--name NAME]
   colony status   [job-id] [--url URL] [--token SUBMIT_TOKEN]
   colony token    create --role submit|join [--trusted] [--label L] | list | revoke ID    (with the operator's submit token)
+  colony serve    deploy APP.ts | list | delete NAME [--url URL] [--token SUBMIT_TOKEN]
+                  APP.ts's default export: { name, models: [{ version, onnx | tfjs }], inputShape, ... } (see the README's Serving)
 
 URL and tokens default to $COLONY_URL (else http://127.0.0.1:8787) and $COLONY_TOKEN /
 $COLONY_JOIN_TOKEN, else to ./.colony/tokens.json, which 'colony start' writes.
 A grid with standby coordinators: give them all, comma-separated (--url https://a,https://b):
 a worker fails over along them; submit, status and token ask each in turn until one answers.`
-
-function fail(msg: string): never {
-  console.error(`colony: ${msg}`)
-  process.exit(2)
-}
-
-function savedTokens(dataDir = '.colony'): { submit?: string; join?: string } {
-  const file = join(dataDir, 'tokens.json')
-  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) as { submit?: string; join?: string } : {}
-}
-
-const num = (v: string | undefined, name: string): number | undefined => {
-  if (v === undefined) return undefined
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 0) fail(`${/^[A-Z_]+$/.test(name) ? name : `--${name}`} must be a whole number (got ${v})`)
-  return n
-}
 
 /** The built pages: the join page, the IDE, and the demo's where that package is installed (it is optional). */
 function pageFolders(): string[] {
@@ -103,7 +94,9 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   if (storeUrl && values.memory) fail('--memory and --store are two stores: choose one')
   if (values.standby && !storeUrl) fail('--standby needs --store redis://HOST:PORT: a standby shares the leader\'s Redis')
   const store = values.memory ? 'memory' as const : storeUrl ? storeUrl as `redis://${string}` : 'sqlite' as const
-  const { startCoordinator } = await loadCoordinator()
+  const { startCoordinator, setHeapGrowth } = await loadCoordinator()
+  const heap = setHeapGrowth(env.COLONY_HEAP_GROWTH_PERCENT)
+  if ('error' in heap) fail(heap.error)
   const port = num(values.port ?? process.env.PORT, 'port') ?? 8787
   const dataDir = resolve(values.data ?? '.colony')
   const reconcileMs = num(process.env.COLONY_RECONCILE_MS, 'COLONY_RECONCILE_MS')
@@ -135,7 +128,14 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     maxArgBytes: num(process.env.COLONY_MAX_ARG_BYTES, 'COLONY_MAX_ARG_BYTES'),
   }).filter(([, v]) => v !== undefined))
   const webRoots = pageFolders()
+  // Deployments (serving) live in the coordinator's process, on its grid as a driver of their own.
+  const serving: ServeHost = new ServeHost({
+    connect: (): Promise<Grid> => connect(tls ? coord.url : coord.localUrl, { token: coord.tokens.submit, name: 'serving', onLog: false }),
+    dir: store === 'memory' ? undefined : join(dataDir, 'deployments'),
+    log: (line) => console.log(`[serving] ${line}`),
+  })
   const coord = await startCoordinator({
+    ingress: [new ServeIngress(serving)],
     port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store, standby: values.standby, reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas, retention,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
@@ -143,6 +143,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     if (/public URL|TURN|Redis|leads the store/.test(e.message)) fail(e.message)
     throw e
   })
+  void coord.leading.then(() => serving.restore())
   const peers: { close(): Promise<void> }[] = []
   if (withPeers) {
     const { startNodeWorker } = await import('@colony-grid/worker-web/node')
@@ -161,7 +162,8 @@ ${withPeers ? `  local Node peers: ${peers.length}\n` : ''}
   Metrics:  ${coord.url}/metrics
   Join a tab:        ${coord.url}/join#token=${coord.tokens.join}
   Web IDE:           ${coord.url}/ide#token=${coord.tokens.submit}${webRoots.length > 2 ? `
-  Scoring demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}` : ''}
+  Scoring demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}
+  Serving demo:      ${coord.url}/demo#token=${coord.tokens.submit}&join=${coord.tokens.join}&mode=serve` : ''}
   Join a Node peer:  npx colony worker --url ${coord.url} --token ${coord.tokens.join}
   Join your own:     npx colony worker --trusted --url ${coord.url} --token ${coord.tokens.trusted}
   Run a job:         ${coord.url === 'http://127.0.0.1:8787' ? '' : `COLONY_URL=${coord.url} `}npx colony submit ${exampleJob()}${reachHint(coord.url, host)}
@@ -190,13 +192,6 @@ function readTls(certFile: string | undefined, keyFile: string | undefined): { c
 function exampleJob(): string {
   const file = join(dirname(fileURLToPath(import.meta.resolve('@colony-grid/client/package.json'))), 'examples', 'hello.ts')
   return relative(process.cwd(), file) || file
-}
-
-/** What to do when Node refuses the coordinator's certificate (a private CA, or a self-signed one). */
-function certificateHint(message: string): string | undefined {
-  return /certificate|CERT_|self.signed/i.test(message)
-    ? 'Node does not trust its certificate: if it comes from a private CA (or is self-signed), run with NODE_EXTRA_CA_CERTS=/path/to/ca.pem.'
-    : undefined
 }
 
 /** A line for the operator when other machines cannot reach the printed links as things stand. */
@@ -241,68 +236,6 @@ async function cmdWorker(args: string[]): Promise<void> {
   const leave = async () => { await peer.close(); process.exit(0) }
   process.once('SIGINT', leave)
   process.once('SIGTERM', leave)
-}
-
-/**
- * The coordinators to ask, and the submit token. `urls`: one URL, or a grid's coordinators (a,b,c);
- * the one that answered last comes first, so a command's later requests go straight to it.
- */
-interface Target { urls: string[]; token: string }
-
-function target(values: { url?: string; token?: string }): Target {
-  const urls = (values.url ?? process.env.COLONY_URL ?? 'http://127.0.0.1:8787').split(',').map((u) => u.trim()).filter(Boolean)
-  if (urls.length === 0) fail('--url needs a coordinator URL (or several, comma-separated)')
-  for (const u of urls) if (!URL.canParse(u)) fail(`'${u}' is not a coordinator URL (http://host:port)`)
-  const token = values.token ?? process.env.COLONY_TOKEN ?? process.env.COLONY_SUBMIT_TOKEN ?? savedTokens().submit
-  if (!token) fail('no submit token: pass --token, set COLONY_TOKEN, or run from the folder where colony start wrote .colony/tokens.json')
-  return { urls, token }
-}
-
-/**
- * Network errors that leave no doubt the request never reached the coordinator: only after these is
- * a POST or DELETE sent to the next one (after a reset mid-request, it might have run, e.g. created a job).
- */
-const NOT_SENT = /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|UND_ERR_CONNECT_TIMEOUT|ERR_TLS_.*|UNABLE_TO_.*|.*CERT.*)$/
-
-/**
- * `path` from the first coordinator of `t` that answers: one that cannot be reached, or a standby (HTTP 503,
- * `{ standby: true, leader? }`), sends the request on to the next (a leader a standby names first).
- */
-async function request(t: Target, path: string, init: RequestInit = {}): Promise<Response> {
-  const method = init.method ?? 'GET'
-  const failures: string[] = []
-  const failed = (url: string, why: string) => failures.push(t.urls.length > 1 ? `${url}: ${why}` : why)
-  for (let i = 0; i < t.urls.length; i++) {
-    const url = t.urls[i]
-    let res: Response
-    try {
-      res = await fetch(new URL(path, url), { ...init, headers: { authorization: `Bearer ${t.token}`, 'content-type': 'application/json', ...init.headers } })
-    } catch (e) {
-      const cause = (e as Error).cause as { code?: string } | undefined
-      const why = String(cause ?? (e as Error).message)
-      failed(url, why)
-      if (method === 'GET' || NOT_SENT.test(cause?.code ?? '')) continue
-      break
-    }
-    if (res.status === 503) {
-      const body = await res.json().catch(() => ({})) as { standby?: boolean; leader?: string }
-      failed(url, `HTTP 503${body.standby ? ` (a standby${body.leader ? `; the leader is ${body.leader}` : ''})` : ''}`)
-      const leader = body.leader?.replace(/\/$/, '')
-      if (leader && URL.canParse(leader) && !t.urls.includes(leader)) t.urls.splice(i + 1, 0, leader)
-      continue
-    }
-    t.urls.unshift(...t.urls.splice(i, 1))
-    return res
-  }
-  const hint = failures.map(certificateHint).find(Boolean) ?? 'Is it running (npm start)?'
-  fail(`cannot reach the coordinator at ${t.urls.join(', ')}: ${failures.join('; ')}. ${hint}`)
-}
-
-async function api(t: Target, path: string, init: RequestInit = {}): Promise<unknown> {
-  const res = await request(t, path, init)
-  const body = await res.json().catch(() => ({})) as { error?: { message: string } }
-  if (!res.ok) fail(`${init.method ?? 'GET'} ${path}: HTTP ${res.status}: ${body.error?.message ?? res.statusText}`)
-  return body
 }
 
 async function cmdSubmit(args: string[]): Promise<void> {
@@ -402,6 +335,11 @@ async function cmdToken(args: string[]): Promise<void> {
 const [cmd, ...rest] = process.argv.slice(2)
 const commands: Record<string, (a: string[]) => Promise<void>> = {
   up: (a) => cmdStart(a, true), start: (a) => cmdStart(a, false), worker: cmdWorker, submit: cmdSubmit, status: cmdStatus, token: cmdToken,
+  serve: async (a) => {
+    const { values, positionals } = parseArgs({ args: a, allowPositionals: true, options: { url: { type: 'string' }, token: { type: 'string' } } })
+    if (positionals.length === 0) fail(`usage: ${SERVE_USAGE}`)
+    await cmdServe(target(values), positionals[0], positionals[1])
+  },
 }
 if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help' || rest.includes('--help')) { console.log(HELP); process.exit(cmd ? 0 : 2) }
 const run = commands[cmd]

@@ -57,6 +57,8 @@ export type ConnectedGrid = Grid & {
   jobId: string
   /** The coordinator the driver is on now (a failover changes it): for HTTP requests of your own, e.g. /api/jobs/<jobId>. */
   readonly coordinatorUrl: string
+  /** An HTTP request to the coordinator the driver is on, with its token: `grid.request('/api/deployments')`. */
+  request(path: string, init?: RequestInit): Promise<Response>
 }
 
 /**
@@ -77,7 +79,10 @@ export async function connect(url?: string | readonly string[], opts: ConnectOpt
     name: opts.name, taskTimeoutMs: opts.taskTimeoutMs, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start(opts.timeoutMs ?? 10_000)
-  const grid = Object.assign(new Grid(peer.backend(), undefined, { autoFree: true }), { peer, jobId: peer.jobId! })
+  const request = (path: string, init: RequestInit = {}) => fetch(new URL(path, peer.coordinatorUrl), {
+    ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${token}` },
+  })
+  const grid = Object.assign(new Grid(peer.backend(), undefined, { autoFree: true }), { peer, jobId: peer.jobId!, request })
   return Object.defineProperty(grid, 'coordinatorUrl', { get: () => peer.coordinatorUrl, enumerable: true }) as typeof grid & ConnectedGrid
 }
 

@@ -45,6 +45,7 @@ test.describe.serial('a tab that offers 1 CPU', () => {
     expect(peers.filter((p) => p.kind === 'browser').map((p) => p.resources.cpu)).toEqual([1])
   })
   test.afterAll(async () => {
+    await page?.close()
     await grid?.close()
     await g?.stop()
   })

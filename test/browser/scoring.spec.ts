@@ -36,6 +36,7 @@ test.describe.serial('scoring on Node peers and tabs', () => {
     for (const caps of ['s1', 's2']) tabs.push(await openTab(browser, g, caps))
   })
   test.afterAll(async () => {
+    for (const t of tabs) await t.page.close().catch(() => {})
     await grid?.close()
     await g?.stop()
   })
@@ -111,5 +112,6 @@ test.describe.serial('the /demo page', () => {
     await expect(page.locator('#open-worker')).toHaveAttribute('href', `/join#token=${g.joinToken}`)
     await page.screenshot({ path: 'test-results/browser/demo-done.png', fullPage: true })
     for (const t of joined) await t.page.close()
+    await page.close()
   })
 })

@@ -25,6 +25,8 @@ test.describe.serial('tabs as workers', () => {
     for (const caps of ['t1', 't2', 't3']) tabs.push(await openTab(browser, caps))
   })
   test.afterAll(async () => {
+    // Pages opened with browser.newPage() outlive the spec, and a tab keeps reconnecting: close them.
+    for (const t of tabs) await t.page.close().catch(() => {})
     await grid?.close()
     await g?.stop()
   })

@@ -2,13 +2,14 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Grid, ObjectRef } from '@colony-grid/client'
-import type { Peer } from '@colony-grid/worker-web'
+import { DataPlane, LocalObjectStore, type Peer } from '@colony-grid/worker-web'
+import { nodeRtc } from '@colony-grid/worker-web/node'
 import { grantPayload, hmacSha256Hex, nobleSha256Stream, sha256Hex, sha256HexSync, verifyGrantSync, type Grant, type PullPlanMsg } from '@colony-grid/shared'
 import { createHash, createHmac } from 'node:crypto'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { hmac } from '@noble/hashes/hmac.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
-import { api, freePort, metric, withGrid, type GridProcs } from './harness.js'
+import { api, freePort, metric, until, withGrid, type GridProcs } from './harness.js'
 import { startCoturn } from './net/coturn.js'
 
 const MB50 = 50 * 1024 * 1024
@@ -295,5 +296,34 @@ describe('the TURN path', () => {
     } finally {
       await turn.stop()
     }
+  })
+})
+
+describe('a data plane that is closed', () => {
+  it('opens no connection again: a signal that comes while its peer leaves is ignored, a read fails at once', async () => {
+    // Two data planes on real node-datachannel connections, signalling each other directly; B counts what it makes.
+    const rtc = nodeRtc('127.0.0.1')
+    let madeByB = 0
+    const planes: { a?: DataPlane; b?: DataPlane } = {}
+    const offers: unknown[] = []
+    planes.a = new DataPlane((m) => offers.push(m.data), new LocalObjectStore(), { rtc })
+    planes.b = new DataPlane((m) => planes.a!.onSignal('p_b', m.link, m.data), new LocalObjectStore(), { rtc: (o) => { madeByB++; return rtc(o) } })
+    planes.a.configure('p_a', new Uint8Array(32), [])
+    planes.b.configure('p_b', new Uint8Array(32), [])
+    try {
+      // A starts a link to B (a read of an object B would hold): its offer is what B will be sent.
+      const read = planes.a.fetch({ t: 'pullPlan', id: 'o.x', size: 1, holders: [{ peer: 'p_b', grant: { object: 'o.x', reader: 'p_a', holder: 'p_b', exp: Date.now() + 60_000, sig: '' } }] } as unknown as PullPlanMsg).catch((e: Error) => e)
+      await until(async () => offers.length > 0, 10_000, 'A\'s offer')
+      planes.b.close()
+      for (const data of offers.splice(0)) planes.b.onSignal('p_a', 'p_a-1', data)
+      assert.equal(madeByB, 0, 'B made a connection after it closed')
+      assert.equal(planes.b.linkCount, 0)
+      planes.a.close()
+      assert.ok((await read) instanceof Error)
+      // And a read it is asked for fails at once, naming why.
+      const late = await planes.b.fetch({ t: 'pullPlan', id: 'o.y', size: 1, holders: [{ peer: 'p_a', grant: {} }] } as unknown as PullPlanMsg).catch((e: Error) => e)
+      assert.match(String(late), /data plane is closed/)
+      assert.equal(madeByB, 0)
+    } finally { planes.a.close(); planes.b.close() }
   })
 })

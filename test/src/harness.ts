@@ -4,12 +4,13 @@
  */
 import { after } from 'node:test'
 import { ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { connect, type Grid } from '@colony-grid/client'
+import { rtcCounts } from '@colony-grid/worker-web/node'
 
 // Tests keep WebRTC on loopback: no packet goes to any other address (see PLATFORM.md).
 process.env.COLONY_RTC_BIND_ADDRESS ??= '127.0.0.1'
@@ -20,9 +21,21 @@ process.env.COLONY_RTC_CONNECT_TIMEOUT_MS ??= '1500'
 // left open) would wait out the runner's 180 s and say only "timed out": say what is still open.
 if (process.env.NODE_TEST_CONTEXT) after(() => {
   const watchdog = setTimeout(() => {
-    const children = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles()
-      .filter((h): h is ChildProcess => h instanceof ChildProcess).map((c) => `pid ${c.pid}: ${c.spawnargs.join(' ').slice(0, 200)}`)
-    console.error(`[harness] 30 s after its last test this file is still running; open: ${process.getActiveResourcesInfo().join(', ')}${children.length ? `\n  children:\n  ${children.join('\n  ')}` : ''}`)
+    const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles()
+    const children = handles.filter((h): h is ChildProcess => h instanceof ChildProcess).map((c) => `pid ${c.pid}: ${c.spawnargs.join(' ').slice(0, 200)}`)
+    // What getActiveResourcesInfo cannot see: native threads (WebRTC's, wasm's) that keep a process alive, by name.
+    const threads = new Map<string, number>()
+    try {
+      for (const t of readdirSync('/proc/self/task')) {
+        const name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()
+        threads.set(name, (threads.get(name) ?? 0) + 1)
+      }
+    } catch { /* not Linux */ }
+    const rtc = rtcCounts
+    console.error(`[harness] 30 s after its last test this file is still running; open: ${process.getActiveResourcesInfo().join(', ')}` +
+      `; WebRTC connections made ${rtc.made}, closed ${rtc.closed}` +
+      `; handles: ${handles.map((h) => (h as object)?.constructor?.name).join(', ')}; threads: ${[...threads].map(([n, k]) => `${n}×${k}`).join(', ')}` +
+      `${children.length ? `\n  children:\n  ${children.join('\n  ')}` : ''}`)
     process.exit(1)
   }, 30_000)
   watchdog.unref()
@@ -168,7 +181,7 @@ export async function startGrid(opts: { workers?: number; executors?: number; me
       const args = ['start', '--port', String(g.port), '--data', dataDir]
       if (opts.memory) args.push('--memory')
       if (opts.store) args.push('--store', opts.store)
-      g.coordinator = startProc(args, { env: { COLONY_RECONCILE_MS: '3000', ...opts.env } })
+      g.coordinator = startProc(args, { env: opts.env })
       const m = await g.coordinator.waitFor(/Colony coordinator on (http:\/\/\S+)[\s\S]*?submit token: (\w+)\s+join token:\s+(\w+)\s+trusted join token:\s+(\w+)/)
       const port = Number(new URL(m[1]).port)
       if (g.port && port !== g.port) throw new Error(`the coordinator came back on port ${port}, not ${g.port}`)

@@ -5,10 +5,11 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { connect } from '@colony-grid/client'
-import { api, startGrid, until } from './harness.js'
+import { api, metric, startGrid, until } from './harness.js'
 import { soak } from './chaos/soak.js'
 
 interface Info { id: string; state: string; result?: unknown; tasks: Record<string, number>; detailsExpired?: boolean }
@@ -40,14 +41,20 @@ describe('retention', () => {
   })
 
   it('a restart after retention dropped a job\'s work loads only its summary', async () => {
-    const g = await startGrid({ workers: 1, env: { COLONY_JOB_DETAIL_MS: '1000', COLONY_JOB_SUMMARY_MS: '600000' } })
+    const g = await startGrid({ workers: 2, env: { COLONY_JOB_DETAIL_MS: '1000', COLONY_JOB_SUMMARY_MS: '600000' } })
     try {
       const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
       const jobId = grid.jobId
       const double = grid.remote((i: number) => i * 2)
       assert.deepEqual(await grid.get(Array.from({ length: 50 }, (_, i) => double.remote(i))), Array.from({ length: 50 }, (_, i) => i * 2))
+      // Replicated tasks: their quorums are records of their own, which go with the tasks'.
+      const checked = grid.remote((i: number) => i + 1, { replicas: 2 })
+      assert.deepEqual(await grid.get([checked.remote(1), checked.remote(2)]), [2, 3])
+      assert.equal(await metric(g, 'colony_quorums_kept'), 2)
       await grid.close()
+      const counts = (await until(async () => { const r = await api<Info>(g, `/api/jobs/${jobId}`); return r.body.state === 'finished' && r.body }, 10_000, 'the job to finish')).tasks
       await until(async () => (await api(g, `/api/jobs/${jobId}/tasks`)).status === 410, 15_000, 'the job\'s work to expire')
+      assert.equal(await metric(g, 'colony_quorums_kept'), 0)
       await g.coordinator.kill('SIGTERM')
       const db = new Database(join(g.dataDir, 'colony.db'), { readonly: true, fileMustExist: true })
       const rows = (table: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE job = ?`).get(jobId) as { n: number }).n
@@ -57,12 +64,42 @@ describe('retention', () => {
       await g.startCoordinator()
       const info = await api<Info>(g, `/api/jobs/${jobId}`)
       assert.equal(info.status, 200)
-      assert.deepEqual([info.body.state, info.body.tasks.finished, info.body.detailsExpired], ['finished', 50, true])
+      assert.deepEqual([info.body.state, info.body.tasks, info.body.detailsExpired], ['finished', counts, true])
+      assert.ok(counts.finished >= 52, JSON.stringify(counts))
       assert.equal((await api(g, `/api/jobs/${jobId}/tasks`)).status, 410)
     } finally { await g.stop() }
   })
 
-  // The memory and store ratios need a long run to get past V8 sizing its heap (npm run chaos
+  it('a bundle\'s code is kept while a running or recent job uses it, then goes from memory and the store; one uploaded and never used goes too', async () => {
+    const g = await startGrid({ workers: 1, env: { COLONY_JOB_DETAIL_MS: '1000', COLONY_JOB_SUMMARY_MS: '600000' } })
+    try {
+      const bundleRows = () => {
+        const db = new Database(join(g.dataDir, 'colony.db'), { readonly: true, fileMustExist: true })
+        try { return (db.prepare('SELECT hash FROM bundles').all() as { hash: string }[]).map((r) => r.hash).sort() } finally { db.close() }
+      }
+      // A job whose main waits until it is cancelled, and a bundle uploaded and never used.
+      const waits = 'export default () => new Promise(() => {})'
+      const made = await api<Info>(g, '/api/jobs', { method: 'POST', body: JSON.stringify({ bundle: waits, name: 'waits' }) })
+      assert.equal(made.status, 201)
+      const unused = await api<{ hash: string }>(g, '/api/bundles', { method: 'POST', body: JSON.stringify({ bundle: 'export const never = () => 1' }) })
+      const running = createHash('sha256').update(waits).digest('hex').slice(0, 32)
+      assert.deepEqual(bundleRows(), [running, unused.body.hash].sort())
+      await until(async () => (await api(g, `/api/bundles/${unused.body.hash}`)).status === 404, 10_000, 'the unused bundle to go')
+      assert.deepEqual(bundleRows(), [running], 'the unused bundle\'s row is gone; the running job\'s stays')
+      // The running job's bundle was uploaded first: had it not been kept for its job, the same sweep would have dropped it.
+      assert.equal(await metric(g, 'colony_bundles_kept'), 1)
+      assert.equal((await api(g, `/api/bundles/${running}`)).status, 200)
+      assert.equal((await api<Info>(g, `/api/jobs/${made.body.id}`)).body.state, 'running')
+      // Once the job ends and its work expires, its code goes a COLONY_JOB_DETAIL_MS later.
+      assert.equal((await api(g, `/api/jobs/${made.body.id}`, { method: 'DELETE' })).status, 200)
+      await until(async () => (await api(g, `/api/bundles/${running}`)).status === 404, 10_000, 'the finished job\'s bundle to go')
+      assert.deepEqual(bundleRows(), [])
+      assert.equal(await metric(g, 'colony_bundles_kept'), 0)
+      assert.equal((await api<Info>(g, `/api/jobs/${made.body.id}`)).body.detailsExpired, true)
+    } finally { await g.stop() }
+  })
+
+  // The memory and store ratios need a long run to get past the process warming up (npm run chaos
   // measures them over 1,000,000 tasks); a short run checks what they rest on: what is kept.
   it('a short soak: jobs one after another and side by side, a peer killed every other round; the records kept stay within retention, nothing lost', async () => {
     const perJob = 2000

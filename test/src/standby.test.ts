@@ -27,7 +27,7 @@ describe('coordinators on one Redis', () => {
   const coordinator = async (args: string[]) => {
     const dir = mkdtempSync(join(tmpdir(), 'colony-redis-'))
     dirs.push(dir)
-    const p = startProc(['start', '--port', '0', '--data', dir, '--store', redis.url, ...args], { env: { ...tokens, COLONY_RECONCILE_MS: '3000' } })
+    const p = startProc(['start', '--port', '0', '--data', dir, '--store', redis.url, ...args], { env: tokens })
     procs.push(p)
     return p
   }

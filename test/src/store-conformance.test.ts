@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { MemoryStore, RedisStore, SqliteStore, type ControlStore } from '@colony-grid/coordinator'
 import { returnId, type TaskSpec } from '@colony-grid/shared'
 import { until } from './harness.js'
@@ -285,6 +286,28 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'bundles: remove takes the code and its owners, durably without a commit; a put after it stands',
+    async run(b) {
+      const s = await b.fresh()
+      const enc = (t: string) => new TextEncoder().encode(t)
+      await s.bundles.put('h1', enc('one'), 'k_1')
+      await s.bundles.put('h1', enc('one'), 'k_2')
+      await s.bundles.put('h2', enc('two'), 'k_1')
+      await s.bundles.put('h3', enc('three'), 'k_3')
+      await s.bundles.remove('h1')
+      await s.bundles.remove('h3')
+      await s.bundles.remove('h_none')
+      assert.equal(await s.bundles.get('h1'), undefined)
+      await s.bundles.put('h3', enc('three again'), 'k_4')
+      const again = await b.again(s)
+      const snap = await again.load()
+      assert.deepEqual(sorted(snap.bundles.map((x) => ({ hash: x.hash, owners: [...x.owners].sort() }))), [{ hash: 'h2', owners: ['k_1'] }, { hash: 'h3', owners: ['k_4'] }])
+      assert.equal(text(await again.bundles.get('h3')), 'three again')
+      await again.close()
+      await s.close()
+    },
+  },
+  {
     name: 'commit: calls made while one runs each cover the writes queued before them; an empty commit resolves',
     async run(b) {
       const s = await b.fresh()
@@ -438,4 +461,45 @@ describe('RedisStore, beyond the contract', () => {
     await other.close()
   })
 
+})
+
+describe('SqliteStore, beyond the contract', () => {
+  it('gives the pages of dropped rows back to the file system, a step per commit, down to a reserve as large as what is in use', async () => {
+    const s = track(new SqliteStore(join(tmp, 'shrinks.db'))) as SqliteStore
+    // What the database takes, its WAL included (the main file alone lags until a checkpoint).
+    const fileMb = () => {
+      const db = new Database(s.path, { readonly: true })
+      try { return (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number) / 2 ** 20 } finally { db.close() }
+    }
+    const fill = async (job: string, n: number) => {
+      s.jobs.put({ id: job, name: 'x', state: 'running', createdAt: 0 })
+      for (let i = 0; i < n; i++) s.tasks.put({ id: `t.${job}.${i}`, job, spec: spec(`t.${job}.${i}`, 'f'.repeat(200)), state: 'waiting', attempts: 0 })
+      await s.commit()
+      return Array.from({ length: n }, (_, i) => `t.${job}.${i}`)
+    }
+    const small = await fill('j_small', 2_000)
+    const big = await fill('j_big', 30_000)
+    const full = fileMb()
+    assert.ok(full > 8, `${full.toFixed(1)} MB after 32,000 tasks`)
+    // The big job's rows go: its pages come back over the next commits, not all in the one that dropped them.
+    s.jobs.dropDetails('j_big', { tasks: big, objects: [], actors: [], fns: [] })
+    await s.commit()
+    const afterOne = fileMb()
+    for (let i = 0; i < 100 && fileMb() > full / 4; i++) { s.jobs.put({ id: 'j_small', name: 'x', state: 'running', createdAt: i }); await s.commit() }
+    const shrunk = fileMb()
+    assert.ok(afterOne > shrunk, `one step per commit (${afterOne.toFixed(1)} MB after the first, ${shrunk.toFixed(1)} MB at the end)`)
+    assert.ok(shrunk < full / 4, `the file went from ${full.toFixed(1)} MB to ${shrunk.toFixed(1)} MB`)
+    // Then a job of the same size as the one dropped: the file grows back, and no larger than before.
+    await fill('j_again', 20_000)
+    const third = await fill('j_third', 10_000)
+    s.jobs.put({ id: 'j_small', name: 'x', state: 'running', createdAt: 0 })
+    await s.commit()
+    assert.ok(fileMb() <= full * 1.05, `${fileMb().toFixed(1)} MB, was ${full.toFixed(1)} MB`)
+    // Dropping a third of what is in use leaves the file as it is: the next rows take those pages.
+    s.jobs.dropDetails('j_third', { tasks: third, objects: [], actors: [], fns: [] })
+    const before = fileMb()
+    for (let i = 0; i < 10; i++) { s.jobs.put({ id: 'j_again', name: 'x', state: 'running', createdAt: i }); await s.commit() }
+    assert.ok(fileMb() >= before * 0.95, `kept as a reserve: ${fileMb().toFixed(1)} MB, was ${before.toFixed(1)} MB`)
+    await s.close()
+  })
 })

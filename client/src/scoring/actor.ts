@@ -72,9 +72,13 @@ export class ColonyScoringActor {
     return this.loaded
   }
 
-  /** Scores one shard, `batchSize` rows per model call; returns its outputs and how long it took here. */
-  async score(shard: Shard, index: number): Promise<ShardScore> {
+  /**
+   * Scores one shard, `batchSize` rows per model call; returns its outputs and how long it took here.
+   * A shard may also be another actor's ShardScore (serving's pipelines pass one stage's output to the next as a ref).
+   */
+  async score(input: Shard | ShardScore, index: number): Promise<ShardScore> {
     const started = performance.now()
+    const shard: Shard = 'shape' in input ? input : { data: input.data, shape: [input.rows, input.width] }
     const run = await this.load()
     const rows = shard.shape[0]
     const rowSize = shard.shape.slice(1).reduce((a, b) => a * b, 1)

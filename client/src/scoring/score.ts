@@ -1,15 +1,15 @@
 /**
  * Distributed batch scoring: Ray Data's `map_batches` on an actor pool, across every peer.
  *
- * A `ScoringPool` keeps one actor (actor.ts) per free CPU slot of the grid, up to
- * `concurrency`; each loads the model once and stays warm for every run. The pool grows as
- * peers join (actor creations that find no free slot wait for one). A run keeps `prefetch`
- * shards in flight per actor, so the next shard travels while the current one scores, and
- * re-runs the shards of a peer that vanishes. Each shard's result is counted once, and
- * results come back in dataset order.
+ * A `ScoringPool` is a configuration of the shared actor pool (../pool/actor-pool.ts): one
+ * scoring actor (actor.ts) per free CPU slot, up to `concurrency`, each loading the model once
+ * and staying warm for every run. A run keeps `prefetch` shards in flight per actor, so the
+ * next shard travels while the current one scores, and re-runs the shards of a peer that
+ * vanishes. Each shard's result is counted once, and results come back in dataset order.
  */
-import { CancelledError, PeerDiedError, TimeoutError, type ObjectRef } from '@colony-grid/shared'
-import type { ActorHandle, Grid } from '@colony-grid/worker-web'
+import { CancelledError, type ObjectRef } from '@colony-grid/shared'
+import type { Grid } from '@colony-grid/worker-web'
+import { ActorPool, peerVanished, type PoolMember } from '../pool/actor-pool.js'
 import { ColonyScoringActor } from './actor.js'
 import { shardRefs } from './dataset.js'
 import { modelPayload } from './model.js'
@@ -17,17 +17,12 @@ import type {
   Dataset, ModelPayload, ModelSource, PeerContribution, PoolOptions, RunOptions, ScoreOptions, ScoringResult, ShardScore, Shard,
 } from './types.js'
 
-interface PoolActor { handle: ActorHandle<ColonyScoringActor>; peer?: string; backend?: string; inFlight: number; dead: boolean }
+type PoolActor = PoolMember<ColonyScoringActor>
 
 /** A scoring run: `await` it for ordered results, or `for await` its shards as they finish. */
 export type ScoringRun = Promise<ScoringResult> & AsyncIterable<ShardScore> & {
   /** Stops the run; the promise rejects with CancelledError. */
   cancel(): void
-}
-
-/** Errors that mean "the actor's peer went away", not "the model failed": the shard runs again elsewhere. */
-function peerVanished(e: unknown): boolean {
-  return e instanceof PeerDiedError || (e instanceof CancelledError && /actor .* ended/.test(e.message))
 }
 
 /** One pass over a dataset, on the pool's actors. */
@@ -98,47 +93,32 @@ class PoolRun {
 }
 
 export class ScoringPool {
-  private readonly actors: PoolActor[] = []
-  private readonly Actor
-  private readonly actorOptions
+  private readonly pool: ActorPool<ColonyScoringActor>
   private current?: PoolRun
   private queue: Promise<unknown> = Promise.resolve()
-  /** Actors started this run to replace ones whose peer went away. */
-  private replacements = 0
-  private closed = false
-  private broken?: Error
-  private readonly sizeWaiters = new Set<() => void>()
 
   /** Use `createScoringPool`. */
   constructor(private readonly grid: Grid, private readonly modelRef: ObjectRef<ModelPayload>, private readonly opts: PoolOptions) {
     // A named backend only exists on some peers: ask for those.
     const needs = opts.backend === 'webgpu' ? ['webgpu'] : opts.backend === 'native' ? ['ort-native'] : []
     const capabilities = [...new Set([...(opts.capabilities ?? []), ...needs])]
-    this.Actor = grid.remote(ColonyScoringActor).options({ resources: { cpu: 1 }, capabilities, maxRestarts: 0 })
-    this.actorOptions = { backend: opts.backend, batchSize: opts.batchSize ?? 256, inputScale: opts.inputScale, inputName: opts.inputName, outputName: opts.outputName }
-    for (let i = 0; i < this.concurrency; i++) this.start()
+    const Actor = grid.remote(ColonyScoringActor).options({ resources: { cpu: 1 }, capabilities, maxRestarts: 0 })
+    const actorOptions = { backend: opts.backend, batchSize: opts.batchSize ?? 256, inputScale: opts.inputScale, inputName: opts.inputName, outputName: opts.outputName }
+    this.pool = new ActorPool(grid, {
+      size: Math.max(1, opts.concurrency ?? 32), what: 'scoring actor', loads: 'the model',
+      create: () => Actor.remote(modelRef, actorOptions),
+      describe: (a) => a.describe.remote(),
+      onReady: (a) => this.feed(a),
+      onGone: () => { for (const other of this.pool.members()) this.feed(other) },
+      onBroken: (e) => this.current?.fail(e),
+    })
   }
-
-  private get concurrency(): number { return Math.max(1, this.opts.concurrency ?? 32) }
 
   /** Actors loaded and scoring now. */
-  get size(): number { return this.actors.filter((a) => !a.dead && a.peer).length }
+  get size(): number { return this.pool.size }
 
   /** Resolves once `actors` actors have loaded the model (say, one per peer before a timed run). */
-  async ready(actors: number, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    while (this.size < actors) {
-      if (this.broken) throw this.broken
-      const left = deadline - Date.now()
-      if (left <= 0) throw new TimeoutError(`the scoring pool has ${this.size} of ${actors} actors after ${timeoutMs} ms: are there enough free CPU slots?`)
-      await new Promise<void>((r) => {
-        const t = setTimeout(done, left)
-        function done() { clearTimeout(t); waiters.delete(done); r() }
-        const waiters = this.sizeWaiters
-        waiters.add(done)
-      })
-    }
-  }
+  ready(actors: number, timeoutMs = 60_000): Promise<void> { return this.pool.ready(actors, timeoutMs) }
 
   /** Scores a dataset; runs on one pool take turns. */
   score(dataset: Dataset, opts: RunOptions = {}): ScoringRun {
@@ -149,14 +129,14 @@ export class ScoringPool {
     let cancelled = false
     const result = this.queue.then(async () => {
       if (cancelled) throw new CancelledError('the scoring run was cancelled')
-      if (this.closed) throw new Error('this scoring pool is closed')
-      if (this.broken) throw this.broken
+      if (this.pool.isClosed) throw new Error('this scoring pool is closed')
+      if (this.pool.broken) throw this.pool.broken
       const { refs, rows, ours } = shardRefs(this.grid, dataset, opts.batchSize ?? this.opts.batchSize ?? 256)
       run = new PoolRun(refs, rows?.reduce((a, b) => a + b, 0), opts, (s) => { stream.push(s); wake?.() })
       this.current = run
-      this.replacements = 0
+      this.pool.forgiveLosses()
       try {
-        for (const a of this.actors) this.feed(a)
+        for (const a of this.pool.members()) this.feed(a)
         await run.finished
         if (run.failure) throw run.failure
         return run.result()
@@ -183,47 +163,10 @@ export class ScoringPool {
 
   /** Ends the pool's actors (their CPU slots free up) and lets go of the model. */
   close(): void {
-    if (this.closed) return
-    this.closed = true
-    for (const a of this.actors) if (!a.dead) { a.dead = true; this.grid.kill(a.handle) }
+    if (this.pool.isClosed) return
+    this.pool.close()
     this.current?.fail(new CancelledError('the scoring pool was closed'))
     this.grid.free(this.modelRef)
-    this.broken ??= new CancelledError('the scoring pool was closed')
-    for (const w of [...this.sizeWaiters]) w()
-  }
-
-  private start(): void {
-    const a: PoolActor = { handle: this.Actor.remote(this.modelRef, this.actorOptions), inFlight: 0, dead: false }
-    this.actors.push(a)
-    this.grid.get(a.handle.describe.remote()).then(({ peer, backend }) => {
-      a.peer = peer
-      a.backend = backend
-      for (const w of [...this.sizeWaiters]) w()
-      this.feed(a)
-    }, (e: unknown) => {
-      if (a.dead || this.closed) return
-      if (peerVanished(e)) { this.retire(a); return }
-      // The model does not load: every actor would fail the same way.
-      a.dead = true
-      this.grid.kill(a.handle)
-      this.broken = Object.assign(new Error(`a scoring actor could not load the model: ${(e as Error)?.message ?? e}`), { cause: e })
-      this.current?.fail(this.broken)
-      for (const w of [...this.sizeWaiters]) w()
-    })
-  }
-
-  /** The actor's peer is gone: others pick up its work, and a new actor may take its place (where a slot is free). */
-  private retire(a: PoolActor): void {
-    if (!a.dead) {
-      a.dead = true
-      this.grid.kill(a.handle)
-      if (!this.closed && ++this.replacements <= 4 * this.concurrency) this.start()
-      else if (this.actors.every((x) => x.dead)) {
-        this.broken = new PeerDiedError(`every scoring actor's peer has gone, ${this.replacements} times over: giving up (are peers crashing while they score?)`)
-        this.current?.fail(this.broken)
-      }
-    }
-    for (const other of this.actors) this.feed(other)
   }
 
   private feed(a: PoolActor): void {
@@ -238,13 +181,13 @@ export class ScoringPool {
       run.contribution(a)
       this.grid.get(a.handle.score.remote(run.refs[index], index)).then((s) => {
         a.inFlight--
-        if (!run.over) run.record(a, s, this.size)
+        if (!run.over) run.record(a, s, this.pool.size)
         this.feed(a) // the current run's, which may be a later one than this call's
       }, (e: unknown) => {
         a.inFlight--
         if (peerVanished(e)) {
           if (!run.over) { run.retries++; run.attempts[index]--; run.todo.unshift(index) }
-          this.retire(a)
+          this.pool.retire(a)
           return
         }
         if (!run.over) {
@@ -252,7 +195,7 @@ export class ScoringPool {
           if (run.attempts[index] >= maxAttempts) run.fail(e as Error)
           else { run.retries++; run.todo.push(index) }
         }
-        for (const other of this.actors) this.feed(other)
+        for (const other of this.pool.members()) this.feed(other)
       })
     }
   }

@@ -12,6 +12,8 @@ import { connect, type Grid, type ObjectRef } from '@colony-grid/client'
 import { rawDataChannelMiBps } from './raw-datachannel.js'
 import { natFigures } from './nat-bench.js'
 import { scoringFigures } from './scoring.js'
+import { trainingFigures } from './training.js'
+import { OBJECTIVE_P99_MS, servingFigures } from './serving.js'
 import { spawn, spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -275,6 +277,30 @@ async function main(): Promise<void> {
     record({ name: 'scoring_1peer_samples_per_s', value: f.onePeer, unit: 'samples/s', baseline: 'scoring_inproc_samples_per_s' })
     record({ name: 'scoring_2peer_samples_per_s', value: f.twoPeers, unit: 'samples/s', baseline: 'scoring_inproc_samples_per_s' })
     record({ name: 'scoring_efficiency', value: f.twoPeers / (2 * f.inproc), unit: 'ratio', target: '>= 0.9' })
+  }
+  if (want('train')) {
+    const f = await trainingFigures()
+    record({ name: 'train_inproc_samples_per_s', value: f.inproc, unit: 'samples/s', target: 'baseline' })
+    record({ name: 'train_2worker_samples_per_s', value: f.twoWorkers, unit: 'samples/s', baseline: 'train_inproc_samples_per_s' })
+    record({ name: 'train_efficiency', value: f.twoWorkers / (2 * f.inproc), unit: 'ratio', target: '>= 0.8' })
+    record({ name: 'train_ssp_time_to_95_s', value: f.sspSeconds, unit: 's' })
+    record({ name: 'train_bsp_time_to_95_s', value: f.bspSeconds, unit: 's' })
+    record({ name: 'train_ssp_vs_bsp_time_ratio', value: f.sspSeconds / f.bspSeconds, unit: 'ratio', target: '<= 0.6' })
+    record({ name: 'train_bytes_per_sample', value: f.bytesPerSample, unit: 'bytes' })
+  }
+  if (want('serve')) {
+    const f = await servingFigures()
+    record({ name: 'serve_off_req_per_s', value: f.offBest, unit: `req/s (p99 <= ${OBJECTIVE_P99_MS} ms)`, target: 'baseline' })
+    record({ name: 'serve_aimd_req_per_s', value: f.aimdBest, unit: `req/s (p99 <= ${OBJECTIVE_P99_MS} ms)`, baseline: 'serve_off_req_per_s' })
+    record({ name: 'serve_batching_gain', value: f.aimdBest / f.offBest, unit: 'ratio', target: '>= 4' })
+    record({ name: 'serve_cache_hit_p50_ms', value: f.cacheHitP50, unit: 'ms', target: '<= 1' })
+    record({ name: 'serve_direct_call_p50_ms', value: f.directP50, unit: 'ms', target: 'baseline' })
+    record({ name: 'serve_endpoint_p50_ms', value: f.endpointP50, unit: 'ms', baseline: 'serve_direct_call_p50_ms' })
+    record({ name: 'serve_added_latency_p50_ms', value: f.endpointP50 - f.directP50, unit: 'ms', target: '<= 1' })
+    record({ name: 'serve_p99_c1_ms', value: f.p99c1, unit: `ms (${f.perClientRate} req/s a client)`, target: 'baseline' })
+    record({ name: 'serve_p99_c256_ms', value: f.p99c256, unit: `ms (${f.perClientRate} req/s a client)`, baseline: 'serve_p99_c1_ms' })
+    record({ name: 'serve_p99_c256_over_c1', value: f.p99c256 / f.p99c1, unit: 'ratio', target: '<= 5' })
+    record({ name: 'serve_exp3_feedbacks_to_recover', value: f.exp3Feedbacks, unit: 'feedbacks', target: '<= 500' })
   }
   if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', baseline: 'ws_echo_msgs_per_s', value: await withPair(false, (grid) => smallObjects(grid, 10_000)), unit: 'objects/s' })
 

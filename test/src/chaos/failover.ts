@@ -56,7 +56,7 @@ export async function coordinatorFailover(n: number, calls: number, opts: { faul
   const dirs = [mkdtempSync(join(tmpdir(), 'colony-lead-')), mkdtempSync(join(tmpdir(), 'colony-standby-'))]
   const token = () => randomBytes(16).toString('hex')
   const tokens = { COLONY_SUBMIT_TOKEN: token(), COLONY_JOIN_TOKEN: token(), COLONY_TRUSTED_JOIN_TOKEN: token() }
-  const env = { ...tokens, COLONY_RECONCILE_MS: '3000', COLONY_INJECT_FAULTS: '' }
+  const env = { ...tokens, COLONY_INJECT_FAULTS: '' }
   const procs: Proc[] = []
   try {
     const lead = await startCoordinator(redis.url, dirs[0], env, false)

@@ -1,10 +1,15 @@
 /**
  * The soak (issue 17): many jobs one after another and side by side, peers killed and
  * replaced meanwhile, for a fixed number of tasks, on a coordinator whose retention is short.
- * After each round of jobs the coordinator's resident memory and its store's size on disk are
- * sampled; with retention working, both level off: the last quarter of the samples sits within
- * a few percent of the first quarter's. The samples count from the round in which the first
- * job expired altogether (the API says so): before it, the retention windows are still filling.
+ * The coordinator's resident memory and its store's size on disk are sampled four times a second
+ * throughout (a sample per round would catch the sawtooth of its garbage, or the file between
+ * retention's drop and the next job's rows, at one point or another of their cycles); with
+ * retention working, both level off: the last quarter of the samples sits within a few percent
+ * of the first quarter's. The samples count from the round in which the first job expired
+ * altogether (the API says so), and not before a tenth of the tasks have run: until then the
+ * retention windows are still filling, and the process is still warming up (JIT-compiled code,
+ * V8's young generation and the allocator's arenas grow to the load over the first hundred
+ * thousand tasks or so).
  */
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -16,9 +21,9 @@ import type { Faults } from './scenarios.js'
 export interface SoakFigures {
   tasks: number
   jobs: number
-  /** Rounds before the first job expired (their samples are not counted); -1: none expired, and every round counts. */
+  /** Rounds not counted: before the first job expired, and the first tenth of the tasks; -1: no job expired, and every round counts. */
   warmRounds: number
-  /** Mean of the last quarter's samples over the first quarter's. */
+  /** Mean of the last quarter's samples (taken every 250 ms) over the first quarter's. */
   rssGrowth: number
   storeGrowth: number
   /** The most job, task and object records the coordinator held after a round (its /metrics), from the first expiry on. */
@@ -27,6 +32,7 @@ export interface SoakFigures {
   rowsMax: { jobs: number; tasks: number; objects: number }
   /** Results the drivers never got, or got wrong. */
   lost: number
+  /** After each round (for the record; the ratios are of the samples every 250 ms). */
   rssMb: number[]
   /** The coordinator's V8 heap in use after each round (garbage not yet collected included). */
   heapMb: number[]
@@ -40,7 +46,7 @@ export const SOAK_RETENTION = { COLONY_JOB_DETAIL_MS: '2000', COLONY_MAX_DETAILE
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 const sizeMb = (files: string[]) => files.reduce((n, f) => { try { return n + statSync(f).size } catch { return n } }, 0) / 2 ** 20
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
-const growth = (xs: number[]) => { const q = Math.max(1, Math.floor(xs.length / 4)); return mean(xs.slice(-q)) / mean(xs.slice(0, q)) }
+const quarters = (xs: number[], level: (q: number[]) => number) => { const q = Math.max(1, Math.floor(xs.length / 4)); return level(xs.slice(-q)) / level(xs.slice(0, q)) }
 
 /** `rounds` rounds of `sideBySide` jobs at once, `tasksPerJob` tasks each; a worker is killed and replaced in every other round. */
 export async function soak(rounds: number, sideBySide: number, tasksPerJob: number, opts: { faults?: Faults } = {}): Promise<SoakFigures> {
@@ -48,7 +54,11 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
   const g = await startGrid({ workers: 3, env: { ...SOAK_RETENTION, COLONY_INJECT_FAULTS: (opts.faults?.coordinator ?? []).join(',') } })
   const db = join(g.dataDir, 'colony.db')
   const rss: number[] = [], store: number[] = [], heap: number[] = []
-  let lost = 0, firstJob = '', warmRounds = -1
+  let lost = 0, firstJob = '', warmRounds = -1, warmSamples = 0
+  const rssSamples: number[] = [], storeSamples: number[] = []
+  const sampler = setInterval(() => {
+    try { rssSamples.push(rssMb(g.coordinator.child.pid!)); storeSamples.push(sizeMb([db])) } catch { /* it has just exited */ }
+  }, 250)
   const keptMax = { jobs: 0, tasks: 0, objects: 0 }, rowsMax = { jobs: 0, tasks: 0, objects: 0 }
   try {
     for (let r = 0; r < rounds; r++) {
@@ -71,9 +81,9 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
       clearTimeout(churn)
       // The replacement joins before the next round (and before the grid stops).
       await replaced
-      // Until the first job expires, the windows are filling: those rounds are sampled but not counted,
-      // unless no job ever expires (then retention does nothing, and every round counts).
-      if (warmRounds < 0 && (await api(g, `/api/jobs/${firstJob}`)).status === 410) warmRounds = r
+      // Until the first job expires, and through the first tenth of the rounds, samples are taken but not
+      // counted, unless no job ever expires (then retention does nothing, and every sample counts).
+      if (warmRounds < 0 && (r + 1) * 10 >= rounds && (await api(g, `/api/jobs/${firstJob}`)).status === 410) { warmRounds = r; warmSamples = rssSamples.length }
       const rows = new Database(db, { readonly: true, fileMustExist: true })
       for (const kind of ['jobs', 'tasks', 'objects'] as const) {
         keptMax[kind] = Math.max(keptMax[kind], await metric(g, `colony_${kind}_kept`))
@@ -86,13 +96,13 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
       // checkpoints (the coordinator cuts it back after each retention sweep), so it is not counted.
       store.push(sizeMb([db]))
     }
-  } finally { await g.stop() }
+  } finally { clearInterval(sampler); await g.stop() }
   const from = Math.max(0, warmRounds)
   rss.splice(0, from)
   heap.splice(0, from)
   store.splice(0, from)
   return {
     tasks: rounds * sideBySide * tasksPerJob, jobs: rounds * sideBySide, lost, warmRounds, keptMax, rowsMax,
-    rssGrowth: growth(rss), storeGrowth: growth(store), rssMb: rss, storeMb: store, heapMb: heap, seconds: (performance.now() - started) / 1000,
+    rssGrowth: quarters(rssSamples.slice(warmSamples), mean), storeGrowth: quarters(storeSamples.slice(warmSamples), mean), rssMb: rss, storeMb: store, heapMb: heap, seconds: (performance.now() - started) / 1000,
   }
 }

@@ -1,0 +1,7 @@
+export { serve, deployments, undeploy, deploymentBody, type Deployed } from './serve.js'
+export { Deployment } from './deployment.js'
+export { AimdBatchSizer, FixedBatchSizer, type BatchSizer, type AimdOptions } from './aimd.js'
+export { PredictionCache } from './cache.js'
+export { Exp3, Exp4, FixedSelection, selectionPolicy, argmax, type SelectionPolicy, type SelectionName, type BanditOptions } from './selection.js'
+export { BadInputError, NoDeploymentError, QueueFullError } from './errors.js'
+export type * from './types.js'
