@@ -116,6 +116,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     maxDetailedJobs: num(env.COLONY_MAX_DETAILED_JOBS, 'COLONY_MAX_DETAILED_JOBS'),
     summaryMs: num(env.COLONY_JOB_SUMMARY_MS, 'COLONY_JOB_SUMMARY_MS'),
     maxSummaries: num(env.COLONY_MAX_JOB_SUMMARIES, 'COLONY_MAX_JOB_SUMMARIES'),
+    keepSpentRecords: num(env.COLONY_KEEP_SPENT_RECORDS, 'COLONY_KEEP_SPENT_RECORDS'),
   }).filter(([, v]) => v !== undefined))
   // Node opens its inspector on SIGUSR1, and an inspector runs code as this process (which holds
   // every token): any listener stops that. Under `colony up` this process is the local peers' too.

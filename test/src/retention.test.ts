@@ -70,6 +70,58 @@ describe('retention', () => {
     } finally { await g.stop() }
   })
 
+  it('a running job keeps only its newest spent records: a long job of tasks and puts, each freed once read, holds a bounded number in memory and in the store, runs past maxTasksPerJob, and goes on after a restart', async () => {
+    const keep = 200, chunk = 20, waves = 30, perWave = 100, putsPerWave = 20
+    const g = await startGrid({ workers: 2, env: { COLONY_KEEP_SPENT_RECORDS: String(keep), COLONY_MAX_TASKS_PER_JOB: '1000', COLONY_MAX_OBJECTS_PER_JOB: '1000' } })
+    try {
+      const grid = await connect(g.url, { token: g.submitToken, onLog: false, log: () => {} })
+      const jobId = grid.jobId
+      const double = grid.remote((i: number) => i * 2)
+      // A result the driver keeps: its task is never spent.
+      const held = double.remote(21)
+      assert.equal(await grid.get(held), 42)
+      const wave = async (w: number) => {
+        const refs = Array.from({ length: perWave }, (_, i) => double.remote(w * perWave + i))
+        const puts = Array.from({ length: putsPerWave }, (_, i) => grid.put(new Float32Array(2048).fill(w + i)))
+        assert.deepEqual(await grid.get(refs), Array.from({ length: perWave }, (_, i) => 2 * (w * perWave + i)))
+        grid.free([...refs, ...puts])
+      }
+      // At most: the kept ones and a chunk, the wave in flight, a wave whose frees are on their way, and the held one.
+      const taskBound = keep + chunk + 2 * perWave + 1
+      const objectBound = taskBound + keep + chunk + 2 * putsPerWave
+      let peakTasks = 0, peakObjects = 0
+      for (let w = 0; w < waves; w++) {
+        await wave(w)
+        peakTasks = Math.max(peakTasks, await metric(g, 'colony_tasks_kept'))
+        peakObjects = Math.max(peakObjects, await metric(g, 'colony_objects_kept'))
+      }
+      const total = waves * perWave + 1
+      console.error(`${total} tasks and ${waves * putsPerWave} puts: at most ${peakTasks} task and ${peakObjects} object records held (keep ${keep})`)
+      assert.ok(peakTasks <= taskBound, `${peakTasks} task records held, bound ${taskBound}`)
+      assert.ok(peakObjects <= objectBound, `${peakObjects} object records held, bound ${objectBound}`)
+      await until(async () => await metric(g, 'colony_tasks_kept') <= keep + chunk + 1, 10_000, 'the last frees to land')
+      // Its counts still count every task; its timeline lists the newest and the held one.
+      const info = await api<Info>(g, `/api/jobs/${jobId}`)
+      assert.deepEqual([info.body.state, info.body.tasks.finished], ['running', total])
+      const listed = (await api<{ id: string }[]>(g, `/api/jobs/${jobId}/tasks`)).body
+      assert.ok(listed.length <= keep + chunk + 1 && listed.length >= keep, `${listed.length} tasks listed`)
+      assert.ok(listed.some((t) => held.id.startsWith(`${t.id}.`)), 'the task whose result is held is listed')
+      // The store holds as few.
+      await g.coordinator.kill('SIGTERM')
+      const db = new Database(join(g.dataDir, 'colony.db'), { readonly: true, fileMustExist: true })
+      const rows = (table: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE job = ?`).get(jobId) as { n: number }).n
+      const stored = { tasks: rows('tasks'), objects: rows('objects') }
+      db.close()
+      assert.ok(stored.tasks <= keep + chunk + 1 && stored.objects <= 2 * (keep + chunk) + 1, JSON.stringify(stored))
+      // After a restart the job goes on: the held result is read, and new work runs.
+      await g.startCoordinator()
+      assert.equal(await grid.get(held, { timeoutMs: 30_000 }), 42)
+      await wave(waves)
+      assert.equal((await api<Info>(g, `/api/jobs/${jobId}`)).body.tasks.finished, total + perWave)
+      await grid.close()
+    } finally { await g.stop() }
+  })
+
   it('a bundle\'s code is kept while a running or recent job uses it, then goes from memory and the store; one uploaded and never used goes too', async () => {
     const g = await startGrid({ workers: 1, env: { COLONY_JOB_DETAIL_MS: '1000', COLONY_JOB_SUMMARY_MS: '600000' } })
     try {

@@ -11,13 +11,16 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { serve, undeploy, type DeploymentStats, type Prediction } from '@colony-grid/client'
 import { MODEL_DIR, loadDigits, onnxInProcess, type Digits } from '@colony-grid/demo'
-import { until } from './harness.js'
+import { api, until } from './harness.js'
 import { argmax, exp3Recovery, oneHot, scaleModel, shiftModel } from './serving-helpers.js'
 import { suiteGrid } from './suite-grid.js'
 
+const KEEP_SPENT = 100
+
 describe('serving', () => {
   // Three peers of three slots: replicas of several deployments side by side, and room for a replacement after a kill.
-  const suite = suiteGrid({ workers: 3, executors: 3 })
+  // Few spent records kept, so that the deployments' job shows they do go (spent-records.ts).
+  const suite = suiteGrid({ workers: 3, executors: 3, env: { COLONY_KEEP_SPENT_RECORDS: String(KEEP_SPENT) } })
   let digits: Digits
   let onnx: Uint8Array
   const post = (path: string, body: unknown, init: { token?: string | null; headers?: Record<string, string> } = {}) => fetch(new URL(path, suite.g.url), {
@@ -230,6 +233,13 @@ describe('serving', () => {
     }))
     assert.ok(killed)
     await until(async () => (await stats('mnist')).versions[0].replicas.length === 2, 30_000, 'a replacement replica')
+    // The deployments' job has ended a call per batch all along: it holds its newest spent calls only.
+    const jobs = (await api<{ id: string; name: string; state: string }[]>(suite.g, '/api/jobs')).body
+    const serving = jobs.find((j) => j.name === 'serving' && j.state === 'running')!
+    const info = (await api<{ tasks: Record<string, number> }>(suite.g, `/api/jobs/${serving.id}`)).body
+    const listed = (await api<unknown[]>(suite.g, `/api/jobs/${serving.id}/tasks`)).body.length
+    console.error(`the deployments' job: ${info.tasks.finished} calls ended, ${listed} on record`)
+    assert.ok(info.tasks.finished > 4 * KEEP_SPENT && listed <= 2 * KEEP_SPENT, `${info.tasks.finished} calls ended, ${listed} on record`)
     // The driver that deployed it goes; the endpoint stays.
     await suite.grid.close()
     assert.equal((await post('/serve/mnist', { inputs: rowsOf(0, 2) })).status, 200)

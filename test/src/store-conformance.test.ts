@@ -143,6 +143,37 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'spent records: dropRecords takes a running job\'s named tasks (with their results) and objects (with their locations); the rest stay in order',
+    async run(b) {
+      const s = await b.fresh()
+      s.jobs.put({ id: 'j_1', name: 'serving', state: 'running', createdAt: 1 })
+      for (const id of ['t.1', 't.2', 't.3', 't.4']) s.tasks.put({ id, job: 'j_1', spec: spec(id), state: 'waiting', attempts: 0 })
+      s.tasks.finish('t.1', 1, { size: 1, inline: new Uint8Array([1]) })
+      s.tasks.finish('t.3', 1, { size: 1, inline: new Uint8Array([3]) })
+      s.objects.put({ id: 't.2.r0', job: 'j_1', size: 99 })
+      s.objects.put({ id: 'o.put.1', job: 'j_1', size: 5 })
+      s.objects.put({ id: 'o.put.2', job: 'j_1', size: 6 })
+      s.locations.put({ object: 'o.put.1', peer: 'p_1' })
+      s.locations.put({ object: 'o.put.2', peer: 'p_2' })
+      await s.commit()
+      // A freed result leaves a tombstone row (objects.put with its error): it goes with its task.
+      s.objects.put({ id: 't.1.r0', job: 'j_1', size: 1, error: { type: 'ObjectLostError', message: 'freed' } })
+      s.jobs.dropRecords('j_1', { tasks: ['t.1', 't.2'], objects: ['t.1.r0', 't.2.r0', 'o.put.1'] })
+      await s.commit()
+      const again = await b.again(s)
+      const after = await again.load()
+      assert.deepEqual(after.jobs.map((j) => [j.id, j.state]), [['j_1', 'running']])
+      assert.deepEqual(after.tasks.map((t) => t.id), ['t.3', 't.4'])
+      assert.deepEqual(sorted(after.objects.map((o) => o.id)), ['o.put.2', 't.3.r0'])
+      assert.deepEqual(after.locations, [{ object: 'o.put.2', peer: 'p_2' }])
+      // New tasks still go after the rest.
+      again.tasks.put({ id: 't.5', job: 'j_1', spec: spec('t.5'), state: 'waiting', attempts: 0 })
+      await again.commit()
+      assert.deepEqual((await again.load()).tasks.map((t) => t.id), ['t.3', 't.4', 't.5'])
+      await again.close()
+    },
+  },
+  {
     name: 'tasks.put is insert-or-ignore: a second put of an id changes nothing',
     async run(b) {
       const s = await b.fresh()

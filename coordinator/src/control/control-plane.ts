@@ -26,6 +26,7 @@ import { QuorumManager } from './quorum-manager.js'
 import { Recovery } from './recovery.js'
 import { DEFAULT_RETENTION, Retention, type Expired, type RetentionOptions } from './retention.js'
 import { Scheduler, type SchedulingPolicy } from './scheduling.js'
+import { SpentRecords } from './spent-records.js'
 import { TaskResults } from './task-results.js'
 import { TaskManager } from './tasks.js'
 import { JobViews } from './views.js'
@@ -48,6 +49,7 @@ export class ControlPlane {
   private readonly recovery: Recovery
   private readonly views: JobViews
   private readonly retention: Retention
+  private readonly spent: SpentRecords
   /** Message type → the manager method that handles it. */
   private readonly handlers: Handlers
   private tickQueued = false
@@ -74,10 +76,11 @@ export class ControlPlane {
     this.pulls = new PullManager(peers, objects, recovery, this.counters)
     this.views = new JobViews({ jobs, tasks, objects, actors, scheduler })
     this.retention = new Retention({ ...DEFAULT_RETENTION, ...opts.retention }, opts.store, { jobs, tasks, objects, actors, quorum }, opts.log)
-    objects.wire({ peers, deps })
+    const spent = this.spent = new SpentRecords(this.retention.settings.keepSpentRecords, opts.store, { jobs, tasks, objects, quorum })
+    objects.wire({ peers, deps, spent })
     deps.wire({ objects, tasks, results })
-    tasks.wire({ peers, jobs, objects, deps, actors, quorum, scheduler, recovery, results })
-    results.wire({ tasks, jobs, objects, actors, recovery, peers })
+    tasks.wire({ peers, jobs, objects, deps, actors, quorum, scheduler, recovery, results, spent })
+    results.wire({ tasks, jobs, objects, actors, recovery, peers, spent })
     actors.wire({ peers, jobs, tasks, results, objects, scheduler })
     quorum.wire({ tasks, results, jobs, objects, peers })
     scheduler.wire({ tasks, objects, quorum, recovery })
@@ -106,9 +109,11 @@ export class ControlPlane {
     bus.on('objectReady', (o) => pulls.objectReady(o))
     bus.on('objectLost', (o) => results.objectLost(o))
     bus.on('objectFreed', (o, error) => pulls.objectFreed(o, error))
+    bus.on('objectFreed', (o) => this.spent.objectFreed(o))
     // A job ends: its tasks are cancelled, then its actors end; once it has ended, its objects go and its listeners hear.
     bus.on('jobEnding', (job, reason) => tasks.jobEnding(job, reason))
     bus.on('jobEnding', (job, reason) => actors.jobEnding(job, reason))
+    bus.on('jobFinished', (job) => this.spent.jobFinished(job.id))
     bus.on('jobFinished', (job) => objects.jobFinished(job))
     bus.on('jobFinished', (job) => peers.jobFinished(job.id))
     bus.on('jobFinished', (job) => jobs.tell(job, { type: 'state', job: views.jobInfo(job.id)! }))

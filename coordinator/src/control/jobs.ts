@@ -5,7 +5,7 @@
  */
 import {
   AuthError, CancelledError, JOB_TEXT_LIMITS, ProtocolError, clip, newJobId, serializeError,
-  type FnDef, type HelloMsg, type SerializedError, type TaskSpec,
+  type FnDef, type HelloMsg, type SerializedError, type TaskSpec, type TaskState,
 } from '@colony-grid/shared'
 import { JobLog } from '../job-log.js'
 import type { PeerSession } from '../peer-session.js'
@@ -271,7 +271,14 @@ export class JobManager {
     return () => job.listeners.delete(l)
   }
 
+  /** A running job's spent tasks went (spent-records.ts): its row counts them, so a restart still does. */
+  addDropped(job: JobRec, states: readonly TaskState[]): void {
+    const d = job.dropped ??= {}
+    for (const s of states) d[s] = (d[s] ?? 0) + 1
+    this.opts.store.jobs.put(this.row(job))
+  }
+
   private row(j: JobRec): JobRow {
-    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner, ...(j.taskTimeoutMs !== undefined ? { taskTimeoutMs: j.taskTimeoutMs } : {}), ...(j.summary ? { summary: j.summary } : {}) }
+    return { id: j.id, name: j.name, state: j.state, createdAt: j.createdAt, finishedAt: j.finishedAt, rootTask: j.rootTask, bundle: j.bundle, error: j.error, owner: j.owner, ...(j.taskTimeoutMs !== undefined ? { taskTimeoutMs: j.taskTimeoutMs } : {}), ...(j.summary ? { summary: j.summary } : {}), ...(j.dropped ? { dropped: j.dropped } : {}) }
   }
 }

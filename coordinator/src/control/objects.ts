@@ -15,6 +15,7 @@ import type { ControlBus } from './events.js'
 import type { JobRec } from './jobs.js'
 import type { ControlOptions, Counters } from './options.js'
 import type { PeerManager } from './peers.js'
+import type { SpentRecords } from './spent-records.js'
 
 export type ObjState = 'pending' | 'ready' | 'error'
 export interface ObjRec {
@@ -56,10 +57,11 @@ export class ObjectDirectory {
   private readonly putGrace = new Map<string, NodeJS.Timeout>()
   private peers!: PeerManager
   private deps!: DependencyManager
+  private spent!: SpentRecords
 
   constructor(private readonly opts: ControlOptions, private readonly bus: ControlBus, private readonly counters: Counters, private readonly requestTick: () => void) {}
 
-  wire(m: { peers: PeerManager; deps: DependencyManager }): void { ({ peers: this.peers, deps: this.deps } = m) }
+  wire(m: { peers: PeerManager; deps: DependencyManager; spent: SpentRecords }): void { ({ peers: this.peers, deps: this.deps, spent: this.spent } = m) }
 
   /** Objects as the store kept them, with who held their bytes (only they may claim them back). */
   initialize(snap: StoreSnapshot): void {
@@ -224,9 +226,10 @@ export class ObjectDirectory {
       if (existing.job === job) return // a replay
       throw new ProtocolError(`object id ${id} is taken`)
     }
+    if (this.spent.wasDropped(id)) return // a replay of one freed, whose record went since
     const puts = (this.puts.get(job) ?? 0) + 1
     this.puts.set(job, puts)
-    if (puts > this.opts.quotas.maxObjectsPerJob) throw new LimitError('maxObjectsPerJob', `job ${job} has put ${puts - 1} objects; the maxObjectsPerJob limit is ${this.opts.quotas.maxObjectsPerJob}. Object ${id} was refused`)
+    if (puts > this.opts.quotas.maxObjectsPerJob) throw new LimitError('maxObjectsPerJob', `job ${job} has ${puts - 1} put objects on record (freed ones go once it has COLONY_KEEP_SPENT_RECORDS of them); the maxObjectsPerJob limit is ${this.opts.quotas.maxObjectsPerJob}. Object ${id} was refused`)
     if (!id.startsWith('o.')) throw new ProtocolError(`put ids start with 'o.' (got ${id})`)
     const o: ObjRec = { id, job, size, state: 'pending', locations: new Set() }
     this.objects.set(id, o)
@@ -286,6 +289,21 @@ export class ObjectDirectory {
     o.state = 'error'
     o.error = freedError
     this.opts.store.objects.put({ id: o.id, job: o.job, size: o.size, error: o.error })
+  }
+
+  /** A running job's spent objects (spent-records.ts), disposed of already: their records go. */
+  dropRecords(ids: readonly string[]): void {
+    for (const id of ids) {
+      const o = this.objects.get(id)
+      if (!o) continue
+      for (const pid of o.locations) this.heldBy.get(pid)?.delete(id)
+      for (const pid of o.subscribers ?? []) this.subscribedBy.get(pid)?.delete(id)
+      clearTimeout(this.putGrace.get(id))
+      this.putGrace.delete(id)
+      this.objects.delete(id)
+      // A put no longer held counts no more against maxObjectsPerJob.
+      if (id.startsWith('o.')) { const n = this.puts.get(o.job); if (n) this.puts.set(o.job, n - 1) }
+    }
   }
 
   /** A job ended (`jobFinished`): its objects go with it; its result stays for GET /api/jobs/:id. */

@@ -40,6 +40,12 @@ export class QuorumManager {
     if (this.quorums.size > 0) for (const id of ids) this.quorums.delete(id)
   }
 
+  /** A replicated task's replicas' ids (none for a task that is not replicated). */
+  replicasOf(t: TaskRec): readonly string[] {
+    if (this.quorums.size === 0) return []
+    return this.quorums.get(t.id)?.replicas.filter((r) => r !== undefined) ?? []
+  }
+
   isReplicated(t: TaskRec): boolean { return this.quorums.size > 0 && this.quorums.has(t.id) }
 
   /** A task with `replicas: k` (k > 1) gets its k replicas. */

@@ -6,7 +6,7 @@
  * `maxDetailedJobs` jobs do; then only its summary (state, times, counts by state, its
  * main's result), for `summaryMs`, and at most `maxSummaries` of them; then nothing but an
  * entry in a bounded list of expired ids, so that the API can say "expired" rather than
- * "no such job". A running job keeps everything, always. A bundle (a job's code) is kept while a
+ * "no such job". A running job keeps its work too, but for its spent records (spent-records.ts). A bundle (a job's code) is kept while a
  * job that keeps its work uses it, then for `detailMs` more, in case a job is started from it again.
  */
 import { FAULTS, returnId } from '@colony-grid/shared'
@@ -26,10 +26,12 @@ export interface RetentionOptions {
   summaryMs: number
   /** At most this many finished jobs keep their summary. */
   maxSummaries: number
+  /** A running job keeps its newest this many spent tasks, and as many spent objects (spent-records.ts). */
+  keepSpentRecords: number
 }
 
 export const DEFAULT_RETENTION: RetentionOptions = {
-  detailMs: 60 * 60_000, maxDetailedJobs: 100, summaryMs: 7 * 24 * 3_600_000, maxSummaries: 10_000,
+  detailMs: 60 * 60_000, maxDetailedJobs: 100, summaryMs: 7 * 24 * 3_600_000, maxSummaries: 10_000, keepSpentRecords: 10_000,
 }
 
 /** Expired ids remembered (about 60 bytes each): past this, the oldest are forgotten and get a plain 404. */

@@ -15,6 +15,7 @@ import type { ObjRec, ObjectDirectory } from './objects.js'
 import { TERMINAL, type ControlOptions, type Counters } from './options.js'
 import type { PeerManager } from './peers.js'
 import type { Recovery } from './recovery.js'
+import type { SpentRecords } from './spent-records.js'
 import type { TaskManager, TaskRec } from './tasks.js'
 
 export class TaskResults {
@@ -23,18 +24,20 @@ export class TaskResults {
   private objects!: ObjectDirectory
   private actors!: ActorManager
   private recovery!: Recovery
+  private spent!: SpentRecords
   private peers!: PeerManager
 
   constructor(private readonly opts: ControlOptions, private readonly counters: Counters) {}
 
-  wire(m: { tasks: TaskManager; jobs: JobManager; objects: ObjectDirectory; actors: ActorManager; recovery: Recovery; peers: PeerManager }): void {
-    ({ tasks: this.tasks, jobs: this.jobs, objects: this.objects, actors: this.actors, recovery: this.recovery, peers: this.peers } = m)
+  wire(m: { tasks: TaskManager; jobs: JobManager; objects: ObjectDirectory; actors: ActorManager; recovery: Recovery; peers: PeerManager; spent: SpentRecords }): void {
+    ({ tasks: this.tasks, jobs: this.jobs, objects: this.objects, actors: this.actors, recovery: this.recovery, peers: this.peers, spent: this.spent } = m)
   }
 
   /** A peer says a task it ran is done: its results, its error, or (`lost`) that its executor died under it. */
   done(s: PeerSession, taskId: string, results?: ResultOut[], error?: SerializedError, lost?: boolean, checkpoint?: Uint8Array): void {
     const t = this.tasks.get(taskId)
     if (!t) {
+      if (this.spent.wasDropped(taskId)) { this.counters.duplicateResults++; return } // it had ended, and its record went since
       if (!lost && this.recovery.keepOrphanResult(s, taskId, results, error)) return
       throw new ProtocolError(`result for unknown task ${taskId}`)
     }

@@ -19,6 +19,7 @@ import type { PeerManager } from './peers.js'
 import type { QuorumManager } from './quorum-manager.js'
 import type { Recovery } from './recovery.js'
 import type { Scheduler } from './scheduling.js'
+import type { SpentRecords } from './spent-records.js'
 import type { TaskResults } from './task-results.js'
 
 export interface TaskRec {
@@ -47,6 +48,8 @@ export interface TaskRec {
   endedAt?: number
   /** A replica (set by quorum-manager.ts): the task it runs for. */
   replicaOf?: string
+  /** Ended, and its results freed: its record goes once its job has enough such (spent-records.ts). */
+  spent?: boolean
 }
 
 /** A job's tasks in submission order, and how many are in each state. */
@@ -69,11 +72,12 @@ export class TaskManager {
   private scheduler!: Scheduler
   private recovery!: Recovery
   private results!: TaskResults
+  private spent!: SpentRecords
 
   constructor(private readonly opts: ControlOptions, private readonly requestTick: () => void) {}
 
-  wire(m: { peers: PeerManager; jobs: JobManager; objects: ObjectDirectory; deps: DependencyManager; actors: ActorManager; quorum: QuorumManager; scheduler: Scheduler; recovery: Recovery; results: TaskResults }): void {
-    ({ peers: this.peers, jobs: this.jobs, objects: this.objects, deps: this.deps, actors: this.actors, quorum: this.quorum, scheduler: this.scheduler, recovery: this.recovery, results: this.results } = m)
+  wire(m: { peers: PeerManager; jobs: JobManager; objects: ObjectDirectory; deps: DependencyManager; actors: ActorManager; quorum: QuorumManager; scheduler: Scheduler; recovery: Recovery; results: TaskResults; spent: SpentRecords }): void {
+    ({ peers: this.peers, jobs: this.jobs, objects: this.objects, deps: this.deps, actors: this.actors, quorum: this.quorum, scheduler: this.scheduler, recovery: this.recovery, results: this.results, spent: this.spent } = m)
   }
 
   get(id: string): TaskRec | undefined { return this.tasks.get(id) }
@@ -90,6 +94,19 @@ export class TaskManager {
     for (const id of ids) this.tasks.delete(id)
     this.byJob.delete(jobId)
     return [...ids]
+  }
+
+  /** A running job's spent tasks (spent-records.ts): their records go; its counts by state keep them. Returns their states. */
+  dropRecords(jobId: string, ids: readonly string[]): TaskState[] {
+    const tally = this.byJob.get(jobId)
+    if (!tally || ids.length === 0) return []
+    const gone = new Set(ids), states: TaskState[] = []
+    for (const id of ids) {
+      const t = this.tasks.get(id)
+      if (t) { states.push(t.state); this.tasks.delete(id) }
+    }
+    tally.ids = tally.ids.filter((id) => !gone.has(id))
+    return states
   }
 
   /** Task records held (running jobs', and finished jobs' until retention drops them). */
@@ -118,6 +135,7 @@ export class TaskManager {
   }
 
   submit(s: PeerSession, spec: TaskSpec): void {
+    if (this.spent.wasDropped(spec.id)) return // a replay of a task that ran, and whose record went since
     const job = this.jobFor(s, spec.parent)
     const existing = this.tasks.get(spec.id)
     if (existing) {
@@ -135,7 +153,7 @@ export class TaskManager {
     const q = this.opts.quotas
     const n = this.ofJob(job.id).length
     const over = n >= q.maxTasksPerJob
-      ? new LimitError('maxTasksPerJob', `job ${job.id} has ${n} tasks; the maxTasksPerJob limit is ${q.maxTasksPerJob}. Task ${spec.name} (${spec.id}) was refused`)
+      ? new LimitError('maxTasksPerJob', `job ${job.id} has ${n} tasks on record (ended ones whose results were freed go once it has COLONY_KEEP_SPENT_RECORDS of them); the maxTasksPerJob limit is ${q.maxTasksPerJob}. Task ${spec.name} (${spec.id}) was refused`)
       : spec.args.length > q.maxArgBytes
         ? new LimitError('maxArgBytes', `task ${spec.name} (${spec.id}) has ${spec.args.length} bytes of arguments; the maxArgBytes limit is ${q.maxArgBytes} (large values go as objects: grid.put)`)
         : undefined
@@ -188,6 +206,7 @@ export class TaskManager {
     if (nowDone && t.replicaOf) this.quorum.replicaEnded(t)
     // A task holds its arguments until it ends; a lineage re-run holds them again.
     if (wasDone !== nowDone) this.deps.pin(t, nowDone ? -1 : 1)
+    if (nowDone) this.spent.taskChanged(t)
   }
 
   /** Counts unresolved dependencies, and queues the task when there are none. */
@@ -347,6 +366,12 @@ export class TaskManager {
   /** The task table as the store kept it; returns the unfinished tasks, for recovery.ts to queue again. */
   initialize(snap: StoreSnapshot, hasJob: (id: string) => boolean, reapplyFinished: boolean): TaskRec[] {
     const unfinished: TaskRec[] = []
+    // Spent tasks whose rows went while their job ran are still counted (spent-records.ts).
+    for (const job of snap.jobs) {
+      if (!job.dropped || !hasJob(job.id)) continue
+      const counts = this.tallyOf(job.id).counts
+      for (const [state, n] of Object.entries(job.dropped) as [TaskState, number][]) counts[state] += n
+    }
     for (const row of snap.tasks) {
       if (!hasJob(row.job)) continue
       const t: TaskRec = {

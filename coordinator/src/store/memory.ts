@@ -41,6 +41,11 @@ export class MemoryStore implements ControlStore {
       for (const id of ids.actors) r.actors.delete(id)
       for (const id of ids.fns) r.fns.delete(`${job}/${id}`)
     },
+    dropRecords: (_job, ids) => {
+      const r = this.rows
+      for (const id of ids.tasks) r.tasks.delete(id)
+      for (const id of ids.objects) { r.objects.delete(id); r.locations.delete(id) }
+    },
     remove: (job) => { this.rows.jobs.delete(job) },
   }
   readonly tasks: ControlStore['tasks'] = {

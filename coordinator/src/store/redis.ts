@@ -142,6 +142,15 @@ export class RedisStore implements ControlStore {
         for (const part of chunks(ids.fns)) m.hdel(k.fns, ...part.map((id) => `${job}\0${id}`))
       })
     },
+    dropRecords: (job, ids) => {
+      const k = this.k
+      this.write((m) => {
+        for (const part of chunks(ids.tasks)) m.hdel(k.spec, ...part).hdel(k.state, ...part).hdel(k.error, ...part).hdel(k.result, ...part)
+        // Spent tasks are mostly the oldest, near the list's head, where LREM's scan from the head stops.
+        for (const id of ids.tasks) m.lrem(k.order(job), 1, id)
+        for (const part of chunks(ids.objects)) m.hdel(k.objects, ...part).srem(k.locations, ...part).del(...part.map(k.location))
+      })
+    },
     remove: (job) => { this.write((m) => m.hdel(this.k.jobs, job)) },
   }
   readonly tasks: ControlStore['tasks'] = {

@@ -89,6 +89,8 @@ export class SqliteStore implements ControlStore {
       jobObjectsDel: db.prepare('DELETE FROM objects WHERE job = ?'),
       jobFnsDel: db.prepare('DELETE FROM fns WHERE job = ?'),
       actorDel: db.prepare('DELETE FROM actors WHERE id = ?'),
+      taskDel: db.prepare('DELETE FROM tasks WHERE id = ?'),
+      objectDel: db.prepare('DELETE FROM objects WHERE id = ?'),
     }
     this.commitQueued = db.transaction(() => { for (const write of this.queue) write() })
   }
@@ -142,6 +144,13 @@ export class SqliteStore implements ControlStore {
         this.stmt.jobObjectsDel.run(job)
         this.stmt.jobFnsDel.run(job)
         for (const id of ids.actors) this.stmt.actorDel.run(id)
+      })
+      this.freed = true
+    },
+    dropRecords: (_job, ids) => {
+      this.queueWrite(() => {
+        for (const id of ids.tasks) this.stmt.taskDel.run(id)
+        for (const id of ids.objects) { this.stmt.objectDel.run(id); this.stmt.locationsDel.run(id) }
       })
       this.freed = true
     },

@@ -24,6 +24,8 @@ export interface JobRow {
    * shows, its tasks counted by state and its main's result (a small value, encoded).
    */
   summary?: { tasks: Record<TaskState, number>; result?: Uint8Array; resultSize?: number }
+  /** Its spent tasks whose rows went while it ran (control/spent-records.ts), by state: its counts still count them. */
+  dropped?: Partial<Record<TaskState, number>>
 }
 
 export interface TaskRow {
@@ -96,6 +98,8 @@ export interface StoreSnapshot {
  */
 /** The rows of one job's work, named so that no store needs an index it lacks. */
 export interface JobDetails { tasks: string[]; objects: string[]; actors: string[]; fns: string[] }
+/** Tasks, and objects (their results among them, by id), of one job. */
+export interface SpentIds { tasks: string[]; objects: string[] }
 export interface JobTable {
   put(job: JobRow): void
   /**
@@ -103,6 +107,11 @@ export interface JobTable {
    * its objects and their locations, its actors and functions); its summary row stays.
    */
   dropDetails(job: string, ids: JobDetails): void
+  /**
+   * A running job's spent records (control/spent-records.ts): these tasks (with their results) and
+   * these objects (with their locations) go; the job and its other rows stay, in their order.
+   */
+  dropRecords(job: string, ids: SpentIds): void
   /** Its summary row goes too: the job has expired. */
   remove(job: string): void
 }
