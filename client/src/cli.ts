@@ -131,7 +131,8 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   const webRoots = pageFolders()
   // Deployments (serving) live in the coordinator's process, on its grid as a driver of their own.
   const serving: ServeHost = new ServeHost({
-    connect: (): Promise<Grid> => connect(tls ? coord.url : coord.localUrl, { token: coord.tokens.submit, name: 'serving', onLog: false }),
+    // In memory (coordinator/src/local-socket.ts): a query's calls cross no socket between the two.
+    connect: (): Promise<Grid> => connect(tls ? coord.url : coord.localUrl, { token: coord.tokens.submit, name: 'serving', onLog: false, webSocket: () => coord.localSocket() }),
     dir: store === 'memory' ? undefined : join(dataDir, 'deployments'),
     log: (line) => console.log(`[serving] ${line}`),
   })

@@ -25,6 +25,11 @@ export interface ConnectOptions {
   p2p?: boolean
   /** In a browser: WebRTC for peer-to-peer objects (`browserRtc` from '@colony-grid/worker-web/browser'); without it, the coordinator relays. */
   rtc?: RtcFactory
+  /**
+   * How to open the connection to the coordinator, in place of a WebSocket to `url`: a driver that
+   * runs in the coordinator's own process passes `coordinator.localSocket` (no socket at all).
+   */
+  webSocket?: WebSocketFactory
 }
 
 /** The WebSocket and, in Node, WebRTC for this platform. In a browser, WebRTC is what `rtc` gives. */
@@ -75,7 +80,7 @@ export async function connect(url?: string | readonly string[], opts: ConnectOpt
   if (!token) throw new TypeError('connect(url, { token }) needs the submit token (colony start prints it; in Node, $COLONY_TOKEN works too)')
   const p2p = opts.p2p ?? !(isNode && process.env.COLONY_P2P === '0')
   const peer = new Peer({
-    url, token, role: 'driver', kind: isNode ? 'node' : 'browser', ...await platform(p2p, opts.rtc),
+    url, token, role: 'driver', kind: isNode ? 'node' : 'browser', ...await platform(p2p, opts.rtc), ...(opts.webSocket ? { webSocket: opts.webSocket } : {}),
     name: opts.name, taskTimeoutMs: opts.taskTimeoutMs, onTaskLog: opts.onLog === false ? undefined : (opts.onLog ?? printLog), log: opts.log,
   })
   await peer.start(opts.timeoutMs ?? 10_000)

@@ -1,5 +1,6 @@
 export { startCoordinator, type Coordinator, type CoordinatorOptions } from './server.js'
 export type { Ingress } from './ingress.js'
+export type { LocalSocket } from './local-socket.js'
 export { ControlPlane } from './control/control-plane.js'
 export type { Counters } from './control/options.js'
 export { DEFAULT_RETENTION, type RetentionOptions } from './control/retention.js'

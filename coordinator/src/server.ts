@@ -24,6 +24,7 @@ import { SqliteStore } from './store/sqlite.js'
 import { RedisStore } from './store/redis.js'
 import type { ControlStore } from './store/types.js'
 import { Leadership, type Role } from './leadership.js'
+import { localSocket, type LocalSocket } from './local-socket.js'
 import { answerAsStandby, standbySocket } from './standby-http.js'
 import { tokensInRedis } from './shared-tokens.js'
 import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
@@ -124,6 +125,11 @@ export interface Coordinator {
   readonly role: Role
   /** Resolves when this coordinator leads (at once without a lease); after a lost lease, when it leads again. */
   readonly leading: Promise<void>
+  /**
+   * A peer connection from this process, in memory (local-socket.ts): what `connect()` takes as its
+   * `webSocket`, for a library's driver that runs beside the coordinator (serving). A standby's refuses, as /ws does.
+   */
+  localSocket(): LocalSocket
   close(): Promise<void>
 }
 
@@ -359,9 +365,12 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
 
   const socketStats = { helloTimeouts: 0 }
-  app.get('/ws', upgradeWebSocket((c) => leadership?.role === 'leader'
-    ? peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, remoteAddress(c, opts.trustProxy === true))
-    : standbySocket(leadership?.leaderUrl)))
+  const peerEvents = (address: string | undefined) => leadership?.role === 'leader'
+    ? peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, address)
+    : standbySocket(leadership?.leaderUrl)
+  app.get('/ws', upgradeWebSocket((c) => peerEvents(remoteAddress(c, opts.trustProxy === true))))
+  /** Connections from this process (localSocket), closed with the coordinator. */
+  const locals = new Set<LocalSocket>()
 
   for (const ingress of opts.ingress ?? []) {
     const handle = (c: Context) => { const g = registry.check(bearer(c)); return ingress.fetch(c.req.raw, { role: g?.role, operator: g?.operator }) }
@@ -416,12 +425,19 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       return control
     },
     get role() { return lead.role },
+    localSocket() {
+      for (const s of locals) if (s.readyState === 3) locals.delete(s)
+      const s = localSocket(peerEvents('127.0.0.1'))
+      locals.add(s)
+      return s
+    },
     async close() {
       const led = lead.role === 'leader'
       lead.role = 'deposed'
       for (const i of opts.ingress ?? []) await i.close?.().catch((e: unknown) => log(`closing ${i.prefixes.join(', ')}: ${(e as Error)?.message ?? e}`))
       control?.close()
       for (const ws of wss.clients) ws.terminate()
+      for (const s of locals) s.close(1001, 'the coordinator is closing')
       await new Promise<void>((r) => server.close(() => r()))
       // Commit before letting the lease go: a standby that takes over must find every write.
       if (led) await store.close()

@@ -13,6 +13,22 @@ import type { Grant } from './grant.js'
 export const PROTOCOL_VERSION = 2
 
 export type PeerKind = 'node' | 'browser'
+
+/**
+ * What a peer speaks this protocol over: the parts of a WebSocket it uses (the browser's and the
+ * `ws` package's both fit, and so does the coordinator's in-process socket, local-socket.ts).
+ */
+export interface WebSocketLike {
+  binaryType: string
+  readonly readyState: number
+  readonly bufferedAmount: number
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+  onopen: ((ev: unknown) => void) | null
+  onmessage: ((ev: { data: unknown }) => void) | null
+  onclose: ((ev: { code: number; reason: string }) => void) | null
+  onerror: ((ev: unknown) => void) | null
+}
 export type PeerRole = 'worker' | 'driver'
 
 export interface TaskOptions {

@@ -208,6 +208,39 @@ describe('serving', () => {
     }
   })
 
+  it('a peer that joins under load becomes a replica, and answers from then on', async () => {
+    // Only peers that offer `late` may host it: one of one slot now, so the set cannot grow until another joins.
+    const first = await suite.g.addWorker(1, ['--capabilities', 'late'])
+    const ids = [suite.g.workerIds[suite.g.workerIds.length - 1]]
+    let late: Awaited<ReturnType<typeof suite.g.addWorker>> | undefined
+    try {
+      await serve(suite.grid, 'grows', { models: [{ version: 'v1', onnx }], inputShape: [784], replicas: { min: 1, max: 2 }, batching: 'off', cache: false, capabilities: ['late'] })
+      const replicas = async () => (await stats('grows')).versions[0].replicas
+      assert.deepEqual((await replicas()).map((r) => r.peer), ids)
+      let stop = false, joined = false
+      const clients = Promise.all(Array.from({ length: 16 }, async (_, c) => {
+        for (let i = 0; !stop; i++) {
+          const r = await post('/serve/grows', { inputs: rowsOf((c * 53 + i) % 1000, 1) })
+          assert.equal(r.status, 200, await r.clone().text())
+          // The queue is long by now: the set wants a second replica, which waits for a slot.
+          if (!joined && c === 0 && i === 20) {
+            joined = true
+            late = await suite.g.addWorker(1, ['--capabilities', 'late'])
+            ids.push(suite.g.workerIds[suite.g.workerIds.length - 1])
+          }
+        }
+      }))
+      try {
+        await until(async () => (await replicas()).some((r) => r.peer === ids[1] && r.served > 0), 30_000, 'a replica on the peer that joined, answering')
+      } finally { stop = true; await clients }
+      console.error(`replicas: ${(await replicas()).map((r) => `${r.peer} ${r.served} rows`).join(', ')}`)
+      await undeploy(suite.grid, 'grows')
+    } finally {
+      for (const w of [first, late]) if (w) { await w.kill('SIGKILL'); suite.g.workers.splice(suite.g.workers.indexOf(w), 1) }
+      for (const id of ids) suite.g.workerIds.splice(suite.g.workerIds.indexOf(id), 1)
+    }
+  })
+
   it('a replica\'s peer killed with SIGKILL under load loses no request, and the deployment outlives the driver that made it', async () => {
     // A fourth peer: room for the replacement whichever peer is killed.
     await suite.g.addWorker(2)

@@ -93,7 +93,7 @@ export class ActorPool<A> {
     this.grid.kill(m.handle)
   }
 
-    /** Ends the actors (their CPU slots free up). */
+  /** Ends the actors (their CPU slots free up). */
   close(): void {
     if (this.closed) return
     this.closed = true

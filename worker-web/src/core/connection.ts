@@ -8,22 +8,11 @@
  */
 import {
   AuthError, CLOSE_STANDBY, DURABLE_TYPES, LimitError, MAX_RECONNECT_PAUSE_MS, ProtocolError, decodeFrame, encodeFrame, deserializeError,
-  type ColonyError, type CoordinatorToPeer, type HelloMsg, type PeerToCoordinator, type WelcomeMsg,
+  type ColonyError, type CoordinatorToPeer, type HelloMsg, type PeerToCoordinator, type WebSocketLike, type WelcomeMsg,
 } from '@colony-grid/shared'
 import { nextTurn } from './turn.js'
 
-/** The parts of a WebSocket used here; the browser's and the `ws` package's both fit. */
-export interface WebSocketLike {
-  binaryType: string
-  readonly readyState: number
-  readonly bufferedAmount: number
-  send(data: Uint8Array): void
-  close(code?: number, reason?: string): void
-  onopen: ((ev: unknown) => void) | null
-  onmessage: ((ev: { data: unknown }) => void) | null
-  onclose: ((ev: { code: number; reason: string }) => void) | null
-  onerror: ((ev: unknown) => void) | null
-}
+export type { WebSocketLike }
 export type WebSocketFactory = (url: string) => WebSocketLike
 
 export interface ConnectionOptions {
