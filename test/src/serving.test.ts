@@ -130,6 +130,39 @@ describe('serving', () => {
     await undeploy(suite.grid, 'ensemble')
   })
 
+  it('Exp4 with a version\'s peer frozen (SIGSTOP): the answer is formed from the versions that answered by the hedge time', async () => {
+    // Two peers that alone may host it, of 2 slots and 1: the three versions take them all, one peer hosting one version alone.
+    const added = [await suite.g.addWorker(2, ['--capabilities', 'ens']), await suite.g.addWorker(1, ['--capabilities', 'ens'])]
+    const ids = suite.g.workerIds.slice(-2)
+    try {
+      await serve(suite.grid, 'ensemble-late', {
+        models: [{ version: 'a', tfjs: shiftModel(0) }, { version: 'b', tfjs: shiftModel(1) }, { version: 'a2', tfjs: shiftModel(0) }],
+        selection: 'exp4', replicas: { min: 1, max: 1 }, hedgeMs: 300, cache: false, capabilities: ['ens'],
+      })
+      const on = new Map((await stats('ensemble-late')).versions.map((v) => [v.version, v.replicas[0].peer]))
+      const alone = [...on].find(([, peer]) => [...on.values()].filter((p) => p === peer).length === 1)!
+      const frozen = added[ids.indexOf(alone[1])]
+      frozen.child.kill('SIGSTOP')
+      try {
+        const t0 = performance.now()
+        const r = await post('/serve/ensemble-late', { inputs: [oneHot(3)] })
+        const ms = performance.now() - t0
+        assert.equal(r.status, 200, await r.clone().text())
+        const p = await r.json() as Prediction
+        // The two versions that answered: both say 3 (a, a2), or they split (b says 4) and either may win.
+        const answered = [...on.keys()].filter((v) => v !== alone[0])
+        const says: number[] = answered.map((v) => (v === 'b' ? 4 : 3))
+        assert.ok(says.includes(argmax(p.outputs[0])), `answered ${argmax(p.outputs[0])}; ${answered.join(', ')} answered, ${alone[0]} was frozen`)
+        assert.ok(ms < 5000, `answered after ${ms.toFixed(0)} ms with version ${alone[0]} frozen`)
+        console.error(`version ${alone[0]} frozen: answered ${argmax(p.outputs[0])} in ${ms.toFixed(0)} ms from ${answered.join(', ')} (confidence ${p.confidence?.[0].toFixed(2)})`)
+      } finally { frozen.child.kill('SIGCONT') }
+      await undeploy(suite.grid, 'ensemble-late')
+    } finally {
+      for (const w of added) { await w.kill('SIGKILL'); suite.g.workers.splice(suite.g.workers.indexOf(w), 1) }
+      for (const id of ids) suite.g.workerIds.splice(suite.g.workerIds.indexOf(id), 1)
+    }
+  })
+
   it('bad input gets its status code, and the other deployments keep serving: a wrong shape, no such deployment, an oversized body, no token, a flood past the queue cap', async () => {
     const shape = await post('/serve/pick', { inputs: [[1, 2, 3]] })
     assert.equal(shape.status, 400)
