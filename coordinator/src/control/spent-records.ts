@@ -33,13 +33,18 @@ export class SpentRecords {
   private readonly dropped = new Set<string>()
   private readonly chunk: number
 
+  readonly keep: number
+
   constructor(
-    readonly keep: number,
+    keep: number,
     private readonly store: ControlStore,
     private readonly m: { jobs: JobManager; tasks: TaskManager; objects: ObjectDirectory; quorum: QuorumManager },
   ) {
+    // At least 1: the record just spent is never the one dropped, so the code that spent it (finish,
+    // fail, dispose) may still write its row after this returns without bringing a dropped row back.
+    this.keep = Math.max(1, keep)
     // Dropping a chunk rewrites the job's id list once: a tenth of `keep` at a time makes that cheap per record.
-    this.chunk = Math.max(16, Math.floor(keep / 10))
+    this.chunk = Math.max(16, Math.floor(this.keep / 10))
   }
 
   /** Was this task or object a spent record that was dropped (lately)? */
