@@ -4,16 +4,16 @@
  * HTTP callers authenticate with `Authorization: Bearer <token>`, or, for a peer's own
  * requests (a job's bundle), `Authorization: Peer <peerId>:<peerSecret>` (identity.ts);
  * never with a token in the query string, which would end up in proxies' logs.
+ * Here: tokens, peers, metrics, /ws and the process; the job API is jobs-api.ts.
  */
 import { Hono, type Context } from 'hono'
 import { serve, type ServerType } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
-import { createHash } from 'node:crypto'
 import { createServer as createHttpsServer } from 'node:https'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import {
-  AuthError, CLOSE_STANDBY, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, MAX_RECONNECT_PAUSE_MS, ProtocolError, encodeValue, type Limits,
+  AuthError, CLOSE_STANDBY, ColonyError, DEFAULT_LIMITS, FAULTS, LimitError, faultWarning, MAX_RECONNECT_PAUSE_MS, ProtocolError, type Limits,
 } from '@colony-grid/shared'
 import type { SchedulingPolicy } from './control/scheduling.js'
 import type { RetentionOptions } from './control/retention.js'
@@ -28,14 +28,13 @@ import { localSocket, type LocalSocket } from './local-socket.js'
 import { answerAsStandby, standbySocket } from './standby-http.js'
 import { tokensInRedis } from './shared-tokens.js'
 import { TokenRegistry, type TokenGrant, type Tokens } from './tokens.js'
-import { peerCredentials } from './identity.js'
-import { jsonSafe } from './json-safe.js'
 import { servePages } from './pages.js'
 import { DEFAULT_TURN_TTL_S, iceServersFor, type TurnSecretOptions } from './ice-servers.js'
 import { publicUrlOf } from './public-url.js'
 import { peerSocket } from './peer-socket.js'
 import { bearer, remoteAddress } from './request-origin.js'
-import { jobEvents } from './job-events.js'
+import { HttpNotFound, httpStatusOf } from './http-errors.js'
+import { mountJobsApi } from './jobs-api.js'
 import type { Ingress } from './ingress.js'
 
 export interface CoordinatorOptions {
@@ -195,8 +194,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
 
   app.onError((err, c) => {
     if (err instanceof ColonyError) {
-      const status = err instanceof AuthError ? 401 : err instanceof LimitError ? 413 : err instanceof HttpNotFound ? 404 : err instanceof JobExpired ? 410 : 400
-      return c.json(errorBody(err), status)
+      return c.json(errorBody(err), httpStatusOf(err))
     }
     log(`HTTP ${c.req.method} ${c.req.path} failed: ${err.stack ?? err}`)
     return c.json(errorBody(err, 'INTERNAL'), 500)
@@ -246,24 +244,6 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     return c.json(control.peerInfos())
   })
 
-  /** A driver's JSON body that carries a bundle: the size is checked before it is read. */
-  const bundleBody = async (c: Context, shape: string): Promise<{ bundle?: unknown; name?: unknown; args?: unknown }> => {
-    needRole(c, ['driver'])
-    const length = Number(c.req.header('content-length') ?? 0)
-    if (length > maxBundleBytes * 1.5 + 65536) throw new LimitError('maxBundleBytes', `the request is ${length} bytes; bundles are limited to ${maxBundleBytes} bytes`)
-    try { return (await c.req.json() ?? {}) as { bundle?: unknown } } catch { throw new ProtocolError(`the body must be JSON: ${shape}`) }
-  }
-  /** Keeps a job's ES module, by the hash peers fetch it with; `owner`: the token that uploaded it (it may fetch it back). */
-  const storeBundle = async (bundle: unknown, owner: string): Promise<string> => {
-    if (typeof bundle !== 'string' || bundle.length === 0) throw new ProtocolError('"bundle" must be the job\'s ES module source as a string')
-    const code = Buffer.from(bundle, 'utf8')
-    if (code.byteLength > maxBundleBytes) throw new LimitError('maxBundleBytes', `the bundle is ${code.byteLength} bytes; the limit is ${maxBundleBytes}`)
-    const hash = createHash('sha256').update(code).digest('hex').slice(0, 32)
-    await store.bundles.put(hash, code, owner)
-    control.bundleUploaded(hash, owner)
-    return hash
-  }
-
   // An operator lets a quarantined peer work again.
   app.post('/api/peers/:id/release', (c) => {
     needOperator(c)
@@ -272,75 +252,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     return c.json({ peer: id, released: control.releasePeer(id) })
   })
 
-  app.post('/api/jobs', async (c) => {
-    const grant = needRole(c, ['driver'])
-    const { bundle, name, args, taskTimeoutMs } = await bundleBody(c, '{ "bundle": "<ES module source>", "name"?: string, "args"?: [], "taskTimeoutMs"?: number }') as { bundle?: unknown; name?: unknown; args?: unknown; taskTimeoutMs?: unknown }
-    if (args !== undefined && !Array.isArray(args)) throw new ProtocolError('"args" must be an array')
-    const hash = await storeBundle(bundle, grant.id)
-    const job = control.createBundleJob(hash, typeof name === 'string' && name ? name.slice(0, 200) : 'job', encodeValue(args ?? []), grant.id, { taskTimeoutMs: taskTimeoutMs as number | undefined })
-    return c.json(jsonSafe(control.jobInfo(job.id)) as object, 201)
-  })
-  // A bundle whose exports a driver (the web IDE) calls as remote functions: peers import it by hash.
-  app.post('/api/bundles', async (c) => {
-    const grant = needRole(c, ['driver'])
-    const { bundle } = await bundleBody(c, '{ "bundle": "<ES module source>" }')
-    return c.json({ hash: await storeBundle(bundle, grant.id) }, 201)
-  })
+  mountJobsApi(app, { control: () => control, store: () => store, needRole, maxBundleBytes })
 
-  // A job is seen only with the token that started it, or the operator's: another token gets 404, as if it did not exist.
-  // A job retention dropped says so (410) to the token that started it, rather than "no job".
-  const jobOr404 = (c: Context) => {
-    const grant = needRole(c, ['driver'])
-    const id = c.req.param('id') ?? ''
-    const info = control.jobVisible(id, grant) ? control.jobInfo(id) : undefined
-    if (!info) {
-      const gone = control.jobExpired(id)
-      if (gone && (grant.operator || gone.owner === grant.id)) {
-        throw new JobExpired(`job ${id} expired: it finished at ${new Date(gone.finishedAt).toISOString()}, and a finished job is kept for ${duration(gone.summaryMs)} (COLONY_JOB_SUMMARY_MS)`)
-      }
-      throw new HttpNotFound(`no job ${id}`)
-    }
-    return info
-  }
-  /** For a job's tasks, objects, actors and logs: gone once retention kept only its summary. */
-  const detailsOr410 = (c: Context) => {
-    const info = jobOr404(c)
-    if (info.detailsExpired) {
-      throw new JobExpired(`job ${info.id}'s tasks, objects, actors and log expired: a finished job keeps them for ${duration(control.retentionSettings.detailMs)} (COLONY_JOB_DETAIL_MS), then only its summary (GET /api/jobs/${info.id})`)
-    }
-    return info
-  }
-  app.get('/api/jobs', (c) => {
-    const grant = needRole(c, ['driver'])
-    return c.json(control.jobIds().filter((id) => control.jobVisible(id, grant)).map((id) => jsonSafe(control.jobInfo(id))))
-  })
-  app.get('/api/jobs/:id', (c) => c.json(jsonSafe(jobOr404(c)) as object))
-  app.delete('/api/jobs/:id', (c) => { jobOr404(c); return c.json(jsonSafe(control.cancelJob(c.req.param('id'))) as object) })
-  app.get('/api/jobs/:id/tasks', (c) => { detailsOr410(c); return c.json(control.jobTasks(c.req.param('id'))) })
-  app.get('/api/jobs/:id/objects', (c) => { detailsOr410(c); return c.json(control.jobObjects(c.req.param('id'))) })
-  app.get('/api/jobs/:id/actors', (c) => { detailsOr410(c); return c.json(control.jobActors(c.req.param('id'))) })
-  app.get('/api/jobs/:id/logs', (c) => { detailsOr410(c); return c.json(control.jobLogs(c.req.param('id'))) })
-  app.get('/api/jobs/:id/events', (c) => {
-    const first = jobOr404(c)
-    return jobEvents(c, control, first)
-  })
-  // A job's code, for those it concerns only (ControlPlane.bundleReadable); anyone else gets 404, as if it did not exist.
-  // A worker asks as the peer it is (the join token is every volunteer's): `Authorization: Peer <peerId>:<peerSecret>`.
-  app.get('/api/bundles/:hash', async (c) => {
-    const hash = c.req.param('hash')
-    const creds = peerCredentials(c.req.header('authorization'))
-    let allowed: boolean
-    if (creds) {
-      const peer = control.sessions.get(creds.id)
-      if (!peer || !control.identities.verify(creds.id, creds.secret)) throw new AuthError('unknown peer, or a wrong peer secret: send "Authorization: Peer <peerId>:<peerSecret>" as given in welcome')
-      allowed = control.bundleReadable(hash, { peer })
-    } else {
-      allowed = control.bundleReadable(hash, { grant: needRole(c, ['worker', 'driver']) })
-    }
-    const code = allowed ? await store.bundles.get(hash) : undefined
-    if (!code) throw new HttpNotFound(`no bundle ${hash}`)
-    return c.body(new Uint8Array(code), 200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'private, max-age=31536000, immutable' })
-  })
   app.get('/metrics', (c) => {
     const k = control.counters
     const lines = [
@@ -445,18 +358,4 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       await lead.close()
     },
   }
-}
-
-class HttpNotFound extends ColonyError {
-  override readonly code = 'NOT_FOUND'
-}
-class JobExpired extends ColonyError {
-  override readonly code = 'EXPIRED'
-}
-
-/** A retention period in words: `7 days`, `1 hour`, `90 s`. */
-function duration(ms: number): string {
-  const units: [number, string][] = [[86_400_000, 'day'], [3_600_000, 'hour'], [60_000, 'minute']]
-  for (const [size, name] of units) if (ms >= size && ms % size === 0) return `${ms / size} ${name}${ms === size ? '' : 's'}`
-  return `${ms / 1000} s`
 }
