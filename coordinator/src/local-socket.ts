@@ -35,7 +35,8 @@ export function localSocket(server: WSEvents): LocalSocket {
     send: (d: string | ArrayBuffer | Uint8Array) => {
       if (ended || typeof d === 'string') return
       const data = d instanceof Uint8Array ? own(d) : d.slice(0)
-      queueMicrotask(() => { if (!ended) client.onmessage?.({ data }) })
+      // Checked when sent, not when delivered: a frame sent just before close (a fatal error) arrives, then onclose.
+      queueMicrotask(() => client.onmessage?.({ data }))
     },
     close: (code?: number, reason?: string) => end(code ?? 1000, reason ?? ''),
     raw: undefined,
@@ -48,7 +49,7 @@ export function localSocket(server: WSEvents): LocalSocket {
     send(d) {
       if (!open || ended) return
       const data = own(d)
-      queueMicrotask(() => { if (!ended) server.onMessage?.({ data } as MessageEvent, serverEnd) })
+      queueMicrotask(() => server.onMessage?.({ data } as MessageEvent, serverEnd))
     },
     close: (code = 1000, reason = '') => end(code, reason),
     onopen: null, onmessage: null, onclose: null, onerror: null,
@@ -56,6 +57,7 @@ export function localSocket(server: WSEvents): LocalSocket {
   queueMicrotask(() => {
     if (ended) return
     server.onOpen?.(new Event('open'), serverEnd)
+    if (ended) return // refused in onOpen (a standby): onclose is on its way
     open = true
     state = OPEN
     client.onopen?.({})

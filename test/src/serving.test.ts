@@ -186,6 +186,16 @@ describe('serving', () => {
     assert.equal((await post('/serve/pick', { inputs: [oneHot(2)] })).status, 200)
     assert.equal((await post('/serve/capped', { inputs: rowsOf(0, 1) }, { token: null })).status, 200)
     assert.equal((await stats('capped')).rejected.full, refused.length)
+    // More rows in one request than the queue ever takes: no retry could help, so 400 rather than 429.
+    const tooMany = await post('/serve/capped', { inputs: rowsOf(0, 9) }, { token: null })
+    assert.equal(tooMany.status, 400)
+    assert.match((await tooMany.json() as { error: { message: string } }).error.message, /has 9 rows; 'capped' queues at most 8 \(queueCap\)/)
+    // A float32 row with a NaN in it, as JSON rows are: 400.
+    const nan = Float32Array.from(rowsOf(0, 1)[0]); nan[7] = NaN
+    assert.equal((await post('/serve/capped', new Uint8Array(nan.buffer), { token: null })).status, 400)
+    // Options that name no batching or selection there is.
+    await assert.rejects(serve(suite.grid, 'odd', { models: [{ version: 'v1', onnx }], batching: 'fixed' as never }), /batching must be 'aimd', 'off' or \{ maxBatch \}/)
+    await assert.rejects(serve(suite.grid, 'odd', { models: [{ version: 'v1', onnx }], selection: 'best' as never }), /selection must be 'fixed', 'exp3' or 'exp4'/)
     // Deleted with rows waiting (its replica's peer frozen): they are answered at once (502), not left to their 30 s timeout.
     const peer = (await stats('capped')).versions[0].replicas[0].peer
     const frozen = suite.g.workers[suite.g.workerIds.indexOf(peer)]

@@ -106,7 +106,18 @@ export class Deployment {
     const versions = opts.models.map((m) => m.version)
     if (versions.some((v) => typeof v !== 'string' || v.length === 0) || new Set(versions).size !== versions.length) throw new BadInputError(`each model needs a version of its own (got ${JSON.stringify(versions)})`)
     if (opts.sloMs !== undefined && !(opts.sloMs > 0)) throw new BadInputError(`sloMs must be over 0 (got ${opts.sloMs})`)
-    if (typeof opts.batching === 'object' && !(Number.isInteger(opts.batching.maxBatch) && opts.batching.maxBatch > 0)) throw new BadInputError(`batching.maxBatch must be a whole number over 0 (got ${opts.batching.maxBatch})`)
+    if (typeof opts.batching === 'object' && opts.batching !== null && !(Number.isInteger(opts.batching.maxBatch) && opts.batching.maxBatch > 0)) throw new BadInputError(`batching.maxBatch must be a whole number over 0 (got ${opts.batching.maxBatch})`)
+    if (opts.batching !== undefined && opts.batching !== 'aimd' && opts.batching !== 'off' && (typeof opts.batching !== 'object' || opts.batching === null)) throw new BadInputError(`batching must be 'aimd', 'off' or { maxBatch } (got ${JSON.stringify(opts.batching)})`)
+    if (opts.selection !== undefined && !['fixed', 'exp3', 'exp4'].includes(opts.selection)) throw new BadInputError(`selection must be 'fixed', 'exp3' or 'exp4' (got ${JSON.stringify(opts.selection)})`)
+    const r = opts.replicas
+    const whole = (v: unknown) => v === undefined || (Number.isInteger(v) && (v as number) >= 1)
+    if (r !== undefined && (typeof r !== 'object' || r === null || !whole(r.min) || !whole(r.max) || (r.min ?? 1) > (r.max ?? Infinity))) {
+      throw new BadInputError(`replicas must be { min?, max? }, whole numbers with 1 <= min <= max (got ${JSON.stringify(r)})`)
+    }
+    for (const key of ['queueCap', 'timeoutMs', 'hedgeMs'] as const) {
+      const v = opts[key]
+      if (v !== undefined && !(typeof v === 'number' && v > 0)) throw new BadInputError(`${key} must be a number over 0 (got ${JSON.stringify(v)})`)
+    }
     let payloads: ModelPayload[]
     try { payloads = await Promise.all(opts.models.map((m) => modelPayload(m))) } catch (e) { throw new BadInputError(`a model of '${name}': ${(e as Error).message}`) }
     return new Deployment(grid, name, opts, rowShapeOf(opts, payloads), { kind: 'models', versions, payloads })
@@ -160,8 +171,13 @@ export class Deployment {
 
   async predict(rows: Float32Array[]): Promise<Prediction> {
     if (this.closed) throw new Error(`deployment '${this.name}' was deleted`)
-    for (const [i, r] of rows.entries()) if (r.length !== this.rowSize) throw new BadInputError(`row ${i} has ${r.length} values; '${this.name}' takes ${this.rowSize}`)
-    if (this.pending + rows.length > (this.opts.queueCap ?? 2000)) {
+    for (const [i, r] of rows.entries()) {
+      if (r.length !== this.rowSize) throw new BadInputError(`row ${i} has ${r.length} values; '${this.name}' takes ${this.rowSize}`)
+      for (let j = 0; j < r.length; j++) if (!Number.isFinite(r[j])) throw new BadInputError(`row ${i} has ${r[j]} at ${j}: every value must be a finite number`)
+    }
+    const cap = this.opts.queueCap ?? 2000
+    if (rows.length > cap) throw new BadInputError(`the request has ${rows.length} rows; '${this.name}' queues at most ${cap} (queueCap): send them in smaller requests`)
+    if (this.pending + rows.length > cap) {
       this.rejected.full++
       const retryAfterS = Math.max(1, Math.ceil(this.pending / Math.max(1, this.rate)))
       throw new QueueFullError(`'${this.name}' has ${this.pending} rows waiting, its cap is ${this.opts.queueCap ?? 2000}: try again in ${retryAfterS} s`, retryAfterS)

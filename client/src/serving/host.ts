@@ -72,7 +72,14 @@ export class ServeHost {
   async restore(): Promise<void> {
     if (!this.opts.dir) return
     const files = await readdir(this.opts.dir).catch(() => [] as string[])
-    const kept = await Promise.all(files.filter((f) => f.endsWith('.msgpack')).map(async (f) => ({ name: f.slice(0, -'.msgpack'.length), options: decodeValue<ServeOptions>(await readFile(join(this.opts.dir!, f))) })))
+    const read = async (f: string): Promise<{ name: string; options: ServeOptions } | undefined> => {
+      const name = f.slice(0, -'.msgpack'.length)
+      try { return { name, options: decodeValue<ServeOptions>(await readFile(join(this.opts.dir!, f))) } } catch (e) {
+        this.opts.log?.(`could not read deployment '${name}' from ${join(this.opts.dir!, f)}: ${(e as Error).message}; it is left there`)
+        return undefined
+      }
+    }
+    const kept = (await Promise.all(files.filter((f) => f.endsWith('.msgpack')).map(read))).filter((k) => k !== undefined)
     const again = async ({ name, options }: (typeof kept)[number]) => {
       try { await this.deploy(name, options, false) } catch (e) { this.opts.log?.(`could not serve '${name}' again: ${(e as Error).message}`) }
     }

@@ -181,9 +181,10 @@ export class ReplicaSet implements QueryTarget {
       })
     }, (e: unknown) => {
       if (peerVanished(e)) {
-        // Its peer went: the queries go first to whichever replica is free next.
-        this.pool.retire(r.member)
+        // Its peer went: the queries go first to whichever replica is free next (back in the queue before
+        // retire, which may find the pool broken and fail everything queued with the reason).
         this.queue.unshift(...batch.filter((q) => !q.settled))
+        this.pool.retire(r.member)
         return
       }
       const err = Object.assign(new Error(`model ${this.opts.version} failed on replica ${r.member.peer}: ${(e as Error)?.message ?? e}`), { cause: e })
@@ -214,13 +215,17 @@ export class ReplicaSet implements QueryTarget {
       for (const q of late) { q.hedgeAt = Infinity; this.queue.unshift(q) }
       if (late.length) this.pump()
     }
+    // Rows that timed out meanwhile (deployment.ts) leave the queue, so it counts only live ones.
+    if (this.queue.some((q) => q.settled)) this.queue.splice(0, this.queue.length, ...this.queue.filter((q) => !q.settled))
+    // A deployment lives for weeks: a lost replica is always replaced while its set is whole.
+    if (this.replicas.size >= this.opts.replicas.min) this.pool.forgiveLosses()
     const capacity = [...this.replicas.values()].reduce((n, r) => n + r.sizer.size, 0)
     const total = this.replicas.size + this.starting
     if (this.queue.length > 2 * Math.max(1, capacity) && total < this.opts.replicas.max) {
       this.starting++
       this.pool.grow()
     } else if (this.queue.length === 0 && this.replicas.size > this.opts.replicas.min) {
-      const idle = [...this.replicas.values()].find((r) => !r.busy && now - r.idleSince > IDLE_MS)
+      const idle = [...this.replicas.values()].find((r) => !r.busy && r.chained === 0 && now - r.idleSince > IDLE_MS)
       if (idle) { this.replicas.delete(idle.member); this.pool.shrink(idle.member) }
     }
   }

@@ -124,7 +124,7 @@ export function initServeMode(): { shown(): void } {
     latencyChart.add(s.latency.count ? [s.latency.p50, s.latency.p99, mine.length ? percentile(mine, 0.5) : null] : [null, null, null])
     if (document.body.dataset.mode === 'serve') { batchChart.draw(); latencyChart.draw() }
 
-    $('serve-requests').textContent = `${fmt(s.requests)} (${fmt(s.rows)} rows)`
+    $('serve-requests').textContent = `${fmt(s.requests)} (${fmt(s.rows)} ${s.rows === 1 ? 'row' : 'rows'})`
     $('serve-p50').textContent = s.latency.count ? `${fmt(s.latency.p50, 1)} ms · ${fmt(s.latency.p99, 1)} ms` : '—'
     $('serve-cache').textContent = `${fmt(100 * s.cache.hitRatio, 1)}% (${fmt(s.cache.hits)} hits)`
     $('serve-pending').textContent = `${fmt(s.pending)} rows (${fmt(s.versions.reduce((n, v) => n + v.queued, 0))} queued)`
