@@ -107,6 +107,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   }
   const heartbeatTimeoutMs = num(process.env.COLONY_HEARTBEAT_TIMEOUT_MS, 'COLONY_HEARTBEAT_TIMEOUT_MS')
   const maxBundleBytes = num(process.env.COLONY_MAX_BUNDLE_BYTES, 'COLONY_MAX_BUNDLE_BYTES')
+  const maxStateBytes = num(env.COLONY_MAX_STATE_BYTES, 'COLONY_MAX_STATE_BYTES')
   const maxMessagesPerSecond = num(process.env.COLONY_MAX_MSGS_PER_S, 'COLONY_MAX_MSGS_PER_S')
   const helloTimeoutMs = num(process.env.COLONY_HELLO_TIMEOUT_MS, 'COLONY_HELLO_TIMEOUT_MS')
   const defaultTaskTimeoutMs = num(process.env.COLONY_TASK_TIMEOUT_MS, 'COLONY_TASK_TIMEOUT_MS')
@@ -117,6 +118,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
     summaryMs: num(env.COLONY_JOB_SUMMARY_MS, 'COLONY_JOB_SUMMARY_MS'),
     maxSummaries: num(env.COLONY_MAX_JOB_SUMMARIES, 'COLONY_MAX_JOB_SUMMARIES'),
     keepSpentRecords: num(env.COLONY_KEEP_SPENT_RECORDS, 'COLONY_KEEP_SPENT_RECORDS'),
+    keepStateMs: num(env.COLONY_KEEP_STATE_MS, 'COLONY_KEEP_STATE_MS'),
   }).filter(([, v]) => v !== undefined))
   // Node opens its inspector on SIGUSR1, and an inspector runs code as this process (which holds
   // every token): any listener stops that. Under `colony up` this process is the local peers' too.
@@ -138,7 +140,7 @@ async function cmdStart(args: string[], withPeers: boolean): Promise<void> {
   })
   const coord = await startCoordinator({
     ingress: [new ServeIngress(serving)],
-    port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store, standby: values.standby, reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas, retention,
+    port, host, publicUrl, tls, turn, trustProxy: values['trust-proxy'] || env.COLONY_TRUST_PROXY === '1', dataDir, store, standby: values.standby, reconcileMs, pipelineDepth, heartbeatTimeoutMs, iceServers, webRoots, maxBundleBytes, maxStateBytes, maxMessagesPerSecond, helloTimeoutMs, defaultTaskTimeoutMs, maxJobLogBytes, quotas, retention,
   }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'EADDRINUSE') fail(`port ${port} is in use: stop the other coordinator, or pass --port / PORT`)
     if (e.code === 'EADDRNOTAVAIL') fail(`cannot listen on ${host}: this machine has no such address (--host)`)

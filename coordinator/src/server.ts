@@ -4,7 +4,7 @@
  * HTTP callers authenticate with `Authorization: Bearer <token>`, or, for a peer's own
  * requests (a job's bundle), `Authorization: Peer <peerId>:<peerSecret>` (identity.ts);
  * never with a token in the query string, which would end up in proxies' logs.
- * Here: tokens, peers, metrics, /ws and the process; the job API is jobs-api.ts.
+ * Here: tokens, peers, metrics, /ws and the process; the job API is jobs-api.ts, named state state-api.ts.
  */
 import { Hono, type Context } from 'hono'
 import { serve, type ServerType } from '@hono/node-server'
@@ -35,6 +35,7 @@ import { peerSocket } from './peer-socket.js'
 import { bearer, remoteAddress } from './request-origin.js'
 import { HttpNotFound, httpStatusOf } from './http-errors.js'
 import { mountJobsApi } from './jobs-api.js'
+import { DEFAULT_MAX_STATE_BYTES, mountStateApi } from './state-api.js'
 import type { Ingress } from './ingress.js'
 
 export interface CoordinatorOptions {
@@ -74,7 +75,7 @@ export interface CoordinatorOptions {
   onDeposed?: () => void
   /**
    * How long a finished job's work (task records, objects, actors, log) and then its summary are
-   * kept (control/retention.ts); see DEFAULT_RETENTION.
+   * kept, and a named state after its last write (control/retention.ts); see DEFAULT_RETENTION.
    */
   retention?: Partial<RetentionOptions>
   /** Where ready tasks go (control/scheduling.ts); by default LocalityPolicy: argument bytes held, then load, within fair share. */
@@ -84,6 +85,8 @@ export interface CoordinatorOptions {
   tokens?: Partial<Tokens>
   limits?: Partial<Limits>
   maxBundleBytes?: number
+  /** The largest named state a PUT /api/state/<key> may store (state-api.ts); default 32 MiB. */
+  maxStateBytes?: number
   /** Fix the tasks queued per executor; by default the coordinator keeps about `pipelineTargetMs` of work queued. */
   pipelineDepth?: number
   pipelineTargetMs?: number
@@ -253,6 +256,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
 
   mountJobsApi(app, { control: () => control, store: () => store, needRole, maxBundleBytes })
+  mountStateApi(app, { store: () => store, needRole, maxStateBytes: opts.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES })
 
   app.get('/metrics', (c) => {
     const k = control.counters

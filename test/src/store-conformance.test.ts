@@ -339,6 +339,88 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'states: get gives back every byte value and when it was written; put replaces; remove takes one key; durable without a commit, across a reopen',
+    async run(b) {
+      const s = await b.fresh()
+      const all = Uint8Array.from({ length: 512 }, (_, i) => (i * 7 + 3) % 256)
+      // A view into a larger buffer: only its own bytes are stored.
+      const framed = new Uint8Array([9, 9, ...all, 9, 9]).subarray(2, 2 + all.length)
+      await s.states.put('k_1', 'tune/abc/trial-1', framed, 1000)
+      await s.states.put('k_1', 'tune/abc/trial-2', new TextEncoder().encode('first'), 1001)
+      await s.states.put('k_1', 'tune/abc/trial-2', new TextEncoder().encode('second, longer'), 1002)
+      await s.states.put('k_1', 'empty', new Uint8Array(0), 1003)
+      await s.states.put('k_1', 'gone', new Uint8Array([1]), 1004)
+      await s.states.put('k_2', 'tune/abc/trial-1', new Uint8Array([42]), 1005)
+      await s.states.remove('k_1', 'gone')
+      await s.states.remove('k_1', 'never-written')
+      await s.states.remove('k_9', 'tune/abc/trial-1')
+      await s.close() // no commit: states skip the queue
+      const again = await b.again(s)
+      const one = await again.states.get('k_1', 'tune/abc/trial-1')
+      assert.deepEqual([bytes(one?.value), one?.updatedAt], [[...all], 1000])
+      assert.deepEqual(new Set(one!.value), new Set(Array.from({ length: 256 }, (_, i) => i)), 'every byte value, 0 to 255')
+      const two = await again.states.get('k_1', 'tune/abc/trial-2')
+      assert.deepEqual([text(two?.value), two?.updatedAt], ['second, longer', 1002])
+      const empty = await again.states.get('k_1', 'empty')
+      assert.deepEqual([empty?.value.byteLength, empty?.updatedAt], [0, 1003])
+      assert.equal(await again.states.get('k_1', 'gone'), undefined)
+      assert.equal(await again.states.get('k_3', 'tune/abc/trial-1'), undefined, 'another owner\'s key is not this one\'s')
+      assert.deepEqual(bytes((await again.states.get('k_2', 'tune/abc/trial-1'))?.value), [42])
+      await again.close()
+    },
+  },
+  {
+    name: 'states: list gives an owner\'s keys under a prefix, in key order, with sizes and times; never another owner\'s, nor another prefix\'s',
+    async run(b) {
+      const s = await b.fresh()
+      const put = (owner: string, key: string, n: number, at: number) => s.states.put(owner, key, new Uint8Array(n), at)
+      await put('k_1', 'tune/b/2', 2, 12)
+      await put('k_1', 'tune/b/1', 1, 11)
+      await put('k_1', 'tune/bb', 3, 13)
+      await put('k_1', 'tune-x', 4, 14)
+      await put('k_1', 'tunf', 5, 15)
+      await put('k_1', 'a', 6, 16)
+      // Owners whose ids start with another's, and the same keys under them.
+      await put('k_12', 'tune/b/1', 7, 17)
+      await put('k_', 'tune/b/3', 8, 18)
+      const keys = async (owner: string, prefix: string) => (await s.states.list(owner, prefix)).map((x) => x.key)
+      assert.deepEqual(await s.states.list('k_1', 'tune/b/'), [{ key: 'tune/b/1', size: 1, updatedAt: 11 }, { key: 'tune/b/2', size: 2, updatedAt: 12 }])
+      assert.deepEqual(await keys('k_1', 'tune/b'), ['tune/b/1', 'tune/b/2', 'tune/bb'])
+      assert.deepEqual(await keys('k_1', 'tune'), ['tune-x', 'tune/b/1', 'tune/b/2', 'tune/bb'])
+      assert.deepEqual(await keys('k_1', ''), ['a', 'tune-x', 'tune/b/1', 'tune/b/2', 'tune/bb', 'tunf'])
+      assert.deepEqual(await keys('k_1', 'tune/b/1'), ['tune/b/1'], 'a whole key is its own prefix')
+      assert.deepEqual(await keys('k_1', 'tune/c'), [])
+      assert.deepEqual(await keys('k_12', ''), ['tune/b/1'])
+      assert.deepEqual(await keys('k_', 'tune'), ['tune/b/3'])
+      assert.deepEqual(await keys('k_9', ''), [])
+      await s.states.remove('k_1', 'tune/b/1')
+      await put('k_1', 'tune/b/2', 20, 30)
+      assert.deepEqual(await s.states.list('k_1', 'tune/b/'), [{ key: 'tune/b/2', size: 20, updatedAt: 30 }], 'a replaced key lists once, as it is now')
+      await s.close()
+    },
+  },
+  {
+    name: 'states: expire drops the rows of every owner written before the time, however many, and none written at or after it',
+    async run(b) {
+      const s = await b.fresh()
+      // More old rows than Redis drops in one step.
+      const old = Array.from({ length: 1050 }, (_, i) => `old/${i}`)
+      await Promise.all(old.map((key, i) => s.states.put(i % 2 ? 'k_1' : 'k_2', key, new Uint8Array([i % 256]), 100 + (i % 50))))
+      await s.states.put('k_1', 'at-the-time', new Uint8Array([1]), 500)
+      await s.states.put('k_2', 'newer', new Uint8Array([2]), 900)
+      await s.states.put('k_1', 'old/1', new Uint8Array([3]), 600) // rewritten: young again
+      assert.equal(await s.states.expire(500), old.length - 1)
+      assert.deepEqual((await s.states.list('k_1', '')).map((x) => [x.key, x.updatedAt]), [['at-the-time', 500], ['old/1', 600]])
+      assert.deepEqual((await s.states.list('k_2', '')).map((x) => x.key), ['newer'])
+      assert.equal(await s.states.get('k_2', 'old/0'), undefined)
+      assert.equal(await s.states.expire(500), 0)
+      const again = await b.again(s)
+      assert.deepEqual((await again.states.list('k_1', '')).map((x) => x.key), ['at-the-time', 'old/1'])
+      await again.close()
+      await s.close()
+    },
+  },
+  {
     name: 'commit: calls made while one runs each cover the writes queued before them; an empty commit resolves',
     async run(b) {
       const s = await b.fresh()

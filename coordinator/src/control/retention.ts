@@ -8,6 +8,7 @@
  * entry in a bounded list of expired ids, so that the API can say "expired" rather than
  * "no such job". A running job keeps its work too, but for its spent records (spent-records.ts). A bundle (a job's code) is kept while a
  * job that keeps its work uses it, then for `detailMs` more, in case a job is started from it again.
+ * A named state (state-api.ts) not written for `keepStateMs` goes too.
  */
 import { FAULTS, returnId } from '@colony-grid/shared'
 import type { ControlStore, JobRow } from '../store/types.js'
@@ -28,10 +29,13 @@ export interface RetentionOptions {
   maxSummaries: number
   /** A running job keeps its newest this many spent tasks, and as many spent objects (spent-records.ts). */
   keepSpentRecords: number
+  /** How long a named state (state-api.ts) is kept after its last write, ms; 0: until it is deleted. */
+  keepStateMs: number
 }
 
 export const DEFAULT_RETENTION: RetentionOptions = {
   detailMs: 60 * 60_000, maxDetailedJobs: 100, summaryMs: 7 * 24 * 3_600_000, maxSummaries: 10_000, keepSpentRecords: 10_000,
+  keepStateMs: 30 * 24 * 3_600_000,
 }
 
 /** Expired ids remembered (about 60 bytes each): past this, the oldest are forgotten and get a plain 404. */
@@ -55,8 +59,8 @@ export class Retention {
     private readonly log: (line: string) => void,
   ) {
     // Often enough that nothing outlives its time by more than a quarter of it (within 50 ms to a minute).
-    const every = Math.min(60_000, Math.max(50, Math.min(settings.detailMs, settings.summaryMs) / 4))
-    this.timer = setInterval(() => { this.sweep(); this.dropIdleBundles() }, every)
+    const every = Math.min(60_000, Math.max(50, Math.min(settings.detailMs, settings.summaryMs, settings.keepStateMs || Infinity) / 4))
+    this.timer = setInterval(() => { this.sweep(); this.dropIdleBundles(); this.dropOldStates() }, every)
     this.timer.unref()
   }
 
@@ -65,6 +69,7 @@ export class Retention {
     const finished = this.m.jobs.finished().sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0))
     for (const job of finished) (job.summary ? this.summarized : this.detailed).set(job.id, job.finishedAt ?? 0)
     this.sweep()
+    this.dropOldStates()
   }
 
   /** `jobFinished`: its work is kept from now on for `detailMs`. */
@@ -94,6 +99,17 @@ export class Retention {
       this.store.bundles.remove(hash).catch((e: Error) => this.log(`could not drop bundle ${hash} from the ${this.store.kind} store (${e.message}); it is dropped again after the next restart`))
     }
   }
+
+  /** Named states not written for `keepStateMs`. In the store only: the coordinator holds none of them. */
+  dropOldStates(now = Date.now()): void {
+    if (FAULTS.retentionKeepsEverything || !this.settings.keepStateMs || this.droppingStates) return
+    this.droppingStates = true
+    this.store.states.expire(now - this.settings.keepStateMs)
+      .catch((e: Error) => this.log(`could not drop old named states from the ${this.store.kind} store (${e.message}); the next sweep tries again`))
+      .finally(() => { this.droppingStates = false })
+  }
+  /** A sweep of the store's states is under way: a slow store never has two at once. */
+  private droppingStates = false
 
   /** A job that expired (its owner may be told so), or undefined. */
   expired(id: string): Expired | undefined {

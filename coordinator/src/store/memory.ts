@@ -15,6 +15,8 @@ export class MemoryStore implements ControlStore {
     locations: new Map<string, Set<string>>(),
     fns: new Map<string, { job: string; def: FnDef }>(),
     bundles: new Map<string, { code: Uint8Array; owners: Set<string> }>(),
+    /** Per owner, its states by key. */
+    states: new Map<string, Map<string, { value: Uint8Array; updatedAt: number }>>(),
   }
 
   async load(): Promise<StoreSnapshot> {
@@ -94,6 +96,34 @@ export class MemoryStore implements ControlStore {
     },
     get: async (hash) => this.rows.bundles.get(hash)?.code,
     remove: async (hash) => { this.rows.bundles.delete(hash) },
+  }
+  readonly states: ControlStore['states'] = {
+    put: async (owner, key, value, updatedAt) => {
+      let mine = this.rows.states.get(owner)
+      if (!mine) this.rows.states.set(owner, mine = new Map())
+      // A copy: the caller's buffer may be reused, and a stored value must not change with it.
+      mine.set(key, { value: value.slice(), updatedAt })
+    },
+    get: async (owner, key) => {
+      const s = this.rows.states.get(owner)?.get(key)
+      return s && { value: s.value.slice(), updatedAt: s.updatedAt }
+    },
+    remove: async (owner, key) => {
+      const mine = this.rows.states.get(owner)
+      if (mine?.delete(key) && mine.size === 0) this.rows.states.delete(owner)
+    },
+    list: async (owner, prefix) => [...this.rows.states.get(owner) ?? []]
+      .filter(([key]) => key.startsWith(prefix))
+      .map(([key, s]) => ({ key, size: s.value.byteLength, updatedAt: s.updatedAt }))
+      .sort((a, b) => (a.key < b.key ? -1 : 1)),
+    expire: async (before) => {
+      let n = 0
+      for (const [owner, mine] of this.rows.states) {
+        for (const [key, s] of mine) if (s.updatedAt < before) { mine.delete(key); n++ }
+        if (mine.size === 0) this.rows.states.delete(owner)
+      }
+      return n
+    },
   }
   async commit(): Promise<void> {}
   async close(): Promise<void> {}

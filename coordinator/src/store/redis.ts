@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis'
 import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskSpec, type TaskState } from '@colony-grid/shared'
-import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot, TaskRow } from './types.js'
+import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StateInfo, StoreSnapshot, TaskRow } from './types.js'
 
 /*
  * Key layout (P = the prefix, `colony:` by default). Values are msgpack, with the codec sqlite.ts uses.
@@ -14,6 +14,9 @@ import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow,
  *   P fns           hash: job NUL fnId -> [job, def]    first write wins, as in SQLite
  *   P locations     set of the objects that have locations; P locations:<object>: set of peers
  *   P bundles       hash: hash -> code (HSETNX);  P bundles:owners: set of "hash owner"
+ *   P states        hash: owner NUL key -> the value's bytes, as they are
+ *   P states:at     sorted set: owner NUL key, scored by when it was written   (retention's order)
+ *   P states:names  sorted set: owner NUL key, all scored 0                    (an owner's prefix, by ZRANGEBYLEX)
  *   P commit        the id of the last batch applied (see commit())
  * Every key is a known name, so nothing needs KEYS or SCAN. For Redis Cluster, make the prefix a hash tag
  * (`{colony}:`) so that one MULTI's keys share a slot.
@@ -39,6 +42,37 @@ return 1`
 const REMOVE_LOCATION = `redis.call('SREM', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 return 1`
+
+// Named state: its three keys (KEYS: P states, P states:at, P states:names) change together, in a script
+// rather than a MULTI, which would share the connection's WATCH with a fenced commit.
+const PUT_STATE = `redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+return 1`
+const GET_STATE = `local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return false end
+return {v, redis.call('ZSCORE', KEYS[2], ARGV[1])}`
+const REMOVE_STATE = `redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1`
+// ARGV: the lex range of an owner's prefix. Flat: member, size, updatedAt, member, ...
+const LIST_STATES = `local out = {}
+for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[3], ARGV[1], ARGV[2])) do
+  out[#out + 1] = m
+  out[#out + 1] = redis.call('HSTRLEN', KEYS[1], m)
+  out[#out + 1] = redis.call('ZSCORE', KEYS[2], m)
+end
+return out`
+// At most ARGV[2] of the rows written before ARGV[1]; returns how many went.
+const EXPIRE_STATES = `local m = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #m > 0 then
+  redis.call('HDEL', KEYS[1], unpack(m))
+  redis.call('ZREM', KEYS[2], unpack(m))
+  redis.call('ZREM', KEYS[3], unpack(m))
+end
+return #m`
+const EXPIRE_STEP = 1000
 
 type Write = (m: ChainableCommander) => void
 
@@ -79,6 +113,7 @@ export class RedisStore implements ControlStore {
       spec: key('tasks:spec'), state: key('tasks:state'), error: key('tasks:error'), result: key('tasks:result'), order: (job: string) => key(`tasks:order:${job}`),
       fns: key('fns'), locations: key('locations'), location: (object: string) => key(`locations:${object}`),
       bundles: key('bundles'), owners: key('bundles:owners'), commit: key('commit'),
+      states: [key('states'), key('states:at'), key('states:names')] as const,
     }
   }
 
@@ -213,6 +248,35 @@ export class RedisStore implements ControlStore {
       const m = this.redis.multi().hdel(this.k.bundles, hash)
       if (owners.length) m.srem(this.k.owners, ...owners)
       replies(await m.exec())
+    },
+  }
+
+  readonly states: ControlStore['states'] = {
+    put: async (owner, key, value, updatedAt) => {
+      await this.redis.eval(PUT_STATE, 3, ...this.k.states, `${owner}\0${key}`, asBuffer(value), updatedAt)
+    },
+    get: async (owner, key) => {
+      const r = await this.redis.callBuffer('EVAL', GET_STATE, 3, ...this.k.states, `${owner}\0${key}`) as [Buffer, Buffer] | null
+      return r ? { value: r[0], updatedAt: Number(r[1].toString()) } : undefined
+    },
+    remove: async (owner, key) => { await this.redis.eval(REMOVE_STATE, 3, ...this.k.states, `${owner}\0${key}`) },
+    list: async (owner, prefix) => {
+      // Every member of this owner's prefix sorts between "[owner NUL prefix" and it followed by a byte no UTF-8 string has.
+      const from = `[${owner}\0${prefix}`
+      const flat = await this.redis.eval(LIST_STATES, 3, ...this.k.states, from, Buffer.concat([Buffer.from(from), Buffer.from([0xff])])) as (string | number)[]
+      const found: StateInfo[] = []
+      for (let i = 0; i < flat.length; i += 3) {
+        found.push({ key: String(flat[i]).slice(owner.length + 1), size: Number(flat[i + 1]), updatedAt: Number(flat[i + 2]) })
+      }
+      return found
+    },
+    expire: async (before) => {
+      let total = 0
+      for (;;) {
+        const n = await this.redis.eval(EXPIRE_STATES, 3, ...this.k.states, before, EXPIRE_STEP) as number
+        total += n
+        if (n < EXPIRE_STEP) return total
+      }
     },
   }
 

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3'
 import { mkdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { decodeFrame, encodeFrame, returnId, type FnDef, type SerializedError, type TaskState } from '@colony-grid/shared'
-import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StoreSnapshot } from './types.js'
+import type { ActorRow, ControlStore, JobRow, LocationRow, ObjectRow, OriginRow, PeerRow, StateInfo, StoreSnapshot } from './types.js'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body BLOB NOT NULL);
@@ -16,6 +16,8 @@ CREATE TABLE IF NOT EXISTS bundles (hash TEXT PRIMARY KEY, code BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS bundle_owners (hash TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (hash, owner));
 CREATE TABLE IF NOT EXISTS origins (origin TEXT PRIMARY KEY, reputation REAL NOT NULL, quarantined INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS locations (object TEXT NOT NULL, peer TEXT NOT NULL, PRIMARY KEY (object, peer));
+CREATE TABLE IF NOT EXISTS states (owner TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key));
+CREATE INDEX IF NOT EXISTS states_by_time ON states (updated_at);
 `
 
 // Rows are msgpack blobs: one codec for the wire and the disk, and no per-row JSON.
@@ -91,6 +93,12 @@ export class SqliteStore implements ControlStore {
       actorDel: db.prepare('DELETE FROM actors WHERE id = ?'),
       taskDel: db.prepare('DELETE FROM tasks WHERE id = ?'),
       objectDel: db.prepare('DELETE FROM objects WHERE id = ?'),
+      state: db.prepare('INSERT OR REPLACE INTO states (owner, key, value, updated_at) VALUES (?, ?, ?, ?)'),
+      stateGet: db.prepare('SELECT value, updated_at FROM states WHERE owner = ? AND key = ?'),
+      stateDel: db.prepare('DELETE FROM states WHERE owner = ? AND key = ?'),
+      // From the prefix on, in key order (the primary key's index): list stops at the first key past it.
+      stateKeys: db.prepare('SELECT key, length(value) AS size, updated_at FROM states WHERE owner = ? AND key >= ? ORDER BY key'),
+      statesExpire: db.prepare('DELETE FROM states WHERE updated_at < ?'),
     }
     this.commitQueued = db.transaction(() => { for (const write of this.queue) write() })
   }
@@ -202,6 +210,27 @@ export class SqliteStore implements ControlStore {
       this.stmt.bundleDel.run(hash)
       this.stmt.bundleOwnersDel.run(hash)
       this.freed = true
+    },
+  }
+  readonly states: ControlStore['states'] = {
+    put: async (owner, key, value, updatedAt) => { this.stmt.state.run(owner, key, asBuffer(value), updatedAt) },
+    get: async (owner, key) => {
+      const r = this.stmt.stateGet.get(owner, key) as { value: Buffer; updated_at: number } | undefined
+      return r && { value: r.value, updatedAt: r.updated_at }
+    },
+    remove: async (owner, key) => { this.stmt.stateDel.run(owner, key) },
+    list: async (owner, prefix) => {
+      const found: StateInfo[] = []
+      for (const r of this.stmt.stateKeys.iterate(owner, prefix) as Iterable<{ key: string; size: number; updated_at: number }>) {
+        if (!r.key.startsWith(prefix)) break
+        found.push({ key: r.key, size: r.size, updatedAt: r.updated_at })
+      }
+      return found
+    },
+    expire: async (before) => {
+      const n = this.stmt.statesExpire.run(before).changes
+      if (n > 0) this.freed = true
+      return n
     },
   }
   /** Synchronous underneath: SQLite in WAL mode commits a turn's writes in well under a millisecond. */

@@ -149,6 +149,25 @@ export interface BundleTable {
   remove(hash: string): Promise<void>
 }
 
+/** One named state's metadata, as a listing shows it. */
+export interface StateInfo { key: string; size: number; updatedAt: number }
+/**
+ * Named state (state-api.ts, like Ray GCS's internal KV): bytes under a key, per owner (a token id;
+ * one owner never reaches another's). Like bundles it skips the commit queue: a write is durable
+ * when its promise resolves, so a PUT that was answered outlives a crash of the coordinator.
+ */
+export interface StateTable {
+  /** Replaces the value, if any. */
+  put(owner: string, key: string, value: Uint8Array, updatedAt: number): Promise<void>
+  get(owner: string, key: string): Promise<{ value: Uint8Array; updatedAt: number } | undefined>
+  /** Absent already: nothing happens. */
+  remove(owner: string, key: string): Promise<void>
+  /** The owner's keys that start with `prefix` ('' for all), in key order. */
+  list(owner: string, prefix: string): Promise<StateInfo[]>
+  /** Retention: every row, of any owner, last written before `before` goes; resolves with how many. */
+  expire(before: number): Promise<number>
+}
+
 /**
  * What every store implements (memory, SQLite, Redis); test/src/store-conformance.test.ts is the
  * contract, and each of them runs it.
@@ -166,6 +185,7 @@ export interface ControlStore {
   readonly locations: LocationTable
   readonly fns: FnTable
   readonly bundles: BundleTable
+  readonly states: StateTable
   /**
    * Makes every write queued before the call durable, in order and all together. It rejects when the
    * store cannot be reached; those writes stay queued, ahead of later ones, and the next commit
