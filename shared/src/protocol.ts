@@ -41,6 +41,16 @@ export interface TaskOptions {
   retryExceptions?: boolean
   /** Actor creation only: how often the actor is re-created after its peer dies. Default 0. */
   maxRestarts?: number
+  /**
+   * Actor creation only (an async actor, Ray's `max_concurrency`): how many of the actor's calls run
+   * at once in its executor, 1 to 1000. Default 1: each call starts when the one before it has ended.
+   * Above 1, calls still start in submission order, but a call that awaits (a long `run()` waiting on
+   * a promise) no longer holds back the calls after it: they interleave at their awaits, and calls
+   * past the limit wait their turn, in order. A checkpointed actor (a class with `checkpoint()`)
+   * cannot have it: a checkpoint taken after one call would capture another's half-done state, so
+   * such a creation fails. Refused on anything but an actor's creation (a method call, a task).
+   */
+  maxConcurrency?: number
   /** The peer ends the task (and its executor) past this. */
   timeoutMs?: number
   numReturns?: number
@@ -79,6 +89,12 @@ export interface TaskSpec {
   opts: TaskOptions
   /** The task that submitted this one, when submitted from inside a task. */
   parent?: TaskId
+  /**
+   * Set by the coordinator, never taken from a peer (the schema has no such field): for an actor
+   * created from inside a call (or the creation) of another actor, that actor. It ends with it.
+   * Kept in the stored spec, so a restarted coordinator knows it after `parent`'s record is gone.
+   */
+  owner?: ActorId
 }
 
 export interface ObjectInfo {
@@ -331,4 +347,10 @@ export interface TaskInfo {
 }
 
 export interface ObjectSummary { id: ObjectId; state: 'pending' | 'ready' | 'error'; size: number; inline: boolean; holders: PeerId[] }
-export interface ActorSummary { id: ActorId; name: string; state: string; peer?: PeerId; restarts: number; queued: number }
+export interface ActorSummary {
+  id: ActorId; name: string; state: string; peer?: PeerId; restarts: number; queued: number
+  /** The actor it was created from (inside one of its calls): it ends when that one ends. */
+  owner?: ActorId
+  /** Why a dead actor ended (killed, its peer died, its owner actor ended, ...): what its calls fail with. */
+  error?: SerializedError
+}

@@ -3,7 +3,7 @@
  * boundary. A message that fails here is answered with a ProtocolError and never used.
  */
 import { z } from 'zod'
-import type { PeerToCoordinator } from './protocol.js'
+import type { PeerToCoordinator, TaskSpec } from './protocol.js'
 
 const id = z.string().min(1).max(200)
 const bytes = z.instanceof(Uint8Array)
@@ -15,12 +15,16 @@ const serializedError = z.object({
   peerId: id.optional(), objectId: id.optional(), limit: z.string().max(200).optional(), code: z.string().max(200).optional(),
 })
 
+const CONCURRENCY = 'maxConcurrency is a whole number of calls, from 1 to 1000'
+const CONCURRENCY_ACTORS_ONLY = 'maxConcurrency is an option of an actor\'s creation only: grid.remote(Class).options({ maxConcurrency }) (its calls all run under it)'
+
 const taskOptions = z.object({
   resources: z.record(z.string().max(100), z.number().nonnegative().finite()).optional(),
   capabilities: z.array(z.string().max(100)).max(64).optional(),
   maxRetries: count.max(1000).optional(),
   retryExceptions: z.boolean().optional(),
   maxRestarts: count.max(1000).optional(),
+  maxConcurrency: z.number(CONCURRENCY).int(CONCURRENCY).min(1, CONCURRENCY).max(1000, CONCURRENCY).optional(),
   // Past 2^31 - 1 ms a timer fires at once (setTimeout's range).
   timeoutMs: z.number().positive().max(2_147_483_647).optional(),
   numReturns: z.number().int().min(1).max(1000).optional(),
@@ -33,7 +37,7 @@ const taskSpec = z.object({
   id, name: z.string().max(500), fn: z.string().max(200), args: bytes, deps: z.array(id).max(100_000),
   actor: id.optional(), method: z.string().max(200).optional(), createsActor: z.boolean().optional(),
   opts: taskOptions, parent: id.optional(),
-})
+}).refine((s) => s.opts.maxConcurrency === undefined || s.createsActor === true, { error: CONCURRENCY_ACTORS_ONLY, path: ['opts', 'maxConcurrency'] })
 
 const fnDef = z.discriminatedUnion('kind', [
   z.object({ id, kind: z.literal('inline'), name: z.string().max(500), src: z.string().max(4_000_000) }),
@@ -78,7 +82,28 @@ export function parsePeerMessage(raw: unknown): { ok: true; msg: PeerToCoordinat
   const r = peerMessage.safeParse(raw)
   if (r.success) return { ok: true, msg: r.data as PeerToCoordinator }
   const t = typeof raw === 'object' && raw !== null && 't' in raw ? String((raw as { t: unknown }).t) : '?'
-  const issue = r.error.issues[0]
+  return { ok: false, reason: `bad '${t.slice(0, 40)}' message${issueText(r.error)}` }
+}
+
+/** Option objects found valid: a RemoteFunction sends the same one with every call, so it is checked once. */
+const validOptions = new WeakSet<object>()
+
+/**
+ * Why the coordinator would refuse a task's options, in one line, or undefined. A driver checks
+ * before it sends, so `.remote()` throws the reason at once: a refused submit would leave `get` waiting.
+ */
+export function taskOptionsProblem(spec: Pick<TaskSpec, 'createsActor' | 'opts'>): string | undefined {
+  const opts: unknown = spec.opts
+  if (!(typeof opts === 'object' && opts !== null && validOptions.has(opts))) {
+    const r = taskOptions.safeParse(opts)
+    if (!r.success) return `bad task options${issueText(r.error)}`
+    validOptions.add(opts as object)
+  }
+  return spec.opts.maxConcurrency === undefined || spec.createsActor ? undefined : CONCURRENCY_ACTORS_ONLY
+}
+
+function issueText(error: z.ZodError): string {
+  const issue = error.issues[0]
   const where = issue?.path.length ? ` at ${issue.path.join('.')}` : ''
-  return { ok: false, reason: `bad '${t.slice(0, 40)}' message${where}: ${issue?.message ?? 'invalid'}` }
+  return `${where}: ${issue?.message ?? 'invalid'}`
 }

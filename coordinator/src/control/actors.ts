@@ -1,7 +1,13 @@
 /**
  * The actor table (Ray's GcsActorManager): each actor's queue of calls (run in submission
  * order, one peer at a time), where it is hosted and the resources it holds there for life,
- * restarts after its peer dies (`maxRestarts`), checkpoints, and its end.
+ * restarts after its peer dies (`maxRestarts`), checkpoints, and its end. An actor created from
+ * inside another actor's call is owned by it (actor-owners.ts) and ends when its owner ends for
+ * good or is restarted; tasks such a call submitted are left to run.
+ *
+ * Calls are all sent to the host as soon as they are ready (in order): the executor runs them one
+ * at a time, or up to the actor's `maxConcurrency` at once (executor-runtime.ts). Here each call in
+ * flight is tracked on its own, whatever the concurrency, so a host's death loses each one (callLost).
  */
 import {
   CancelledError, LimitError, MAX_CHECKPOINT_BYTES, PeerDiedError, returnId, serializeError,
@@ -9,6 +15,7 @@ import {
 } from '@colony-grid/shared'
 import type { PeerSession } from '../peer-session.js'
 import type { ActorRow, StoreSnapshot } from '../store/types.js'
+import { ActorOwners } from './actor-owners.js'
 import type { JobManager, JobRec } from './jobs.js'
 import type { ObjectDirectory } from './objects.js'
 import { NO_RESOURCES, TERMINAL, type ControlOptions } from './options.js'
@@ -17,7 +24,11 @@ import type { Scheduler } from './scheduling.js'
 import type { TaskResults } from './task-results.js'
 import type { TaskManager, TaskRec } from './tasks.js'
 
-export interface ActorRec extends ActorRow { maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError; charged?: number }
+export interface ActorRec extends ActorRow {
+  maxRestarts: number; queue: string[]; inflight: Set<string>; deathError?: SerializedError; charged?: number
+  /** The actor it was created from, whose fate it shares (TaskSpec.owner). */
+  owner?: string
+}
 
 export class ActorManager {
   /** Bound: a running job's actors (by maxTasksPerJob, as each is a task), and finished jobs' until retention drops them. */
@@ -26,6 +37,7 @@ export class ActorManager {
   private readonly hosted = new Map<string, Set<string>>()
   /** Actors to dispatch calls of at the end of the turn (after a reconnecting peer's replayed results); cleared each turn. */
   private readonly pumpSoon = new Set<ActorRec>()
+  private readonly owners = new ActorOwners()
   private peers!: PeerManager
   private jobs!: JobManager
   private tasks!: TaskManager
@@ -45,7 +57,9 @@ export class ActorManager {
     if (snap.actors.length > 0) for (const t of snap.tasks) if (!specs.has(t.id)) specs.set(t.id, t.spec)
     const alive: string[] = []
     for (const row of snap.actors) {
-      this.actors.set(row.id, { ...row, maxRestarts: specs.get(row.id)?.opts.maxRestarts ?? 0, queue: [], inflight: new Set() })
+      const spec = specs.get(row.id)
+      this.actors.set(row.id, { ...row, maxRestarts: spec?.opts.maxRestarts ?? 0, queue: [], inflight: new Set(), owner: spec?.owner })
+      this.owners.add(row.id, spec?.owner)
       if (row.state === 'alive') alive.push(row.id)
     }
     return alive
@@ -53,9 +67,29 @@ export class ActorManager {
 
   /** The actor that task `id` creates. */
   create(id: string, job: string, spec: TaskSpec): void {
-    const a: ActorRec = { id, job, name: spec.name, state: 'pending', restarts: 0, maxRestarts: spec.opts.maxRestarts ?? 0, queue: [], inflight: new Set() }
+    const a: ActorRec = { id, job, name: spec.name, state: 'pending', restarts: 0, maxRestarts: spec.opts.maxRestarts ?? 0, queue: [], inflight: new Set(), owner: spec.owner }
     this.actors.set(a.id, a)
+    this.owners.add(a.id, a.owner)
     this.save(a)
+  }
+
+  /**
+   * An actor's creation spec, with its owner: the actor whose call (or creation) `spec.parent` is,
+   * in the same job. None when a driver or a plain task creates it. Written into the spec, which the
+   * store keeps for the actor's life, so the owner is known after a restart, when `parent`'s own
+   * record may be gone (a spent call).
+   */
+  withOwner(spec: TaskSpec, job: string): TaskSpec {
+    const parent = spec.parent === undefined ? undefined : this.tasks.get(spec.parent)
+    const owner = parent?.job === job ? parent.spec.actor ?? (parent.spec.createsActor ? parent.id : undefined) : undefined
+    return owner !== undefined && this.actors.has(owner) ? { ...spec, owner } : spec
+  }
+
+  /** Why a creation fails at once: its owner ended before it came (a call of a killed actor still submitting). */
+  orphanError(spec: TaskSpec): SerializedError | undefined {
+    const owner = this.actors.get(spec.owner ?? '')
+    if (owner?.state !== 'dead') return undefined
+    return serializeError(new CancelledError(`actor ${spec.name} (${spec.id}) ended: ${ownerEnded(owner)}`))
   }
 
   inJob(actor: string, job: string): boolean { return this.actors.get(actor)?.job === job }
@@ -196,6 +230,8 @@ export class ActorManager {
       this.save(a)
       this.objects.reopen(returnId(creation.id))
       this.tasks.rerun(creation)
+      // The new instance starts afresh, and creates its own: the old one's would be orphans (Ray ends them too).
+      this.endOwned(a, `its owner actor ${a.name} (${a.id}) was restarted`)
       return
     }
     this.dead(a, serializeError(new PeerDiedError(
@@ -213,6 +249,18 @@ export class ActorManager {
     a.inflight.clear()
     a.queue = []
     for (const tid of calls) { const t = this.tasks.get(tid); if (t) this.results.fail(t, err) }
+    this.endOwned(a, ownerEnded(a))
+  }
+
+  /** The actors `a` created end (and theirs, through `dead`): those not created yet have their creation cancelled. */
+  private endOwned(a: ActorRec, reason: string): void {
+    for (const id of this.owners.take(a.id)) {
+      const child = this.actors.get(id)
+      if (!child || child.state === 'dead') continue
+      const creation = this.tasks.get(id)
+      if (creation && !TERMINAL.has(creation.state)) this.tasks.cancel(creation, reason)
+      this.kill(id, reason) // (cancelling its creation may have ended it already)
+    }
   }
 
   private end(a: ActorRec, reason: string): void {
@@ -273,21 +321,27 @@ export class ActorManager {
     }
   }
 
-  /** What GET /api/jobs/:id/actors shows. */
   /** Retention: a finished job's actor records go (all ended with it); returns their ids. */
   dropJob(jobId: string): string[] {
     const ids = [...this.actors.values()].filter((a) => a.job === jobId).map((a) => a.id)
     for (const id of ids) this.actors.delete(id)
+    this.owners.forget(ids)
     for (const a of this.pumpSoon) if (a.job === jobId) this.pumpSoon.delete(a)
     return ids
   }
 
+  /** What GET /api/jobs/:id/actors shows. */
   ofJob(jobId: string): ActorSummary[] {
-    return [...this.actors.values()].filter((a) => a.job === jobId)
-      .map((a) => ({ id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size }))
+    return [...this.actors.values()].filter((a) => a.job === jobId).map((a) => ({
+      id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size,
+      ...(a.owner ? { owner: a.owner } : {}), ...(a.state === 'dead' && a.deathError ? { error: a.deathError } : {}),
+    }))
   }
 
   private save(a: ActorRec): void {
     this.opts.store.actors.put({ id: a.id, job: a.job, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, checkpoint: a.checkpoint })
   }
 }
+
+/** Why an actor's children end with it. */
+function ownerEnded(owner: ActorRec): string { return `its owner actor ${owner.name} (${owner.id}) ended` }

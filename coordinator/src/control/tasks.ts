@@ -168,6 +168,7 @@ export class TaskManager {
 
   /** Records a new task (a submit, a replica, a bundle job's main) and queues it. */
   add(job: JobRec, spec: TaskSpec, main: boolean): TaskRec {
+    if (spec.createsActor) spec = this.actors.withOwner(spec, job.id)
     const t: TaskRec = { id: spec.id, job: job.id, spec, state: 'waiting', attempts: 0, pendingDeps: 0, blocked: false, main, res: resourcesOf(spec), seq: this.nextSeq++ }
     // Soon after a restart, a submit may be a replay of one that already ran: its result is acceptable from any peer.
     if (this.recovery.replaying()) t.restored = true
@@ -180,7 +181,8 @@ export class TaskManager {
     if (spec.actor) this.actors.queueCall(spec.actor, t.id)
     this.deps.pin(t, 1)
     this.opts.store.tasks.put({ id: t.id, job: job.id, spec, state: 'waiting', attempts: 0, main })
-    const ended = spec.actor ? this.actors.endedError(spec.actor) : undefined
+    // A call of an actor that has ended fails; so does a creation whose owner actor ended meanwhile.
+    const ended = spec.actor ? this.actors.endedError(spec.actor) : spec.createsActor ? this.actors.orphanError(spec) : undefined
     if (ended) { this.results.fail(t, ended); return t }
     if (this.recovery.adopt(t)) return t
     const k = spec.opts.replicas ?? 1

@@ -3,6 +3,14 @@
  * Job code runs only here: no DOM, no token, no sockets of the page. A worker runs
  * one task at a time (browsers have no AsyncLocalStorage, so interleaved tasks could
  * not tell whose grid `colony.grid` is); the page adds workers when tasks wait.
+ *
+ * The exception is an actor with maxConcurrency > 1 (it has a worker of its own): its calls
+ * interleave at their awaits. The current task is then exact while a call runs before its first
+ * await; after one, it is the latest started of the calls still running, which is the same actor
+ * and job, but may be another call: its console lines may be logged under that call, and work it
+ * submits through `colony.grid` counted as that call's. It is never a call that has ended (whose
+ * grid the peer would ignore). Code that reads `colony.grid` at the start of the call and keeps
+ * it, as task code should, uses its own grid throughout.
  */
 import * as Comlink from 'comlink'
 import { ExecutorRuntime, type TaskContext } from '../core/executor-runtime.js'
@@ -10,16 +18,26 @@ import type { ToExecutor, ToHost } from '../core/executor-protocol.js'
 import * as ml from './ml.js'
 
 let current: TaskContext | undefined
+/** The tasks running here, oldest first: more than one only for a concurrent actor's calls. */
+const live: TaskContext[] = []
 let toHost: ((msgs: ToHost[]) => void) | undefined
 const backlog: ToHost[][] = []
+
+/** A task's code has ended: the current task is now the latest started of those still running. */
+function ended(ctx: TaskContext): void {
+  live.splice(live.indexOf(ctx), 1)
+  if (current === ctx) current = live.at(-1)
+}
 
 const runtime = new ExecutorRuntime({
   post: (msgs) => { if (toHost) toHost(msgs); else backlog.push(msgs) },
   runInTask: (ctx, fn) => {
     current = ctx
-    const out = fn() as unknown
-    if (out instanceof Promise) return out.finally(() => { if (current === ctx) current = undefined }) as never
-    current = undefined
+    live.push(ctx)
+    let out: unknown
+    try { out = fn() } catch (e) { ended(ctx); throw e }
+    if (out instanceof Promise) return out.finally(() => ended(ctx)) as never
+    ended(ctx)
     return out as never
   },
   current: () => current,

@@ -7,6 +7,7 @@ import {
   LimitError, MAX_CHECKPOINT_BYTES, ObjectRef, decodeValue, encodeValue, serializeError, deserializeError,
   type FnDef, type ObjectId, type ObjectInfo, type SerializedError, type TaskId, type TaskSpec,
 } from '@colony-grid/shared'
+import { ActorSlot } from './actor-slot.js'
 import type { GridBackend } from './backend.js'
 import type { ExecTask, GridOp, GridRequest, ToExecutor, ToHost } from './executor-protocol.js'
 import { Grid, setAmbientGrid } from './grid.js'
@@ -26,7 +27,6 @@ export interface ExecutorEnv {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Callable = (...args: any[]) => any
-interface ActorSlot { instance: Record<string, unknown>; job: string; chain: Promise<unknown> }
 
 /** The `colony` global that task code reads: the grid of the task it runs in, and where it runs. */
 export interface ColonyGlobal { readonly grid: Grid; readonly taskId: string; readonly peerId: string }
@@ -155,19 +155,21 @@ export class ExecutorRuntime {
   }
 
   /**
-   * Calls to one actor run one at a time, in the order they arrive; each is the current task only while it runs.
-   * An actor whose class has `checkpoint()` is checkpointed right after each call, before the next one starts.
+   * Calls to one actor start in the order they arrive, each once fewer than its maxConcurrency run
+   * (by default one: when the call before it has ended); each is the current task only while it runs.
+   * An actor whose class has `checkpoint()` (never concurrent) is checkpointed right after each call, before the next starts.
    */
-  private callActor(task: ExecTask, ctx: TaskContext): Promise<{ value: unknown; checkpoint?: Uint8Array }> {
+  private async callActor(task: ExecTask, ctx: TaskContext): Promise<{ value: unknown; checkpoint?: Uint8Array }> {
     const { spec } = task
     const slot = this.actors.get(spec.actor!)
-    if (!slot) return Promise.reject(new Error(`actor ${spec.actor} is not hosted by this executor (it may have been restarted elsewhere)`))
+    if (!slot) throw new Error(`actor ${spec.actor} is not hosted by this executor (it may have been restarted elsewhere)`)
     const method = spec.method ?? ''
     const f = slot.instance[method]
-    if (method === 'constructor' || typeof f !== 'function') return Promise.reject(new TypeError(`${spec.name}: the actor has no method '${method}'`))
+    if (method === 'constructor' || typeof f !== 'function') throw new TypeError(`${spec.name}: the actor has no method '${method}'`)
     const checkpointed = typeof slot.instance.checkpoint === 'function' && method !== 'checkpoint' && method !== 'restore'
-    const result = slot.chain.then(async () => {
-      if (this.cancelled.delete(spec.id)) throw new Error(`${spec.name} was cancelled before it started`)
+    await slot.enter()
+    try {
+      if (this.cancelled.has(spec.id)) throw new Error(`${spec.name} was cancelled before it started`)
       if (spec.opts.timeoutMs !== undefined) this.post({ k: 'begin', task: spec.id })
       const value: unknown = await this.env.runInTask(ctx, () => (f as Callable).apply(slot.instance, this.args(task)))
       if (!checkpointed) return { value }
@@ -177,9 +179,11 @@ export class ExecutorRuntime {
         throw new LimitError('maxCheckpointBytes', `${spec.name}: the actor's checkpoint is ${checkpoint.length} bytes; the maxCheckpointBytes limit is ${MAX_CHECKPOINT_BYTES} (keep big state in objects, and refs to them in the checkpoint)`)
       }
       return { value, checkpoint }
-    })
-    slot.chain = result.catch(() => undefined)
-    return result
+    } finally {
+      // A cancel of a call already running is dropped here too: it came too late to skip it.
+      this.cancelled.delete(spec.id)
+      slot.leave()
+    }
   }
 
   private async call(task: ExecTask, ctx: TaskContext): Promise<unknown> {
@@ -190,9 +194,14 @@ export class ExecutorRuntime {
     const f = await this.callable(job, def, task.bundleUrl)
     if (spec.createsActor) {
       const instance = new (f as unknown as new (...a: unknown[]) => Record<string, unknown>)(...args)
+      const limit = spec.opts.maxConcurrency ?? 1
+      if (limit > 1 && typeof instance.checkpoint === 'function') {
+        throw new Error(`${spec.name} has checkpoint(), so it cannot have maxConcurrency ${limit}: a checkpoint taken after one call would capture ` +
+          'another call\'s half-done state. Leave maxConcurrency out (its calls then run one at a time), or drop checkpoint() and restore()')
+      }
       // Re-created after its peer died: it takes up from its last checkpoint.
       if (task.restore && typeof instance.restore === 'function') await (instance.restore as Callable).call(instance, decodeValue(task.restore))
-      this.actors.set(spec.id, { instance, job, chain: Promise.resolve() })
+      this.actors.set(spec.id, new ActorSlot(instance, limit))
       return null
     }
     if (def.kind === 'bundle' && def.export === 'default') return f(ctx.grid, ...args)

@@ -4,7 +4,7 @@
  * serves and fetches them, and, for workers, hands tasks to its executors.
  */
 import {
-  FAULTS, PROTOCOL_VERSION, DEFAULT_LIMITS, faultWarning, JOB_TEXT_LIMITS, returnId, sha256Hex, sha256Stream, serializeError, clip, clipError, parsePeerMessage, ColonyError, LimitError, ProtocolError,
+  FAULTS, PROTOCOL_VERSION, DEFAULT_LIMITS, faultWarning, JOB_TEXT_LIMITS, returnId, sha256Hex, sha256Stream, serializeError, clip, clipError, parsePeerMessage, taskOptionsProblem, ColonyError, LimitError, ProtocolError,
   type CoordinatorToPeer, type FnDef, type HelloMsg, type Limits, type ObjectInfo, type PeerKind, type PeerRole, type PeerToCoordinator, type DoneMsg, type ResultOut, type RunMsg, type TaskLogMsg, type TaskSpec,
 } from '@colony-grid/shared'
 import type { GridBackend } from './backend.js'
@@ -362,7 +362,12 @@ export class Peer implements ExecutorHost {
   backend(): GridBackend {
     return {
       defineFn: (def) => this.conn.send({ t: 'fn', def }),
-      submit: (spec) => this.conn.send({ t: 'submit', spec }),
+      submit: (spec) => {
+        // The coordinator would refuse it, and the task's `get` would wait for ever: `.remote()` throws instead.
+        const problem = taskOptionsProblem(spec)
+        if (problem) throw new ProtocolError(`${spec.name}: ${problem}`)
+        this.conn.send({ t: 'submit', spec })
+      },
       put: (id, bytes, replicate) => this.putBytes(id, bytes, this.jobId ?? '', undefined, replicate),
       ready: (id) => this.fatal ? Promise.reject(this.fatal) : this.objects.ready(id, this.jobId ?? ''),
       fetch: (info) => this.objects.fetch(info, this.jobId ?? ''),
