@@ -8,4 +8,5 @@ export {
 export * from './scoring/index.js'
 export * from './training/index.js'
 export * from './serving/index.js'
+export * from './tuning/index.js'
 export { ActorPool, peerVanished, type ActorPoolOptions, type PoolMember } from './pool/actor-pool.js'

@@ -10,21 +10,8 @@ import { train } from '@colony-grid/client'
 import { HELD_OUT_FROM, loadDigits, toModelInput } from '@colony-grid/demo'
 import { api } from './harness.js'
 import { suiteGrid } from './suite-grid.js'
+import { mlp } from './models.js'
 
-/** A small multilayer perceptron, as tfjs writes its topology, from seeded initializers. */
-export const mlp = (hidden = 64) => ({
-  class_name: 'Sequential',
-  config: {
-    name: 'mlp',
-    layers: [
-      { class_name: 'Dense', config: { name: 'hidden', units: hidden, activation: 'relu', use_bias: true, batch_input_shape: [null, 784], dtype: 'float32', trainable: true,
-        kernel_initializer: { class_name: 'GlorotUniform', config: { seed: 11 } }, bias_initializer: { class_name: 'Zeros', config: {} } } },
-      { class_name: 'Dense', config: { name: 'out', units: 10, activation: 'softmax', use_bias: true, trainable: true,
-        kernel_initializer: { class_name: 'GlorotUniform', config: { seed: 12 } }, bias_initializer: { class_name: 'Zeros', config: {} } } },
-    ],
-  },
-  keras_version: 'tfjs-layers', backend: 'tensor_flow.js',
-})
 
 /** A convolution that trains (not frozen): its filter gradients need a kernel the wasm backend lacks. */
 const tinyConvnet = {

@@ -28,9 +28,13 @@ export interface ActorPoolOptions<A> {
   onBroken?: (e: Error) => void
 }
 
-/** Errors that mean "the actor's peer went away", not "the actor failed": its work runs again elsewhere. */
+/**
+ * Errors that mean "the actor's peer went away", not "the actor failed": its work runs again elsewhere.
+ * By name, not instanceof: inside a trial runner the library's error classes are its own copies.
+ */
 export function peerVanished(e: unknown): boolean {
-  return e instanceof PeerDiedError || (e instanceof CancelledError && /actor .* ended/.test(e.message))
+  const { name, message } = (e ?? {}) as { name?: string; message?: string }
+  return name === 'PeerDiedError' || (name === 'CancelledError' && /actor .* ended/.test(message ?? ''))
 }
 
 export class ActorPool<A> {

@@ -11,6 +11,8 @@
  */
 import { CancelledError, type ObjectRef } from '@colony-grid/shared'
 import type { ActorHandle, Grid } from '@colony-grid/worker-web'
+import { EventLog } from '../event-log.js'
+import { rng } from '../random.js'
 import { ActorPool, peerVanished, type PoolMember } from '../pool/actor-pool.js'
 import { splitRows } from '../scoring/dataset.js'
 import type { Shard } from '../scoring/types.js'
@@ -44,8 +46,7 @@ function checkData(d: TrainingData, what: string): { x: Shard; y: Shard } {
 
 /** A seeded order (mulberry32), so a run's batches come in the same order each time. */
 function shuffled(n: number, seed: number): number[] {
-  let a = seed >>> 0
-  const rand = () => { a = (a + 0x6D2B79F5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296 }
+  const rand = rng(seed)
   const out = Array.from({ length: n }, (_, i) => i)
   for (let i = n - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [out[i], out[j]] = [out[j], out[i]] }
   return out
@@ -55,9 +56,7 @@ function shuffled(n: number, seed: number): number[] {
 const SLOT_WAIT_MS = 120_000
 
 export function train(grid: Grid, opts: TrainOptions): TrainingRun {
-  const stream: TrainingStep[] = []
-  let wake: (() => void) | undefined
-  let finished = false
+  const stream = new EventLog<TrainingStep>()
   let cancel: (e: Error) => void = () => {}
   const result = (async (): Promise<TrainingResult> => {
     const batchSize = opts.batchSize ?? 64, epochs = opts.epochs ?? 1
@@ -157,7 +156,6 @@ export function train(grid: Grid, opts: TrainOptions): TrainingRun {
           staleness: o.staleness, loss: o.loss, samples: o.samples, ms: o.ms, phases: o.phases, bytes: o.bytes,
         }
         stream.push(step)
-        wake?.()
         try { opts.onProgress?.(step) } catch (e) { fail(Object.assign(new Error(`onProgress threw: ${(e as Error)?.message ?? e}`), { cause: e })); return }
         if (opts.snapshots && done % opts.snapshots.every === 0) snapshot(done, item.epoch + 1)
         if (done === total) { settle(); return }
@@ -288,17 +286,10 @@ export function train(grid: Grid, opts: TrainOptions): TrainingRun {
       for (const p of ps) grid.kill(p)
       grid.free(owned)
     }
-  })().finally(() => { finished = true; wake?.() })
+  })().finally(() => stream.end())
   result.catch(() => undefined)
   return Object.assign(result, {
     cancel: () => cancel(new CancelledError('the training run was cancelled')),
-    [Symbol.asyncIterator]: async function* (): AsyncGenerator<TrainingStep> {
-      let i = 0
-      for (;;) {
-        while (i < stream.length) yield stream[i++]
-        if (finished) { await result; if (i >= stream.length) return; continue }
-        await new Promise<void>((r) => { wake = r })
-      }
-    },
+    [Symbol.asyncIterator]: () => stream.read(result),
   })
 }

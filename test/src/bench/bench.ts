@@ -14,6 +14,7 @@ import { natFigures } from './nat-bench.js'
 import { scoringFigures } from './scoring.js'
 import { trainingFigures } from './training.js'
 import { OBJECTIVE_P99_MS, servingFigures } from './serving.js'
+import { tuningFigures } from './tuning.js'
 import { spawn, spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -301,6 +302,17 @@ async function main(): Promise<void> {
     record({ name: 'serve_p99_c256_ms', value: f.p99c256, unit: `ms (${f.perClientRate} req/s a client)`, baseline: 'serve_p99_c1_ms' })
     record({ name: 'serve_p99_c256_over_c1', value: f.p99c256 / f.p99c1, unit: 'ratio', target: '<= 5' })
     record({ name: 'serve_exp3_feedbacks_to_recover', value: f.exp3Feedbacks, unit: 'feedbacks', target: '<= 500' })
+  }
+  if (want('tune')) {
+    const f = await tuningFigures()
+    record({ name: 'tune_overhead', value: f.overhead, unit: 'ratio (2,000 trials of 20 ms, 2 at once; from tune() to its result)', target: '<= 0.05' })
+    record({ name: 'tune_overhead_steady', value: f.overheadSteady, unit: 'ratio (the same, from the first trial\'s start)' })
+    record({ name: 'tune_trials_per_s', value: f.trialsPerSecond, unit: 'trials/s' })
+    record({ name: 'tune_asha_epoch_fraction', value: f.ashaEpochFraction, unit: 'ratio (to within 0.5 points of the full search\'s best)', target: '<= 0.2' })
+    record({ name: 'tune_asha_total_epoch_fraction', value: f.ashaTotalFraction, unit: 'ratio (the whole ASHA search)' })
+    record({ name: 'tune_asha_best_gap_points', value: f.ashaBestGap, unit: 'points (the full search\'s best less ASHA\'s)', target: '<= 0.5' })
+    record({ name: 'tune_stop_release_ms', value: f.stopReleaseMax, unit: 'ms (the slowest of the ASHA run\'s stops)', target: '<= 1000' })
+    record({ name: 'tune_stop_release_p50_ms', value: f.stopReleaseP50, unit: 'ms' })
   }
   if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', baseline: 'ws_echo_msgs_per_s', value: await withPair(false, (grid) => smallObjects(grid, 10_000)), unit: 'objects/s' })
 
