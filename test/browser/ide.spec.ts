@@ -1,7 +1,8 @@
 /**
  * The web IDE at /ide, in real Chromium against a real coordinator and Node peers: every
  * example runs, errors point at the right line, an endless task is cancelled and the grid
- * goes on, limits give clear messages, and the timeline shows the tasks that ran.
+ * goes on, limits give clear messages, the timeline shows the tasks that ran, and the Trials
+ * panel shows a hyperparameter search.
  */
 import { test, expect, type Page } from '@playwright/test'
 
@@ -58,7 +59,7 @@ async function runFile(file: string): Promise<void> {
   // The click starts the run at once (the output restarts); a quick failure may already have ended it.
   await expect(page.locator('#output')).toContainText(`Bundling ${file}`)
 }
-const finished = () => expect(page.locator('#run')).toBeEnabled({ timeout: 90_000 })
+const finished = (timeout = 90_000) => expect(page.locator('#run')).toBeEnabled({ timeout })
 
 test.describe.serial('the web IDE', () => {
   test.beforeAll(async ({ browser }) => {
@@ -69,7 +70,7 @@ test.describe.serial('the web IDE', () => {
       if (!localStorage.getItem('colony.ide.files')) localStorage.setItem('colony.ide.files', JSON.stringify(files))
     }, USER_FILES)
     await page.goto(`${g.url}/ide#token=${g.submitToken}`)
-    await expect(page.locator('#examples li')).toHaveCount(6)
+    await expect(page.locator('#examples li')).toHaveCount(7)
   })
   test.afterAll(async () => { await page?.close(); await g?.stop() })
 
@@ -93,6 +94,39 @@ test.describe.serial('the web IDE', () => {
       await expect(page.locator('.out.error')).toHaveCount(0)
     })
   }
+
+  test('runs the example mnist-tuning.ts, and the Trials panel shows its search live', async () => {
+    test.setTimeout(360_000)
+    // Each running trial's nested training holds a parameter-server shard, then wants a worker: two trials
+    // at once on 2 CPU slots would each hold one shard and wait for ever. A third slot, for this test only.
+    const extra = await g.addWorker(1)
+    try {
+      await runFile('mnist-tuning.ts')
+      await expect(page.locator('#trials')).toBeVisible({ timeout: 60_000 })
+      await expect(page.locator('#trials .state.running').first()).toBeVisible()
+      await expect(page.locator('#trials path.curve').first()).toBeAttached({ timeout: 120_000 })
+      await page.locator('#trials').screenshot({ path: 'test-results/browser/ide-trials-running.png' })
+      await finished(240_000)
+      // 8 trials of up to 4 one-epoch runs on 2,000 digits: the best reaches 0.8-0.9 on 1,000 held out.
+      await expect(page.locator('.out.result')).toHaveText(/best: \{ lr: [\d.e-]+, batchSize: (32|64|128), accuracy: 0\.[89]\d*/)
+      await expect(page.locator('.out.error')).toHaveCount(0)
+      await expect(page.locator('#trials tbody tr')).toHaveCount(8)
+      await expect(page.locator('#trials .state.running')).toHaveCount(0)
+      await expect(page.locator('#trials .trials-head')).toContainText(/accuracy, max · ASHA · 8 trials: .*best t\d/)
+      // A line (a dot, for a trial stopped at epoch 1) a trial; the best drawn thick, its row marked.
+      await expect(page.locator('#trials path.curve')).toHaveCount(8)
+      await expect(page.locator('#trials path.curve.best')).toHaveCount(1)
+      await expect(page.locator('#trials tr.best')).toHaveCount(1)
+      await page.locator('#trials').screenshot({ path: 'test-results/browser/ide-trials.png' })
+    } finally {
+      await extra.kill('SIGTERM')
+      g.workers.splice(g.workers.indexOf(extra), 1)
+    }
+    await runFile('counter.ts')
+    await finished()
+    await expect(page.locator('#trials')).toBeHidden()
+    await expect(page.locator('[data-part="peers"] tbody tr')).toHaveCount(2, { timeout: 15_000 })
+  })
 
   test('a task imports @tensorflow/tfjs, and gets its peer\'s ready copy', async () => {
     await runFile('tensors.ts')

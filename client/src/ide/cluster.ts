@@ -3,7 +3,8 @@ import type { ActorSummary, JobInfo, ObjectSummary, PeerInfo, TaskInfo } from '@
 
 type Api = <T>(path: string) => Promise<T | undefined>
 
-const el = <K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...kids: (Node | string)[]) => {
+/** An element with its properties and children (the panels build their DOM with it). */
+export const el = <K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...kids: (Node | string)[]) => {
   const e = Object.assign(document.createElement(tag), props)
   e.append(...kids)
   return e

@@ -1,6 +1,23 @@
 /** The IDE's runnable examples. Each is a job module: exported functions run on the grid, `main(grid)` runs in the page. */
 export interface Example { file: string; title: string; about: string; source: string }
 
+// The MNIST examples' shared lines: each example stays one file a person reads whole.
+const MLP = `const dense = (name: string, units: number, activation: string, seed: number, inputs?: number) => ({
+  class_name: 'Dense',
+  config: {
+    name, units, activation, use_bias: true, trainable: true, ...(inputs ? { batch_input_shape: [null, inputs], dtype: 'float32' } : {}),
+    kernel_initializer: { class_name: 'GlorotUniform', config: { seed } }, bias_initializer: { class_name: 'Zeros', config: {} },
+  },
+})
+const topology = { class_name: 'Sequential', config: { name: 'mlp', layers: [dense('hidden', 64, 'relu', 11, 784), dense('out', 10, 'softmax', 12)] } }`
+const DIGITS = `  // The digits the coordinator serves for the /demo page: a u32 count, the labels, then 784 grey levels a digit.
+  const digits = new Uint8Array(await (await fetch('/demo-files/digits.bin')).arrayBuffer())
+  const total = new DataView(digits.buffer).getUint32(0, true)
+  const rows = (from: number, to: number) => ({
+    x: { data: digits.subarray(4 + total + from * 784, 4 + total + to * 784), shape: [to - from, 784] },
+    y: digits.subarray(4 + from, 4 + to),
+  })`
+
 export const EXAMPLES: Example[] = [
   {
     file: 'hello.ts',
@@ -127,23 +144,10 @@ export default async function main(grid: Grid) {
     source: `import { train, type Grid } from '@colony-grid/client'
 
 // A 784-64-10 perceptron, as tfjs writes a Sequential model's topology. Seeded initializers: every run starts from the same weights.
-const dense = (name: string, units: number, activation: string, seed: number, inputs?: number) => ({
-  class_name: 'Dense',
-  config: {
-    name, units, activation, use_bias: true, trainable: true, ...(inputs ? { batch_input_shape: [null, inputs], dtype: 'float32' } : {}),
-    kernel_initializer: { class_name: 'GlorotUniform', config: { seed } }, bias_initializer: { class_name: 'Zeros', config: {} },
-  },
-})
-const topology = { class_name: 'Sequential', config: { name: 'mlp', layers: [dense('hidden', 64, 'relu', 11, 784), dense('out', 10, 'softmax', 12)] } }
+${MLP}
 
 export default async function main(grid: Grid) {
-  // The digits the coordinator serves for the /demo page: a u32 count, the labels, then 784 grey levels a digit.
-  const digits = new Uint8Array(await (await fetch('/demo-files/digits.bin')).arrayBuffer())
-  const total = new DataView(digits.buffer).getUint32(0, true)
-  const rows = (from: number, to: number) => ({
-    x: { data: digits.subarray(4 + total + from * 784, 4 + total + to * 784), shape: [to - from, 784] },
-    y: digits.subarray(4 + from, 4 + to),
-  })
+${DIGITS}
   const batchSize = 64, epochs = 2, stepsPerEpoch = Math.ceil(8000 / batchSize)
   const lossOf = new Array(epochs + 1).fill(0), stepsOf = new Array(epochs + 1).fill(0)
   // Train on digits 0-7999; 8000-9999 are held out, and scored after the last epoch.
@@ -165,6 +169,56 @@ export default async function main(grid: Grid) {
     history: result.history.map((h) => ({ epoch: h.epoch, loss: Number(h.loss.toFixed(3)), ...(h.accuracy === undefined ? {} : { accuracy: h.accuracy }), seconds: Number((h.ms / 1000).toFixed(1)) })),
     samplesPerSecond: Math.round(result.samplesPerSecond),
     workers: result.workers.map((w) => \`\${w.worker} on \${w.peer} (\${w.backend}): \${w.steps} steps\`),
+  }
+}
+`,
+  },
+  {
+    file: 'mnist-tuning.ts',
+    title: 'Tune the MNIST trainer with ASHA',
+    about: 'A hyperparameter search (tune): 8 learning rates and batch sizes for the perceptron, ASHA stopping the weaker early. Watch the Trials panel.',
+    source: `import { tune, loguniform, choice, type Grid, type Trainable, type TrainableModel, type TrainingData } from '@colony-grid/client'
+
+// The 784-64-10 perceptron of 'Train MNIST on the grid'.
+${MLP}
+type Weights = NonNullable<TrainableModel['weights']>
+
+export default async function main(grid: Grid) {
+${DIGITS}
+
+  // A trial: one epoch of nested data-parallel training at a time, reported to the scheduler.
+  // It ships to the peers as source, so it uses only its arguments: no imports, nothing from this module.
+  const trial: Trainable = async (config, session) => {
+    const { lr, batchSize } = config as { lr: number; batchSize: number }
+    const { topology, train, heldOut } = session.with as { topology: unknown; train: TrainingData; heldOut: TrainingData }
+    // A trial started again (its peer went) goes on from its last checkpoint.
+    let weights = session.checkpoint as Weights | undefined
+    for (let epoch = session.epoch + 1; ; epoch++) {
+      const r = await session.train({
+        model: { topology, weights }, data: train, validation: heldOut, inputScale: 1 / 255,
+        optimizer: { name: 'adam', lr }, batchSize, epochs: 1, workers: { min: 1, max: 2 }, seed: epoch,
+      })
+      weights = { specs: r.modelFiles.modelJson.weightsManifest[0].weights as Weights['specs'], data: r.modelFiles.weights }
+      // At epochs 1 and 2 (ASHA's rungs) a trial outside the best half of those that got there is told 'stop'; at maxEpochs, every trial.
+      if (await session.report({ epoch, accuracy: r.accuracy! }, { checkpoint: weights }) === 'stop') return
+    }
+  }
+
+  const result = await tune(grid, trial, {
+    name: 'mnist-asha',
+    space: { lr: loguniform(1e-4, 1e-1), batchSize: choice([32, 64, 128]) },
+    numSamples: 8, metric: 'accuracy', mode: 'max', maxEpochs: 4,
+    scheduler: { name: 'asha', gracePeriod: 1, reductionFactor: 2 },
+    // Two trials at a time. A trial holds no CPU slot itself; its training takes one for its parameter
+    // server, then one a worker: 2 trials need 3 free slots (the peers panel); on fewer, set maxConcurrent: 1.
+    maxConcurrent: 2, resourcesPerTrial: { cpu: 0 },
+    // Put in the grid once: 2,000 digits to train on, 1,000 held out to score each epoch.
+    with: { topology, train: rows(0, 2000), heldOut: rows(8000, 9000) },
+  })
+  return {
+    best: { ...result.best.config, accuracy: result.best.last },
+    // A line a trial: its config, its last accuracy, and how far it got.
+    trials: result.trials.map((t) => \`\${t.id}: lr \${Number(t.config.lr).toExponential(1)}, batch \${t.config.batchSize}: \${t.last?.toFixed(3) ?? '—'}, \${t.state} at epoch \${t.reports.length}\`),
   }
 }
 `,

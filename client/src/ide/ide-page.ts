@@ -13,6 +13,7 @@ import { EXAMPLES } from './examples.js'
 import { FileStore } from './files.js'
 import { formatValue } from './format.js'
 import { BundleMap, mapStack } from './source-map.js'
+import { TrialsPanel } from './trials-panel.js'
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
 const params = new URLSearchParams(location.hash.slice(1))
@@ -38,11 +39,14 @@ const editor = new CodeEditor($('editor'), () => { void run() }, () => {
  * (after a failover, another one: the page's may be gone).
  */
 let coordinator = (): string => location.origin
+const request = (path: string, init: RequestInit = {}): Promise<Response | undefined> =>
+  fetch(new URL(path, coordinator()), { ...init, headers: { authorization: `Bearer ${tokenInput.value.trim()}`, ...(init.headers ?? {}) } }).catch(() => undefined)
 const authed = async <T>(path: string, init: RequestInit = {}): Promise<T | undefined> => {
-  const res = await fetch(new URL(path, coordinator()), { ...init, headers: { authorization: `Bearer ${tokenInput.value.trim()}`, ...(init.headers ?? {}) } }).catch(() => undefined)
+  const res = await request(path, init)
   return res?.ok ? await res.json() as T : undefined
 }
 const cluster = new ClusterPanel($('cluster'), authed)
+const trials = new TrialsPanel($('trials'), request)
 
 // ---------------------------------------------------------------- files
 
@@ -145,6 +149,9 @@ async function run(): Promise<void> {
   localStorage.setItem('colony.submitToken', token)
   store.set(file, editor.text)
   setRunning(true)
+  trials.reset()
+  // A search main starts (tune) runs in this page: the Trials panel shows it.
+  const unwatch = api.tune.watch((s) => trials.follow(s))
   let cancelled = false
   let stopCancelWait: (e: Error) => void = () => {}
   const cancelWait = new Promise<never>((_, reject) => { stopCancelWait = reject })
@@ -187,6 +194,7 @@ async function run(): Promise<void> {
     } else if (cancelled) say('error', 'Cancelled: the job\'s tasks were stopped (a running one ends with its executor).')
     else showError(e, map)
   } finally {
+    unwatch()
     restore()
     clearInterval(ticker)
     const grid = running?.grid
@@ -217,6 +225,7 @@ cancelButton.addEventListener('click', () => {
   const r = running
   if (!r) return
   r.cancel()
+  trials.stop()
   const jobId = r.grid?.jobId
   if (jobId) void authed(`/api/jobs/${jobId}`, { method: 'DELETE' })
 })
