@@ -125,10 +125,9 @@ export class TrialsPanel {
     this.update()
   }
 
-  /** Its options: from the Search, should it carry them, else from the copy the search keeps in the coordinator (written before its first trial). */
+  /** Its options: from the Search, else (a resumed search that has not read its state yet) from the copy the search keeps in the coordinator. */
   private async describe(search: Search): Promise<void> {
-    const own = search as unknown as Options
-    if (typeof own.metric === 'string') { this.options = { metric: own.metric, mode: own.mode, maxEpochs: own.maxEpochs }; return }
+    if (search.metric) { this.options = { name: search.name, metric: search.metric, mode: search.mode, maxEpochs: search.maxEpochs, scheduler: search.scheduler }; return }
     const res = await this.request(`/api/state/tune/${encodeURIComponent(search.id)}`)
     if (!res?.ok || this.search !== search) return
     const doc = decodeValue<SearchDocument>(new Uint8Array(await res.arrayBuffer()))

@@ -94,6 +94,9 @@ export class TrialRunnerCore {
     let release!: () => void
     this.turn = new Promise((r) => { release = r })
     await prev
+    // A turn of the event loop first: the previous trial's outcome leaves before this one's first
+    // synchronous stretch (building a model, say) holds the thread.
+    await new Promise<void>((r) => { if (typeof setImmediate === 'function') setImmediate(r); else setTimeout(r, 0) })
     const t: Active = { spec, stopped: false, nested: new Set(), reports: [] }
     try {
       if (this.stopBeforeStart.delete(spec.id)) return { trial: spec.id, run: spec.run, reports: [], config: spec.config, stopped: true, peer }

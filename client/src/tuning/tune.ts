@@ -368,6 +368,7 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
     get mode() { return info.options?.mode },
     get maxEpochs() { return info.options?.maxEpochs },
     get name() { return info.options?.name },
+    get scheduler() { const s = info.options?.scheduler; return info.options ? (typeof s === 'object' ? s.name : s ?? 'fifo') : undefined },
     trials: () => [...trials.values()],
     stop: (trialId?: string) => (trialId === undefined ? stopSearch() : stopTrial(trialId)),
     [Symbol.asyncIterator]: () => events.read(result.catch(() => undefined)),

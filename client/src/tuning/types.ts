@@ -164,6 +164,8 @@ export type Search = Promise<TuneResult> & AsyncIterable<TuneEvent> & {
   readonly mode?: 'max' | 'min'
   readonly maxEpochs?: number
   readonly name?: string
+  /** The scheduler's name ('fifo', 'asha', 'hyperband', 'pbt'). */
+  readonly scheduler?: string
   /** The trials as they are now. */
   trials(): TrialRecord[]
   /** Stops one trial (or, without an id, the whole search: the promise then resolves with what finished). */
