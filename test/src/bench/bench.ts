@@ -27,7 +27,7 @@ const { values: cli } = parseArgs({ options: { json: { type: 'string' }, only: {
 const figures: Figure[] = []
 const want = (name: string) => !cli.only || name.includes(cli.only)
 const record = (f: Figure) => { figures.push(f); console.error(`  ${f.name}: ${fmt(f.value)} ${f.unit}`) }
-const fmt = (v: number) => (v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(2))
+const fmt = (v: number) => (v >= 100 ? Math.round(v).toLocaleString('en-US') : Math.abs(v) < 1 ? v.toFixed(3) : v.toFixed(2))
 
 /** Starts ws-echo-server.js in its own process, as the coordinator runs in its own. */
 async function echoServer(): Promise<{ url: string; stop(): void }> {
@@ -306,6 +306,7 @@ async function main(): Promise<void> {
   if (want('tune')) {
     const f = await tuningFigures()
     record({ name: 'tune_overhead', value: f.overhead, unit: 'ratio (2,000 trials of 20 ms, 2 at once; from tune() to its result)', target: '<= 0.05' })
+    record({ name: 'tune_overhead_vs_measured_trial', value: f.overheadVsMeasured, unit: 'ratio (the same, against 2,000 × the trainable\'s own time in one process / 2)' })
     record({ name: 'tune_overhead_steady', value: f.overheadSteady, unit: 'ratio (the same, from the first trial\'s start)' })
     record({ name: 'tune_trials_per_s', value: f.trialsPerSecond, unit: 'trials/s' })
     record({ name: 'tune_asha_epoch_fraction', value: f.ashaEpochFraction, unit: 'ratio (to within 0.5 points of the full search\'s best)', target: '<= 0.2' })
