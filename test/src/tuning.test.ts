@@ -134,6 +134,36 @@ describe('tuning on the grid', () => {
     }
   })
 
+  it('a trial stopped before its turn never runs; a stopped search resolves with what it has, and cannot be resumed', async () => {
+    const slow = async (config: TrialConfig, session: TrialSession) => {
+      for (let epoch = 1; ; epoch++) {
+        await new Promise((r) => setTimeout(r, 100))
+        if (await session.report({ epoch, score: config.x as number }) === 'stop') return
+      }
+    }
+    const search = tune(suite.grid, slow, { space: { x: gridSearch([1, 2, 3, 4]) }, metric: 'score', mode: 'max', maxEpochs: 3, maxConcurrent: 1 })
+    assert.equal(search.metric, 'score')
+    assert.equal(search.scheduler, 'fifo')
+    // One runner: t3 is sampled when t1 ends, and waits on the runner behind t2.
+    await until(async () => search.trials().some((t) => t.id === 't3') && true, 30_000, 'the third trial sampled')
+    search.stop('t3')
+    const events = await collect(search)
+    const result = await search
+    assert.equal(result.trials.length, 4)
+    assert.equal(result.trials.find((t) => t.id === 't3')!.state, 'stopped')
+    assert.ok(!events.some((e) => e.type === 'reported' && e.trial === 't3'), 't3 ran after it was stopped')
+    assert.ok(['t1', 't2', 't4'].every((id) => result.trials.find((t) => t.id === id)!.state === 'finished'))
+    // The whole search, stopped mid-way: it resolves with the trials that reported.
+    const second = tune(suite.grid, slow, { space: { x: gridSearch([1, 2, 3, 4]) }, metric: 'score', mode: 'max', maxEpochs: 3, maxConcurrent: 1 })
+    await until(async () => second.trials().some((t) => t.reports.length > 0) && true, 30_000, 'a report')
+    second.stop()
+    const partial = await second
+    assert.ok(partial.trials.every((t) => t.state === 'stopped' || t.state === 'finished'))
+    assert.ok(partial.trials.length < 4 || partial.trials.some((t) => t.state === 'stopped'))
+    const resumed = tune.resume(suite.grid, partial.searchId)
+    await assert.rejects(resumed, /is stopped: there is nothing to resume/)
+  })
+
   it('bad input gets a clear error, and a failing trial does not stop the others', async () => {
     const ok = async (config: TrialConfig, session: TrialSession) => { await session.report({ epoch: 1, score: config.x as number }) }
     const base = { space: { x: uniform(0, 1) }, metric: 'score', mode: 'max' as const, maxEpochs: 1 }
@@ -211,8 +241,9 @@ describe('tuning through failures', () => {
         const events = await collect(search)
         const result = await search
         assert.equal(result.searchId, id)
+        assert.equal(search.metric, 'score') // read from the state it resumed
         assert.equal(result.trials.length, 8)
-        assert.ok(result.trials.every((t) => t.state === 'finished'))
+        assert.ok(result.trials.every((t) => t.state === 'finished'), result.trials.map((t) => `${t.id} ${t.state} ${t.reason ?? ''} ${t.error?.message ?? ''}`).join('\n'))
         for (const t of finishedBefore) assert.ok(!events.some((e) => e.type === 'started' && e.trial === t), `finished trial ${t} ran again`)
         await assert.rejects(tune.resume(grid, id), /is finished: there is nothing to resume/)
         await assert.rejects(tune.resume(grid, 'tune-nosuch'), /no search tune-nosuch is kept on this coordinator/)

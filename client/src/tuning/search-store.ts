@@ -30,6 +30,11 @@ type Requester = Grid & { request?: (path: string, init?: RequestInit) => Promis
 
 const MIN_GAP_MS = 200
 const RETRY_MS = 1_000
+/** A request that takes longer is given up (and retried): a hung one must not hold `flush` past its deadline. */
+const REQUEST_MS = 15_000
+
+/** An answer that retrying will not change (a 4xx: too big, not allowed). */
+class Refused extends Error {}
 
 export class SearchStore {
   private dirty?: () => SearchDocument
@@ -39,6 +44,7 @@ export class SearchStore {
   private readonly pendingCheckpoints = new Map<string, Checkpoint>()
   /** The last failure, said once until a write works again. */
   private failing = false
+  private closed = false
 
   constructor(private readonly grid: Requester, readonly searchId: string, private readonly log: (line: string) => void) {}
 
@@ -49,8 +55,11 @@ export class SearchStore {
 
   private async put(path: string, value: unknown): Promise<void> {
     const body = encodeValue(value)
-    const res = await this.grid.request!(path, { method: 'PUT', body: body as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } })
-    if (!res.ok) throw new Error(`PUT ${path}: HTTP ${res.status} ${(await res.text()).slice(0, 300)}`)
+    const res = await this.grid.request!(path, { method: 'PUT', body: body as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' }, signal: AbortSignal.timeout(REQUEST_MS) })
+    if (!res.ok) {
+      const text = `PUT ${path}: HTTP ${res.status} ${(await res.text()).slice(0, 300)}`
+      throw res.status >= 400 && res.status < 500 ? new Refused(text) : new Error(text)
+    }
   }
 
   private async get<T>(path: string): Promise<T | undefined> {
@@ -78,7 +87,7 @@ export class SearchStore {
   }
 
   private schedule(ms: number): void {
-    if (this.timer || this.writing) return
+    if (this.timer || this.writing || this.closed) return
     this.timer = setTimeout(() => { this.timer = undefined; void this.writeNow() }, ms)
   }
 
@@ -89,19 +98,26 @@ export class SearchStore {
     const snapshot = this.dirty
     this.dirty = undefined
     if (!snapshot && cps.length === 0) return Promise.resolve()
+    // Taken now, with the checkpoints: the document never names a checkpoint written after it.
+    const doc = snapshot?.()
     const t0 = performance.now()
     this.writing = (async () => {
       try {
         // Checkpoints first: the document may name a checkpoint epoch only once its checkpoint is there.
         for (const [trial, c] of cps) await this.put(this.key(`/checkpoints/${encodeURIComponent(trial)}`), c)
-        if (snapshot) await this.put(this.key(), snapshot())
+        if (doc) await this.put(this.key(), doc)
         this.lastWriteMs = performance.now() - t0
         if (this.failing) { this.failing = false; this.log(`tune ${this.searchId}: its state is being kept again`) }
       } catch (e) {
-        for (const [trial, c] of cps) if (!this.pendingCheckpoints.has(trial)) this.pendingCheckpoints.set(trial, c)
-        this.dirty ??= snapshot
-        if (!this.failing) { this.failing = true; this.log(`tune ${this.searchId}: could not keep its state (retrying): ${(e as Error).message}`) }
-        await new Promise((r) => setTimeout(r, RETRY_MS))
+        if (e instanceof Refused) {
+          // Retrying would be refused again: say so, and keep what comes later (it may fit).
+          this.log(`tune ${this.searchId}: the coordinator refused its state: ${e.message}`)
+        } else {
+          for (const [trial, c] of cps) if (!this.pendingCheckpoints.has(trial)) this.pendingCheckpoints.set(trial, c)
+          this.dirty ??= snapshot
+          if (!this.failing) { this.failing = true; this.log(`tune ${this.searchId}: could not keep its state (retrying): ${(e as Error).message}`) }
+          await new Promise((r) => setTimeout(r, RETRY_MS))
+        }
       } finally {
         this.writing = undefined
       }
@@ -120,6 +136,13 @@ export class SearchStore {
       clearTimeout(this.timer)
       this.timer = undefined
     }
+  }
+
+  /** The search is over: nothing more is written, and no retry keeps the process alive. */
+  close(): void {
+    this.closed = true
+    clearTimeout(this.timer)
+    this.timer = undefined
   }
 
   async load(): Promise<{ doc: SearchDocument; values: Record<string, unknown> }> {

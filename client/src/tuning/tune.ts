@@ -90,11 +90,21 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
     const persist = () => store?.changed(() => document('running'))
     const emit = (e: TuneEvent) => events.push(e)
 
-    // Replayed, so rungs are as they were; a trial that was running goes again from its checkpoint.
+    // A trial that was running goes again from its checkpoint (one the scheduler had stopped stays stopped);
+    // then the reports that remain are replayed, so rungs are as they were.
     const pending: TrialRecord[] = []
     for (const t of trials.values()) {
+      if (!TERMINAL.has(t.state)) {
+        if (t.stopping) { t.state = 'stopped'; emit({ type: 'stopped', trial: t.id, reason: t.reason ?? 'stopped', decidedAt: Date.now() }) }
+        else {
+          const c = checkpoints.get(t.id)
+          if (c) t.checkpointEpoch = c.epoch
+          rewind(t)
+          // Its last epoch was checkpointed before the driver died: it had finished.
+          if (c && c.epoch >= o.maxEpochs && t.last !== undefined) { t.state = 'finished'; emit({ type: 'finished', trial: t.id, last: t.last }) } else pending.push(t)
+        }
+      }
       for (const r of t.reports) if (typeof r[o.metric] === 'number' && scheduler.decisionEpochs(t).includes(r.epoch)) scheduler.replay(t, r, higher * r[o.metric])
-      if (!TERMINAL.has(t.state)) { rewind(t); pending.push(t) }
     }
     let sampled = trials.size
     const started = performance.now()
@@ -108,7 +118,7 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
       t.last = last?.[o.metric]
     }
     const nextTrial = (): TrialRecord | undefined => {
-      if (pending.length) return pending.shift()
+      while (pending.length) { const t = pending.shift()!; if (!TERMINAL.has(t.state)) return t }
       if (sampled >= total || stopAll) return undefined
       const index = sampled++
       const t: TrialRecord = { id: `t${index + 1}`, index, config: configAt(o.space, o.seed ?? 1, index), state: 'pending', reports: [], epochsRun: 0, checkpointEpoch: 0, runs: 0, exploited: [] }
@@ -125,7 +135,7 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
       pending.unshift(t)
     }
 
-    let failure: Error | undefined, settle!: () => void
+    let failure: Error | undefined, settle!: () => void, searchOver = false
     const over = new Promise<void>((r) => { settle = r })
     const fail = (e: Error) => { failure ??= e; settle() }
     const runners = new Map<PoolMember<TrialRunner>, RunnerState>()
@@ -151,6 +161,8 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
       if (detail?.error) t.error = detail.error
       clearTimeout(graceTimers.get(t.id)); graceTimers.delete(t.id)
       onRunner.delete(t.id)
+      // Only PBT copies from a trial after it ended; the grid keeps the checkpoint for resume anyway.
+      if (scheduler.name !== 'pbt') checkpoints.delete(t.id)
       if (state === 'finished') emit({ type: 'finished', trial: t.id, last: t.last })
       else if (state === 'failed') emit({ type: 'failed', trial: t.id, error: t.error?.message ?? t.reason ?? 'failed' })
       persist()
@@ -186,7 +198,8 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
       persist()
       call<RunOutcome>(m.handle.run.options({ timeoutMs: NO_LIMIT_MS }).remote(spec)).then((out) => {
         r.assigned = r.assigned.filter((s) => s !== spec)
-        outcome(t, spec, out)
+        // From a runner the trial was taken from (its peer was thought gone): it runs again elsewhere.
+        if (onRunner.get(t.id) === m) outcome(t, spec, out)
         feed(m)
       }, (e: unknown) => {
         r.assigned = r.assigned.filter((s) => s !== spec)
@@ -208,8 +221,13 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
       void (async () => {
         while (!m.dead && r.assigned.length && !failure) {
           let evs: ReportEvent[]
-          try { evs = await call<ReportEvent[]>(m.handle.poll.remote(POLL_WAIT_MS)) } catch { break }
-          for (const ev of evs) reported(ev)
+          try { evs = await call<ReportEvent[]>(m.handle.poll.remote(POLL_WAIT_MS)) } catch (e) {
+            // The runner's peer went (the pool hears of it), or the coordinator is away for a while: poll again.
+            if (peerVanished(e) || m.dead) break
+            await new Promise((res) => setTimeout(res, 500))
+            continue
+          }
+          for (const ev of evs) if (onRunner.get(ev.trial) === m) reported(ev)
         }
         r.polling = false
       })()
@@ -218,21 +236,39 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
     /** Resolves true when the trial was running there (false: it was still queued behind another). */
     const decide = (t: TrialRecord, d: RunnerDecision): Promise<boolean> => {
       const m = onRunner.get(t.id)
-      if (!m || m.dead) return Promise.resolve(false)
-      return call<boolean>(m.handle.decide.remote(t.id, d)).catch(() => false)
+      const attempt = async (left: number): Promise<boolean> => {
+        if (!m || m.dead || onRunner.get(t.id) !== m || TERMINAL.has(t.state)) return false
+        try { return await call<boolean>(m.handle.decide.remote(t.id, d)) } catch (e) {
+          // A trainable waiting on this answer would wait for ever: the call goes again (the coordinator may be restarting).
+          if (peerVanished(e) || left === 0) return false
+          await new Promise((res) => setTimeout(res, 500))
+          return attempt(left - 1)
+        }
+      }
+      return attempt(60)
     }
 
     const stopOne = (t: TrialRecord, reason: string) => {
       if (TERMINAL.has(t.state)) return
       t.reason ??= reason
       const m = onRunner.get(t.id)
-      if (t.state === 'pending' || !m) { end(t, 'stopped', { reason }); return }
+      if (t.state === 'pending' || !m) {
+        const i = pending.indexOf(t)
+        if (i >= 0) pending.splice(i, 1)
+        emit({ type: 'stopped', trial: t.id, reason, decidedAt: Date.now() })
+        end(t, 'stopped', { reason })
+        checkDone()
+        return
+      }
       if (decidedAt.has(t.id)) return
       decidedAt.set(t.id, performance.now())
+      // Kept, so a resumed search does not run it again.
+      t.stopping = true
+      persist()
       emit({ type: 'stopped', trial: t.id, reason, decidedAt: Date.now() })
       // A trainable that does not return in time loses its runner (and the runner's nested actors with it).
       void decide(t, 'stop').then((running) => { if (running && !TERMINAL.has(t.state)) graceTimers.set(t.id, setTimeout(() => {
-        if (TERMINAL.has(t.state) || m.dead) return
+        if (TERMINAL.has(t.state) || m.dead || searchOver) return
         console.log(`tune ${start.id}: trial ${t.id} did not return within ${o.stopGraceMs ?? 1000} ms of its stop: ending its runner`)
         const r = runners.get(m)
         runners.delete(m)
@@ -255,7 +291,7 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
 
     function reported(ev: ReportEvent, fromOutcome = false): void {
       const t = trials.get(ev.trial)
-      if (!t || t.runs !== ev.run) return
+      if (!t || t.runs !== ev.run || (TERMINAL.has(t.state) && scheduler.name !== 'pbt')) return
       if (ev.checkpoint !== undefined && ev.hasCheckpoint && ev.report.epoch >= t.checkpointEpoch) {
         const c = { epoch: ev.report.epoch, value: ev.checkpoint }
         checkpoints.set(t.id, c)
@@ -271,7 +307,7 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
       const value = report[o.metric]
       if (typeof value !== 'number' || !Number.isFinite(value)) {
         t.error = { name: 'TypeError', message: `trial ${t.id} reported ${JSON.stringify(report)} without a finite '${o.metric}', the search's metric: report it at every epoch` }
-        stopOne(t, t.error.message)
+        if (!fromOutcome) stopOne(t, t.error.message)
         return
       }
       t.last = value
@@ -342,15 +378,18 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
       await over
       if (failure) throw failure
     } finally {
+      searchOver = true
       for (const timer of graceTimers.values()) clearTimeout(timer)
       pool.close()
       grid.free(values)
+      if (failure) { store?.changed(() => document('failed')); await store?.flush(); store?.close() }
     }
     const all = [...trials.values()]
     const ranked = all.filter((t) => t.state !== 'failed' && t.last !== undefined).sort((a, b) => higher * (b.last! - a.last!))
     const state: SearchDocument['state'] = ranked.length ? (stopAll ? 'stopped' : 'finished') : 'failed'
     store?.changed(() => document(state))
     await store?.flush()
+    store?.close()
     if (!ranked.length) {
       const failed = all.filter((t) => t.state === 'failed')
       throw Object.assign(new Error(`no trial of search ${start.id} reported '${o.metric}' to the end: ${failed.length} of ${all.length} failed${failed[0] ? `; the first: ${failed[0].error?.message ?? failed[0].reason}` : ''}`), { trials: all })
@@ -362,17 +401,21 @@ function runSearch(grid: Grid, prepare: () => Promise<Start>, info: SearchInfo):
   })().finally(() => events.end())
   result.catch(() => undefined)
 
+  // Getters, not values: a resumed search learns its options once it has read its state.
+  const getters = {
+    id: () => info.id,
+    metric: () => info.options?.metric,
+    mode: () => info.options?.mode,
+    maxEpochs: () => info.options?.maxEpochs,
+    name: () => info.options?.name,
+    scheduler: () => { const s = info.options?.scheduler; return info.options ? (typeof s === 'object' ? s.name : s ?? 'fifo') : undefined },
+  }
+  for (const [k, get] of Object.entries(getters)) Object.defineProperty(result, k, { get, enumerable: true })
   const search = Object.assign(result, {
-    get id() { return info.id },
-    get metric() { return info.options?.metric },
-    get mode() { return info.options?.mode },
-    get maxEpochs() { return info.options?.maxEpochs },
-    get name() { return info.options?.name },
-    get scheduler() { const s = info.options?.scheduler; return info.options ? (typeof s === 'object' ? s.name : s ?? 'fifo') : undefined },
     trials: () => [...trials.values()],
     stop: (trialId?: string) => (trialId === undefined ? stopSearch() : stopTrial(trialId)),
     [Symbol.asyncIterator]: () => events.read(result.catch(() => undefined)),
-  }) as Search
+  }) as unknown as Search
   for (const w of watchers) try { w(search) } catch { /* a watcher's error is its own */ }
   return search
 }

@@ -123,6 +123,8 @@ export interface TrialRecord {
   checkpointEpoch: number
   /** Why it stopped or failed. */
   reason?: string
+  /** The scheduler (or the driver) stopped it, and it has not returned yet: a resumed search does not run it again. */
+  stopping?: boolean
   error?: { name: string; message: string; stack?: string }
   /** Times it was started (a restart after its peer went, or PBT's exploit, starts it again). */
   runs: number
