@@ -1,4 +1,4 @@
-export { Grid, withTimeout, type GridOptions, type RemoteFunction, type ActorClass, type ActorHandle, type RemoteMethod, type GetOptions, type WaitOptions, type Arg } from './core/grid.js'
+export { Grid, withTimeout, standaloneSource, type GridOptions, type RemoteFunction, type ActorClass, type ActorHandle, type RemoteMethod, type GetOptions, type WaitOptions, type Arg } from './core/grid.js'
 export { Peer, type PeerOptions } from './core/peer.js'
 export type { GridBackend } from './core/backend.js'
 export { ControlConnection, coordinatorUrls, type ConnectionOptions, type WebSocketFactory, type WebSocketLike } from './core/connection.js'

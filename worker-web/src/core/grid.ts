@@ -54,7 +54,8 @@ function isClass(f: unknown): f is AnyClass {
 }
 
 /** Sources of functions written as methods (`{ f(x) {...} }.f`) need a `function` keyword to stand alone. */
-function standaloneSource(f: AnyFn | AnyClass): string {
+/** The source a function or class ships as: an expression (a method's shorthand made a function). */
+export function standaloneSource(f: AnyFn | AnyClass): string {
   const src = Function.prototype.toString.call(f)
   if (/^(async\s+)?(function\b|\(|[A-Za-z_$][\w$]*\s*=>|class\b)/.test(src)) return src
   if (/^async\s/.test(src)) return `async function ${src.slice(6).trimStart()}`
