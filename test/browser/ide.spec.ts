@@ -97,8 +97,8 @@ test.describe.serial('the web IDE', () => {
 
   test('runs the example mnist-tuning.ts, and the Trials panel shows its search live', async () => {
     test.setTimeout(360_000)
-    // Each running trial's nested training holds a parameter-server shard, then wants a worker: two trials
-    // at once on 2 CPU slots would each hold one shard and wait for ever. A third slot, for this test only.
+    // A trial's nested training holds a parameter-server shard and wants a worker or two: a third CPU slot,
+    // for this test only, gives it its second worker.
     const extra = await g.addWorker(1)
     try {
       await runFile('mnist-tuning.ts')

@@ -209,9 +209,10 @@ ${DIGITS}
     space: { lr: loguniform(1e-4, 1e-1), batchSize: choice([32, 64, 128]) },
     numSamples: 8, metric: 'accuracy', mode: 'max', maxEpochs: 4,
     scheduler: { name: 'asha', gracePeriod: 1, reductionFactor: 2 },
-    // Two trials at a time. A trial holds no CPU slot itself; its training takes one for its parameter
-    // server, then one a worker: 2 trials need 3 free slots (the peers panel); on fewer, set maxConcurrent: 1.
-    maxConcurrent: 2, resourcesPerTrial: { cpu: 0 },
+    // One trial at a time. A trial holds no CPU slot itself; its training takes one for its parameter
+    // server, then one a worker (two with a third slot). With 3 free slots (the peers panel) for each
+    // trial, raise maxConcurrent: trials that cannot all get theirs wait, then fail after 120 s.
+    maxConcurrent: 1, resourcesPerTrial: { cpu: 0 },
     // Put in the grid once: 2,000 digits to train on, 1,000 held out to score each epoch.
     with: { topology, train: rows(0, 2000), heldOut: rows(8000, 9000) },
   })
