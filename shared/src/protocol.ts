@@ -346,6 +346,41 @@ export interface TaskInfo {
   endedAt?: number
 }
 
+/**
+ * One page of a list the HTTP API serves: `GET …?limit=&cursor=&state=` on jobs and on a job's
+ * tasks, objects, actors and log. `limit` defaults to PAGE_LIMITS.default and may not pass
+ * PAGE_LIMITS.max; `cursor` is the `next` of the page before (opaque); `state` keeps those in that state.
+ */
+export interface Page<T> {
+  items: T[]
+  /** How many match, over all pages (with the `state` filter applied). */
+  total: number
+  /** More follow this page: ask again with `cursor=<next>`. */
+  truncated: boolean
+  next?: string
+}
+export const PAGE_LIMITS = { default: 100, max: 10_000 } as const
+
+/** A line of a job's log: `seq` counts from 1 over the whole job (lines dropped to keep within budget keep their numbers); SSE 'log' events carry it as their id. */
+export interface LogLine { seq: number; line: string }
+
+/**
+ * GET /api/summary: the grid in counts, kept as things change, so reading it costs nothing
+ * whatever the number of peers and tasks (what the dashboard, the IDE and `colony status` poll).
+ */
+export interface GridSummary {
+  at: number
+  /** Whether this coordinator serves yet (see /readyz): false while a restarted one waits for its peers. */
+  ready: boolean
+  peers: { total: number; byKind: Record<string, number>; byRole: Record<string, number>; quarantined: number; paused: number }
+  /** Tasks of the jobs kept, by state (`ready` = queued for a slot). */
+  tasks: Record<TaskState, number>
+  jobs: Record<JobState, number>
+  /** Since the coordinator started. */
+  tasksFinishedTotal: number
+  objects: { kept: number; bytes: number }
+}
+
 export interface ObjectSummary { id: ObjectId; state: 'pending' | 'ready' | 'error'; size: number; inline: boolean; holders: PeerId[] }
 export interface ActorSummary {
   id: ActorId; name: string; state: string; peer?: PeerId; restarts: number; queued: number
