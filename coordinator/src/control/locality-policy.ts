@@ -28,6 +28,18 @@ export class LocalityPolicy implements SchedulingPolicy {
   private full = false
   /** Cpu per user with work, this pass (NaN: not worked out yet; 0: nobody is under it). */
   private perUser = NaN
+  /** Picks this pass, and its workers by load: made once a pass has picked SCANS_BEFORE_INDEX times. */
+  private picks = 0
+  private index?: LoadIndex
+  private placedLast?: PeerSession
+  /**
+   * What no worker could take this pass, by depth: peers only fill up during a pass, so a queue of
+   * tasks that fit nowhere (a capability whose peers are busy) costs one search, not one per task.
+   */
+  private readonly nothingFits = new Map<DepthOf, Set<string>>()
+  /** Workers before these indexes are full this pass (at their pipeline depth; with over-commits). */
+  private fullUpTo = 0
+  private overFullUpTo = 0
 
   constructor(opts: { pipelineDepth?: number; pipelineTargetMs: number; maxPipelineDepth: number }) {
     const fixed = opts.pipelineDepth
@@ -42,19 +54,58 @@ export class LocalityPolicy implements SchedulingPolicy {
     this.share = share
     this.full = false
     this.perUser = NaN
+    this.picks = 0
+    this.index = undefined
+    this.placedLast = undefined
+    this.nothingFits.clear()
+    this.fullUpTo = 0
+    this.overFullUpTo = 0
   }
 
   place(req: PlacementRequest): PeerSession | NotPlaced {
-    if (!this.full && allFull(this.workers, this.depth)) {
+    // The peer placed last took that task's resources since: its place in the index moves.
+    if (this.placedLast) { this.index?.moved(this.placedLast); this.placedLast = undefined }
+    if (!this.full && this.allFull()) {
       this.full = true
       // A lone user is never under their share of a full grid; nor is anyone once even over-commits are spent.
-      if (this.share.activeUsers() < 2 || allFull(this.workers, this.overDepth)) return 'stop'
+      if (this.share.activeUsers() < 2 || this.allOverFull()) return 'stop'
     }
     if (this.full && (req.actor || !this.underShare(req.user))) return 'defer'
     // An actor keeps its resources for life, so it is placed only where they are free now (no pipelining).
-    let peer = this.full ? undefined : pickPeer(req, this.workers, req.actor ? NO_PIPELINE : this.depth)
-    if (!peer && !req.actor && this.underShare(req.user)) peer = pickPeer(req, this.workers, this.overDepth)
+    let peer = this.full ? undefined : this.pick(req, req.actor ? NO_PIPELINE : this.depth)
+    if (!peer && !req.actor && this.underShare(req.user)) peer = this.pick(req, this.overDepth)
+    this.placedLast = peer
     return peer ?? (this.full ? 'defer' : 'busy')
+  }
+
+  /**
+   * The peer for a task (pickPeer's choice). A pass's first picks scan every worker; a pass that
+   * places more builds a LoadIndex (about the cost of a few scans), after which each pick looks at
+   * the least loaded workers first: with 1,000 peers, a scan per task had been the coordinator's
+   * largest cost per task, and building the index for a pass that places one task costs more.
+   */
+  private pick(req: PlacementRequest, depth: DepthOf): PeerSession | undefined {
+    const none = this.nothingFits.get(depth)
+    const shape = none && !req.avoid ? shapeOf(req) : undefined
+    if (shape !== undefined && none!.has(shape)) return undefined
+    const peer = ++this.picks <= SCANS_BEFORE_INDEX ? pickPeer(req, this.workers, depth) : (this.index ??= new LoadIndex(this.workers)).pick(req, depth)
+    if (!peer && !req.avoid) {
+      if (!none) this.nothingFits.set(depth, new Set([shapeOf(req)]))
+      else none.add(shape ?? shapeOf(req))
+    }
+    return peer
+  }
+
+  /** No worker has cpu left at its pipeline depth. Workers only fill up during a pass, so each check carries on where the last stopped. */
+  private allFull(): boolean {
+    this.fullUpTo = firstWithRoom(this.workers, this.depth, this.fullUpTo)
+    return this.fullUpTo === this.workers.length
+  }
+
+  /** The same, counting the over-commits a user under their fair share may have. */
+  private allOverFull(): boolean {
+    this.overFullUpTo = firstWithRoom(this.workers, this.overDepth, this.overFullUpTo)
+    return this.overFullUpTo === this.workers.length
   }
 
   /** Is a user under their fair share: the cpu of the workers that take tasks now, over the users with work? */
@@ -102,6 +153,9 @@ export class LocalityPolicy implements SchedulingPolicy {
   }
 }
 
+/** Picks a pass makes by scanning every worker before it builds a LoadIndex. */
+const SCANS_BEFORE_INDEX = 4
+
 /**
  * Picks a peer for a task: it must have the capabilities and the free resources;
  * among those, the one holding the most argument bytes wins, then the least loaded.
@@ -120,6 +174,82 @@ export function pickPeer(p: PlacementRequest, peers: readonly PeerSession[], dep
   return best
 }
 
+/**
+ * A pass's workers in buckets by load (cpu in use over cpu), for pickPeer's choice without a scan
+ * of every worker: the peers holding the task's arguments first, then the buckets from the least
+ * loaded, stopping at the first peer that fits. A pass changes no ledger but by its own placements,
+ * so only the peer placed last moves before the next pick. Ties go to the first in a bucket (the
+ * pass's order, then the order peers moved in), where pickPeer's go to the first in the pass's order.
+ */
+class LoadIndex {
+  private readonly buckets = new Map<number, Set<PeerSession>>()
+  /** The buckets' loads, lowest first. */
+  private loads: number[] = []
+  private readonly loadOf = new Map<PeerSession, number>()
+  private byId?: Map<string, PeerSession>
+
+  constructor(private readonly workers: readonly PeerSession[]) {
+    for (const peer of workers) this.add(peer, peer.load())
+  }
+
+  /** pickPeer's choice, looking at the least loaded workers first. */
+  pick(p: PlacementRequest, depth: DepthOf): PeerSession | undefined {
+    if (p.heldBytes) {
+      const holder = this.bestHolder(p, depth)
+      if (holder) return holder
+    }
+    for (const load of this.loads) {
+      for (const peer of this.buckets.get(load)!) if (!p.avoid?.has(peer.id) && fits(p, peer, depth(peer))) return peer
+    }
+    return undefined
+  }
+
+  /** A placement changed the peer's load. */
+  moved(peer: PeerSession): void {
+    const was = this.loadOf.get(peer)
+    const now = peer.load()
+    if (was === undefined || was === now) return
+    const bucket = this.buckets.get(was)!
+    bucket.delete(peer)
+    if (bucket.size === 0) { this.buckets.delete(was); this.loads.splice(this.loads.indexOf(was), 1) }
+    this.add(peer, now)
+  }
+
+  /** Among the peers holding some of the task's argument bytes, the one with the most (then the least loaded) that fits. */
+  private bestHolder(p: PlacementRequest, depth: DepthOf): PeerSession | undefined {
+    this.byId ??= new Map(this.workers.map((s) => [s.id, s]))
+    let best: PeerSession | undefined
+    let bestHeld = 0
+    let bestLoad = Infinity
+    for (const [id, held] of p.heldBytes!) {
+      const peer = this.byId.get(id)
+      if (!peer || held < bestHeld || p.avoid?.has(id) || !fits(p, peer, depth(peer))) continue
+      const load = peer.load()
+      if (held > bestHeld || load < bestLoad) { best = peer; bestHeld = held; bestLoad = load }
+    }
+    return bestHeld > 0 ? best : undefined
+  }
+
+  private add(peer: PeerSession, load: number): void {
+    this.loadOf.set(peer, load)
+    let bucket = this.buckets.get(load)
+    if (!bucket) {
+      this.buckets.set(load, bucket = new Set())
+      let i = this.loads.length
+      while (i > 0 && this.loads[i - 1] > load) i--
+      this.loads.splice(i, 0, load)
+    }
+    bucket.add(peer)
+  }
+}
+
+/** What decides whether a request fits a peer, but for `avoid` (`heldBytes` only orders the peers that fit). */
+function shapeOf(p: PlacementRequest): string {
+  let shape = `${p.trusted ? 't' : ''}${p.actor ? 'a' : ''}${JSON.stringify(p.capabilities)}`
+  for (const k in p.resources) shape += `${JSON.stringify(k)}=${p.resources[k]},`
+  return shape
+}
+
 function fits(p: PlacementRequest, peer: PeerSession, depth: number): boolean {
   if (p.trusted && !peer.trusted) return false
   for (const cap of p.capabilities) if (!peer.capabilities.has(cap)) return false
@@ -133,8 +263,9 @@ function fits(p: PlacementRequest, peer: PeerSession, depth: number): boolean {
   return true
 }
 
-/** True when no worker has any cpu left: the pass can stop scanning its queue. */
-export function allFull(peers: readonly PeerSession[], depth: DepthOf): boolean {
-  for (const peer of peers) if ((peer.used.cpu ?? 0) < (peer.resources.cpu ?? 0) * depth(peer)) return false
-  return true
+/** The index of the first worker from `from` on with cpu left at its depth (`peers.length`: none). */
+function firstWithRoom(peers: readonly PeerSession[], depth: DepthOf, from: number): number {
+  let i = from
+  while (i < peers.length && (peers[i].used.cpu ?? 0) >= (peers[i].resources.cpu ?? 0) * depth(peers[i])) i++
+  return i
 }

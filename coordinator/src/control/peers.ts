@@ -22,10 +22,14 @@ export class PeerManager {
   /** Bumped whenever what the connected workers offer may have changed: a peer came, left, paused, or was quarantined or released. */
   epoch = 0
   private readonly heartbeatTimer: NodeJS.Timeout
+  private readonly heartbeatCheckMs: number
+  /** When the heartbeats were last checked (monotonic ms). */
+  private checkedAt = performance.now()
   private readonly iceTimer?: NodeJS.Timeout
 
   constructor(private readonly opts: ControlOptions, private readonly bus: ControlBus, private readonly counters: Counters, requestTick: () => void) {
-    this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(500, opts.heartbeatTimeoutMs / 4))
+    this.heartbeatCheckMs = Math.max(500, opts.heartbeatTimeoutMs / 4)
+    this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), this.heartbeatCheckMs)
     this.heartbeatTimer.unref()
     if (opts.iceRefreshMs) {
       // A peer connected for longer than its TURN credentials live could open no new relayed channel.
@@ -170,6 +174,16 @@ export class PeerManager {
   }
 
   private checkHeartbeats(): void {
+    const now = performance.now()
+    const since = now - this.checkedAt
+    this.checkedAt = now
+    // This coordinator's own loop lagged (its process was starved of CPU, paused or blocked): timers
+    // run before sockets are read, so the pings peers sent meanwhile may still wait unread. Blame no
+    // peer now; the next check comes after the sockets have been read.
+    if (since > this.heartbeatCheckMs * 2) {
+      this.opts.log(`heartbeats checked ${Math.round(since)} ms apart, not every ${this.heartbeatCheckMs} ms: this coordinator was starved of CPU or blocked; no peer is dropped for it`)
+      return
+    }
     const deadline = Date.now() - this.opts.heartbeatTimeoutMs
     for (const s of this.sessions.values()) {
       if (s.lastSeen < deadline) { s.socket.close(4008, 'heartbeat timeout'); this.remove(s, 'heartbeat timeout') }
