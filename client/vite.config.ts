@@ -18,6 +18,6 @@ function mlExportNames(): Plugin {
   }
 }
 
-// The web IDE (`/ide`), built into dist-web. CodeMirror and esbuild-wasm's loader make one
+// The web IDE (`/ide`) and the operator's dashboard (`/dashboard`), built into dist-web. CodeMirror and esbuild-wasm's loader make one
 // ~850 kB page script, which the page needs all at once.
-export default defineConfig(pagesConfig(import.meta.dirname, ['ide'], { plugins: [mlExportNames()], chunkSizeWarningLimit: 1200 }))
+export default defineConfig(pagesConfig(import.meta.dirname, ['ide', 'dashboard'], { plugins: [mlExportNames()], chunkSizeWarningLimit: 1200 }))

@@ -7,8 +7,25 @@ export interface Ingress {
   /** Path prefixes it answers, e.g. '/serve' (the prefix itself and everything under it). */
   readonly prefixes: readonly string[]
   fetch(req: Request, caller: { role?: 'driver' | 'worker'; operator?: boolean }): Promise<Response>
-  /** Lines it adds to /metrics (Prometheus text). */
-  metrics?(): string[]
+  /** Its metric families now, for /metrics (called on each scrape; metrics.ts writes them with their HELP and TYPE). */
+  metrics?(): MetricFamily[]
   /** Called when the coordinator closes, before it stops serving. */
   close?(): Promise<void>
 }
+
+export type MetricLabels = Readonly<Record<string, string>>
+
+/**
+ * A metric family as plain numbers, so that a library needs no Prometheus client of its own.
+ * Names follow Prometheus's conventions: base units (`_seconds`, `_bytes`), `_total` on counters.
+ * A family's name, type and label names must not change between scrapes.
+ */
+export type MetricFamily =
+  | { name: string; help: string; type: 'counter' | 'gauge'; samples: { labels: MetricLabels; value: number }[] }
+  | {
+    name: string; help: string; type: 'histogram'
+    /** Upper bounds, ascending, without +Inf. */
+    buckets: readonly number[]
+    /** `counts`: observations per bucket, not cumulative, one more than `buckets` (the last is above them all). */
+    series: { labels: MetricLabels; counts: readonly number[]; sum: number }[]
+  }

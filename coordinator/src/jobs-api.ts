@@ -2,6 +2,9 @@
  * The job API: jobs from uploaded bundles (`POST /api/jobs`), bundles a driver calls into
  * (`POST /api/bundles`), a job's info, work, log and live events, and a job's code for the
  * peers that run it. A job is seen only with the token that started it, or the operator's.
+ *
+ * Lists come in pages (`Page<T>`, paging.ts): `?limit=&cursor=&state=&order=`. Jobs are newest
+ * first; a job's tasks, objects, actors and log lines oldest first; `order` turns either round.
  */
 import type { Context, Hono } from 'hono'
 import { createHash } from 'node:crypto'
@@ -13,6 +16,11 @@ import { HttpNotFound, JobExpired } from './http-errors.js'
 import { peerCredentials } from './identity.js'
 import { jobEvents } from './job-events.js'
 import { jsonSafe } from './json-safe.js'
+import { pageQuery } from './paging.js'
+import { ACTOR_STATES } from './control/actors.js'
+import { JOB_STATES } from './control/jobs.js'
+import { OBJECT_STATES } from './control/objects.js'
+import { TASK_STATES } from './control/tasks.js'
 
 export interface JobsApiOptions {
   /** The control plane and store as they are now (a standby that takes over makes new ones). */
@@ -21,6 +29,8 @@ export interface JobsApiOptions {
   /** The caller's grant, if its role is one of these (server.ts); else an AuthError. */
   needRole: (c: Context, allowed: ('driver' | 'worker')[]) => TokenGrant
   maxBundleBytes: number
+  /** How often an idle event stream gets a keep-alive comment (default: COLONY_SSE_KEEPALIVE_MS, else 15 s). */
+  sseKeepAliveMs?: number
 }
 
 export function mountJobsApi(app: Hono, o: JobsApiOptions): void {
@@ -60,40 +70,56 @@ export function mountJobsApi(app: Hono, o: JobsApiOptions): void {
 
   // A job is seen only with the token that started it, or the operator's: another token gets 404, as if it did not exist.
   // A job retention dropped says so (410) to the token that started it, rather than "no job".
-  const jobOr404 = (c: Context) => {
+  /** The id of a job the caller may see; else 410 (retention dropped it) or 404. */
+  const visibleOr404 = (c: Context): string => {
     const grant = needRole(c, ['driver'])
     const id = c.req.param('id') ?? ''
-    const info = o.control().jobVisible(id, grant) ? o.control().jobInfo(id) : undefined
-    if (!info) {
-      const gone = o.control().jobExpired(id)
-      if (gone && (grant.operator || gone.owner === grant.id)) {
-        throw new JobExpired(`job ${id} expired: it finished at ${new Date(gone.finishedAt).toISOString()}, and a finished job is kept for ${duration(gone.summaryMs)} (COLONY_JOB_SUMMARY_MS)`)
-      }
-      throw new HttpNotFound(`no job ${id}`)
+    if (o.control().jobVisible(id, grant)) return id
+    const gone = o.control().jobExpired(id)
+    if (gone && (grant.operator || gone.owner === grant.id)) {
+      throw new JobExpired(`job ${id} expired: it finished at ${new Date(gone.finishedAt).toISOString()}, and a finished job is kept for ${duration(gone.summaryMs)} (COLONY_JOB_SUMMARY_MS)`)
     }
-    return info
+    throw new HttpNotFound(`no job ${id}`)
   }
-  /** For a job's tasks, objects, actors and logs: gone once retention kept only its summary. */
-  const detailsOr410 = (c: Context) => {
-    const info = jobOr404(c)
-    if (info.detailsExpired) {
-      throw new JobExpired(`job ${info.id}'s tasks, objects, actors and log expired: a finished job keeps them for ${duration(o.control().retentionSettings.detailMs)} (COLONY_JOB_DETAIL_MS), then only its summary (GET /api/jobs/${info.id})`)
+  const jobOr404 = (c: Context) => o.control().jobInfo(visibleOr404(c))!
+  /**
+   * For a job's tasks, objects, actors and logs: gone once retention kept only its summary.
+   * It does not build the job's info (whose infeasible work is counted), so a page costs only itself.
+   */
+  const detailsOr410 = (c: Context): { id: string } => {
+    const id = visibleOr404(c)
+    if (o.control().jobSummaryOnly(id)) {
+      throw new JobExpired(`job ${id}'s tasks, objects, actors and log expired: a finished job keeps them for ${duration(o.control().retentionSettings.detailMs)} (COLONY_JOB_DETAIL_MS), then only its summary (GET /api/jobs/${id})`)
     }
-    return info
+    return { id }
   }
+  const param = (c: Context) => (name: string) => c.req.query(name)
   app.get('/api/jobs', (c) => {
     const grant = needRole(c, ['driver'])
-    return c.json(o.control().jobIds().filter((id) => o.control().jobVisible(id, grant)).map((id) => jsonSafe(o.control().jobInfo(id))))
+    const page = o.control().jobsPage(pageQuery(param(c), { what: 'jobs', states: JOB_STATES, order: 'desc' }), grant)
+    return c.json({ ...page, items: page.items.map((j) => jsonSafe(j)) })
   })
   app.get('/api/jobs/:id', (c) => c.json(jsonSafe(jobOr404(c)) as object))
   app.delete('/api/jobs/:id', (c) => { jobOr404(c); return c.json(jsonSafe(o.control().cancelJob(c.req.param('id'))) as object) })
-  app.get('/api/jobs/:id/tasks', (c) => { detailsOr410(c); return c.json(o.control().jobTasks(c.req.param('id'))) })
-  app.get('/api/jobs/:id/objects', (c) => { detailsOr410(c); return c.json(o.control().jobObjects(c.req.param('id'))) })
-  app.get('/api/jobs/:id/actors', (c) => { detailsOr410(c); return c.json(o.control().jobActors(c.req.param('id'))) })
-  app.get('/api/jobs/:id/logs', (c) => { detailsOr410(c); return c.json(o.control().jobLogs(c.req.param('id'))) })
+  app.get('/api/jobs/:id/tasks', (c) => {
+    const { id } = detailsOr410(c)
+    return c.json(o.control().jobTasks(id, pageQuery(param(c), { what: 'tasks', states: TASK_STATES }))!)
+  })
+  app.get('/api/jobs/:id/objects', (c) => {
+    const { id } = detailsOr410(c)
+    return c.json(o.control().jobObjects(id, pageQuery(param(c), { what: 'objects', states: OBJECT_STATES }))!)
+  })
+  app.get('/api/jobs/:id/actors', (c) => {
+    const { id } = detailsOr410(c)
+    return c.json(o.control().jobActors(id, pageQuery(param(c), { what: 'actors', states: ACTOR_STATES }))!)
+  })
+  app.get('/api/jobs/:id/logs', (c) => {
+    const { id } = detailsOr410(c)
+    return c.json(o.control().jobLogs(id, pageQuery(param(c), { what: 'log lines' }))!)
+  })
   app.get('/api/jobs/:id/events', (c) => {
     const first = jobOr404(c)
-    return jobEvents(c, o.control(), first)
+    return jobEvents(c, o.control(), first, { keepAliveMs: o.sseKeepAliveMs })
   })
   // A job's code, for those it concerns only (ControlPlane.bundleReadable); anyone else gets 404, as if it did not exist.
   // A worker asks as the peer it is (the join token is every volunteer's): `Authorization: Peer <peerId>:<peerSecret>`.

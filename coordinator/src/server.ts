@@ -35,8 +35,14 @@ import { peerSocket } from './peer-socket.js'
 import { bearer, remoteAddress } from './request-origin.js'
 import { HttpNotFound, httpStatusOf } from './http-errors.js'
 import { mountJobsApi } from './jobs-api.js'
+import { mountSummaryApi } from './summary-api.js'
 import { DEFAULT_MAX_STATE_BYTES, mountStateApi } from './state-api.js'
+import { mountHistoryApi } from './grid-history.js'
 import type { Ingress } from './ingress.js'
+import { CoordinatorMetrics, sameSecret } from './metrics.js'
+import { createLogger, lineLogger, type Logger } from './logger.js'
+import { accessLog } from './access-log.js'
+import { readinessOf, type Readiness } from './readiness.js'
 
 export interface CoordinatorOptions {
   /** Default 8787; 0 picks a free port. */
@@ -110,7 +116,19 @@ export interface CoordinatorOptions {
   defaultTaskTimeoutMs?: number
   /** Bytes of log lines the coordinator keeps per job, the most recent (default 2 MiB). */
   maxJobLogBytes?: number
+  /**
+   * Where the coordinator's lines go, as text. By default they go to `logger`, at the level their
+   * wording says (logger.ts); given this and no `logger`, there is no HTTP access log.
+   */
   log?: (line: string) => void
+  /** A pino logger for the coordinator's lines and the HTTP access log; default: made from COLONY_LOG_FORMAT and COLONY_LOG_LEVEL (logger.ts). */
+  logger?: Logger
+  /**
+   * A token that GET /metrics then requires, as `Authorization: Bearer <it>` (the operator's submit
+   * token is taken too): its `job` label names running jobs. Default $COLONY_METRICS_TOKEN; unset,
+   * /metrics needs no token.
+   */
+  metricsToken?: string
 }
 
 export interface Coordinator {
@@ -127,6 +145,8 @@ export interface Coordinator {
   readonly role: Role
   /** Resolves when this coordinator leads (at once without a lease); after a lost lease, when it leads again. */
   readonly leading: Promise<void>
+  /** Whether it serves the grid now (GET /readyz): it leads, and is not waiting for its peers after a restart. */
+  readiness(): Readiness
   /**
    * A peer connection from this process, in memory (local-socket.ts): what `connect()` takes as its
    * `webSocket`, for a library's driver that runs beside the coordinator (serving). A standby's refuses, as /ws does.
@@ -140,7 +160,8 @@ function errorBody(err: ColonyError | Error, code?: string) {
 }
 
 export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<Coordinator> {
-  const log = opts.log ?? ((line: string) => console.log(`[coordinator] ${line}`))
+  const logger = opts.logger ?? (opts.log ? undefined : createLogger())
+  const log = opts.log ?? lineLogger(logger!)
   if (faultWarning()) log(faultWarning()!)
   const dataDir = opts.dataDir ?? join(process.cwd(), '.colony')
   const redisUrl = typeof opts.store === 'string' && /^rediss?:\/\//.test(opts.store) ? opts.store : undefined
@@ -164,6 +185,15 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const maxBundleBytes = opts.maxBundleBytes ?? 8 * 1024 * 1024
   const maxBad = opts.maxBadMessages ?? 20
   let control!: ControlPlane
+  const socketStats = { helloTimeouts: 0 }
+  /** The control plane while this coordinator leads; undefined before, as a standby, and once it has stepped down (its control plane is closed). */
+  const leaderControl = (): ControlPlane | undefined => (leadership?.role === 'leader' ? control : undefined)
+  const metricsToken = opts.metricsToken ?? (env.COLONY_METRICS_TOKEN || undefined)
+  const metrics = new CoordinatorMetrics({
+    control: leaderControl,
+    helloTimeouts: () => socketStats.helloTimeouts,
+    ingress: opts.ingress ?? [],
+  })
   // Which coordinator serves (leadership.ts); made once the public URL is known.
   let leadership: Leadership | undefined
   /** Loads the tables from the store and serves them: at once, or when a standby takes the lease. */
@@ -185,12 +215,15 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       defaultTaskTimeoutMs: opts.defaultTaskTimeoutMs,
       maxJobLogBytes: opts.maxJobLogBytes,
       retention: opts.retention,
+      taskTimings: metrics,
     }, opts.schedulingPolicy)
   }
   const maxRate = opts.maxMessagesPerSecond ?? 200_000
   const helloTimeoutMs = opts.helloTimeoutMs ?? 5000
 
   const app = new Hono()
+  // First, so that it times everything after it, standbys' answers included.
+  if (logger) app.use('*', accessLog(logger, opts.trustProxy === true))
   const { injectWebSocket, upgradeWebSocket, wss } = createNodeWebSocket({ app })
   // Frames over the limit get a clear error from us; far larger ones are cut by ws itself.
   ;(wss.options as { maxPayload?: number }).maxPayload = limits.maxFrameBytes * 2 + 1024
@@ -239,6 +272,9 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   const publicInfo = { url: '' }
   app.get('/api/public', (c) => c.json({ url: publicInfo.url, secure: publicInfo.url.startsWith('https:') }))
 
+  const readiness = (): Readiness => readinessOf(leadership?.role, leadership?.leaderUrl, control, { self: publicInfo.url, alone: !redisUrl })
+  // For load balancers and orchestrators: 503 until this coordinator serves (readiness.ts). /healthz: the process is alive.
+  app.get('/readyz', (c) => { const r = readiness(); return c.json(r, r.ready ? 200 : 503) })
   app.get('/healthz', (c) => c.json({ ok: true, peers: control.sessions.size, store: store.kind, queued: control.queuedTasks() }))
 
   app.get('/api/peers', (c) => {
@@ -256,32 +292,22 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
 
   mountJobsApi(app, { control: () => control, store: () => store, needRole, maxBundleBytes })
+  mountSummaryApi(app, { control: () => control, needRole, ready: () => readiness().ready })
   mountStateApi(app, { store: () => store, needRole, maxStateBytes: opts.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES })
+  const history = mountHistoryApi(app, { control: leaderControl, needOperator })
 
-  app.get('/metrics', (c) => {
-    const k = control.counters
-    const lines = [
-      `colony_peers ${control.sessions.size}`,
-      `colony_tasks_queued ${control.queuedTasks()}`,
-      ...Object.entries(control.kept()).map(([kind, n]) => `colony_${kind}_kept ${n}`),
-      ...Object.entries(process.memoryUsage()).map(([kind, n]) => `colony_process_${kind.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_bytes ${n}`),
-      `colony_tasks_finished_total ${k.tasksFinished}`,
-      `colony_tasks_retried_total ${k.tasksRetried}`,
-      `colony_duplicate_results_total ${k.duplicateResults}`,
-      `colony_relayed_bytes_total ${k.relayedBytes}`,
-      `colony_bad_messages_total ${k.badMessages}`,
-      `colony_quorum_disagreements_total ${k.quorumDisagreements}`,
-      `colony_peers_quarantined_total ${k.peersQuarantined}`,
-      `colony_messages_rate_limited_total ${k.rateLimited}`,
-      `colony_signals_refused_total ${k.signalsRefused}`,
-      `colony_holds_refused_total ${k.holdsRefused}`,
-      `colony_hello_timeouts_total ${socketStats.helloTimeouts}`,
-      ...(opts.ingress ?? []).flatMap((i) => i.metrics?.() ?? []),
-    ]
-    return c.text(lines.join('\n') + '\n')
+  // Prometheus text format, HELP and TYPE on every family (metrics.ts); a standby's has the process's metrics and colony_leader 0.
+  // With a metrics token, only its holder and the operator may scrape (the `job` label names running jobs).
+  app.get('/metrics', async (c) => {
+    if (metricsToken !== undefined) {
+      const token = bearer(c)
+      if (!sameSecret(token, metricsToken) && !registry.check(token)?.operator) {
+        throw new AuthError('/metrics needs the metrics token (COLONY_METRICS_TOKEN) or the operator\'s token: send "Authorization: Bearer <token>"')
+      }
+    }
+    return c.body(await metrics.text(), 200, { 'content-type': metrics.contentType })
   })
 
-  const socketStats = { helloTimeouts: 0 }
   const peerEvents = (address: string | undefined) => leadership?.role === 'leader'
     ? peerSocket({ control, registry, limits, maxRate, maxBad, helloTimeoutMs, log, stats: socketStats }, address)
     : standbySocket(leadership?.leaderUrl)
@@ -297,14 +323,24 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   // Last: a page's `/:name` route must not shadow /ws or the API.
   if (opts.webRoots?.length) servePages(app, opts.webRoots)
 
+  /** A start that failed: the history's timer and the store's connection go with it (the process's metrics are shared, metrics.ts). */
+  const abandonStart = async () => {
+    history.stop()
+    await store.close().catch(() => {})
+  }
+
   const port = opts.port ?? 8787
   const hostname = opts.host ?? '127.0.0.1'
-  const server: ServerType = await new Promise((resolve, reject) => {
+  const server: ServerType = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({
       fetch: app.fetch, port, hostname,
       ...(opts.tls ? { createServer: createHttpsServer, serverOptions: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     }, () => resolve(s))
     s.once('error', reject)
+  }).catch(async (e: unknown) => {
+    // Listening failed (EADDRINUSE, say): nothing started here may outlive the attempt.
+    await abandonStart()
+    throw e
   })
   injectWebSocket(server)
   const actualPort = (server.address() as AddressInfo).port
@@ -330,6 +366,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
   })
   try { await leadership.start() } catch (e) {
     await new Promise<void>((r) => server.close(() => r()))
+    await abandonStart()
     throw e
   }
   const lead = leadership
@@ -342,6 +379,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
       return control
     },
     get role() { return lead.role },
+    readiness,
     localSocket() {
       for (const s of locals) if (s.readyState === 3) locals.delete(s)
       const s = localSocket(peerEvents('127.0.0.1'))
@@ -351,6 +389,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<C
     async close() {
       const led = lead.role === 'leader'
       lead.role = 'deposed'
+      history.stop()
       for (const i of opts.ingress ?? []) await i.close?.().catch((e: unknown) => log(`closing ${i.prefixes.join(', ')}: ${(e as Error)?.message ?? e}`))
       control?.close()
       for (const ws of wss.clients) ws.terminate()

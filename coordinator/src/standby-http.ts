@@ -21,10 +21,11 @@ export function answerAsStandby(app: Hono, leadership: () => Leadership | undefi
     const role = l?.role ?? 'standby', leaderUrl = l?.leaderUrl
     if (role === 'leader') return next()
     const path = c.req.path
-    if (path === '/ws' || path === '/api/public') return next()
+    // /metrics: the process's own metrics, and colony_leader 0 (metrics.ts); /readyz says why not (readiness.ts).
+    if (path === '/ws' || path === '/api/public' || path === '/metrics' || path === '/readyz') return next()
     const body = { standby: true, leader: leaderUrl ?? null, role }
     if (path === '/healthz') return c.json({ ok: true, ...body })
-    if (path.startsWith('/api/') || path === '/metrics') {
+    if (path.startsWith('/api/')) {
       return c.json({ ...body, error: { code: 'STANDBY', message: `this coordinator is a standby${leaderUrl ? `; the leader is ${leaderUrl}` : ''}: try another coordinator of the grid` } }, 503)
     }
     return next()

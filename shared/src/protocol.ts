@@ -381,6 +381,25 @@ export interface GridSummary {
   objects: { kept: number; bytes: number }
 }
 
+/**
+ * GET /api/history?since=<ms> (operator): the grid over time, sampled by the coordinator every
+ * `intervalMs` and kept for the last `capacity` samples, as columns (what a chart takes), oldest
+ * first, only those taken after `since`.
+ */
+export interface GridHistory {
+  intervalMs: number
+  capacity: number
+  /** When each sample was taken, ms since the epoch. */
+  at: number[]
+  /** Tasks finished per second since the sample before. */
+  tasksPerSecond: number[]
+  /** Tasks ready and waiting for a slot. */
+  queued: number[]
+  running: number[]
+  /** Connected peers (workers and drivers). */
+  peers: number[]
+}
+
 export interface ObjectSummary { id: ObjectId; state: 'pending' | 'ready' | 'error'; size: number; inline: boolean; holders: PeerId[] }
 export interface ActorSummary {
   id: ActorId; name: string; state: string; peer?: PeerId; restarts: number; queued: number

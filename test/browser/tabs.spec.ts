@@ -69,7 +69,7 @@ test.describe.serial('tabs as workers', () => {
     const lens = await grid.get(Array.from({ length: 50 }, (_, i) => log.add.remote(i)))
     expect(lens).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
     expect(await grid.get(log.all.remote())).toEqual(Array.from({ length: 50 }, (_, i) => i))
-    const tasks = (await api<{ name: string; peer?: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+    const tasks = (await api<{ items: { name: string; peer?: string }[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items
     expect(tasks.find((t) => t.name === 'Log')!.peer).toBe(tabs[2].id)
   })
 

@@ -118,7 +118,7 @@ describe('an actor with maxConcurrency', () => {
 })
 
 async function actorsOf(gp: GridProcs, jobId: string): Promise<Map<string, ActorRow>> {
-  const rows = (await api<ActorRow[]>(gp, `/api/jobs/${jobId}/actors`)).body
+  const rows = (await api<{ items: ActorRow[] }>(gp, `/api/jobs/${jobId}/actors?limit=10000`)).body.items
   return new Map(rows.map((a) => [a.id, a]))
 }
 
@@ -281,7 +281,7 @@ describe('an async actor whose peer dies', () => {
     const gate = grid.remote(Gate).options({ maxConcurrency: 4 }).remote()
     const calls = [gate.wait.remote(60_000), gate.wait.remote(60_000), gate.wait.remote(60_000)]
     const host = await until(async () => {
-      const tasks = (await api<{ state: string; peer?: string; actor?: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      const tasks = (await api<{ items: { state: string; peer?: string; actor?: string }[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items
       const running = tasks.filter((t) => t.actor === gate.__actor.actorId && t.state === 'running')
       return running.length === 3 && running[0].peer
     }, 15_000, 'the three calls are in flight on the actor\'s peer')

@@ -112,7 +112,7 @@ describe('the peer WebSocket', () => {
     const ref = f.remote()
     const task = ref.id.replace(/\.r0$/, '')
     const jobId = (grid as Grid & { jobId: string }).jobId
-    await until(async () => (await api<{ id: string }[]>(g, `/api/jobs/${jobId}/tasks`)).body.some((t) => t.id === task), 10_000, 'the coordinator knows the task')
+    await until(async () => (await api<{ items: { id: string }[] }>(g, `/api/jobs/${jobId}/tasks?limit=10000`)).body.items.some((t) => t.id === task), 10_000, 'the coordinator knows the task')
     p.ws.send(encodeFrame([{ t: 'done', task, attempt: 1, results: [{ size: 1, inline: new Uint8Array([0xc3]) }] }]))
     await expectError(p, 'AUTH', /never given task/)
     assert.equal(await grid.get(ref), 'honest')

@@ -43,8 +43,8 @@ describe('colony submit', () => {
 describe('colony status', () => {
   it('lists the workers and the jobs', async () => {
     const p = startProc(['status'], { env: env() })
-    await p.waitFor(/2 worker\(s\)/)
-    await p.waitFor(/jobs: \d+/)
+    await p.waitFor(/peers: +2 workers/)
+    await p.waitFor(/jobs: +\d+ finished/)
     assert.deepEqual(await p.waitExit(), { code: 0, signal: null })
   })
 })

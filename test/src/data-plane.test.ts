@@ -44,7 +44,7 @@ describe('peer-to-peer objects', () => {
       // Locality: a reader free to run anywhere runs where the 50 MB already are.
       const size = grid.remote(function size(b: Uint8Array) { return b.length })
       assert.equal(await grid.get(size.remote(made)), MB50)
-      const tasks = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      const tasks = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items
       assert.equal(tasks.find((t) => t.name === 'size')!.peer, tasks.find((t) => t.name === 'make')!.peer)
       assert.equal(await metric(g, 'colony_relayed_bytes_total'), 0)
     })
@@ -84,10 +84,10 @@ describe('peer-to-peer objects', () => {
       const make = grid.remote(function make(n: number) { return new Uint8Array(n).fill(3) }, { capabilities: ['a'] })
       const made = make.remote(MB50)
       await grid.wait([made], { timeoutMs: 30_000 })
-      const holder = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!.peer!
+      const holder = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.find((t) => t.name === 'make')!.peer!
       const holderProc = g.workers[g.workerIds.indexOf(holder)]
       // What travels: the encoded value (a few bytes over the 50 MB of the array).
-      const size = (await api<{ id: string; size: number }[]>(g, `/api/jobs/${grid.jobId}/objects`)).body.find((o) => o.id === made.id)!.size
+      const size = (await api<{ items: { id: string; size: number }[] }>(g, `/api/jobs/${grid.jobId}/objects?limit=10000`)).body.items.find((o) => o.id === made.id)!.size
       assert.ok(size >= MB50 && size < MB50 + 1024, `size ${size}`)
       // This driver is the reader. What its data plane reads directly, from whom, and how it ended:
       const data = (grid as unknown as { peer: Peer }).peer.data as unknown as { bytesIn: number; receive(link: { remote: string }, raw: Uint8Array): void; fetch(plan: PullPlanMsg): Promise<Uint8Array> }
@@ -125,7 +125,7 @@ describe('peer-to-peer objects', () => {
       // (lineage), and the object came from there, peer to peer or through the relay.
       assert.equal(value.length, MB50)
       assert.ok(value.every((b) => b === 3), 'every byte is right')
-      const rerun = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
+      const rerun = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.find((t) => t.name === 'make')!
       assert.equal(rerun.attempts, 2)
       assert.notEqual(rerun.peer, holder)
       const fromElsewhere = (data.bytesIn - bytesInBefore - fromHolder) + relayed

@@ -20,7 +20,7 @@ async function newUser(g: GridProcs, label: string): Promise<{ token: string; id
 }
 
 type TaskRow = { id: string; state: string; peer?: string }
-const tasksOf = async (g: GridProcs, job: string, token: string) => (await api<TaskRow[]>(g, `/api/jobs/${job}/tasks`, { token })).body
+const tasksOf = async (g: GridProcs, job: string, token: string) => (await api<{ items: TaskRow[] }>(g, `/api/jobs/${job}/tasks?limit=10000`, { token })).body.items
 
 describe('fair share between users', () => {
   it('one user\'s endless tasks, more than the grid has slots, do not keep another user\'s task from running', async () => {
@@ -119,17 +119,23 @@ describe('limits a job cannot pass', () => {
       assert.equal(await grid.get(logger.remote(), { timeoutMs: 60_000 }), 'logged')
       const total = 21 + 400 + 5000
       const logs = await until(async () => {
-        const r = await fetch(new URL(`/api/jobs/${grid.jobId}/logs`, g.url), { headers: { authorization: `Bearer ${g.submitToken}` } })
+        // The log is kept within 10,000 lines: one page of the most it gives holds all of it.
+        const r = await fetch(new URL(`/api/jobs/${grid.jobId}/logs?limit=10000`, g.url), { headers: { authorization: `Bearer ${g.submitToken}` } })
         const text = await r.text()
-        const body = JSON.parse(text) as { lines: string[]; dropped: number }
-        return body.lines.length + body.dropped >= total && { body, bytes: Buffer.byteLength(text) }
+        const page = JSON.parse(text) as { items: { seq: number; line: string }[]; truncated: boolean }
+        const last = page.items.at(-1)?.seq ?? 0
+        return last >= total && { page, bytes: Buffer.byteLength(text) }
       }, 20_000, 'every log line to reach the coordinator')
-      const { lines, dropped } = logs.body
+      const { items, truncated } = logs.page
+      assert.equal(truncated, false)
+      // Lines keep their numbers over the whole log: those dropped are the ones before the first kept.
+      const lines = items.map((l) => l.line), dropped = items[0].seq - 1
+      assert.deepEqual(items.map((l) => l.seq), lines.map((_, i) => dropped + 1 + i), 'the lines kept are numbered in a row')
       assert.equal(lines.length + dropped, total)
       assert.ok(dropped > 0, 'older lines were dropped')
       const kept = lines.reduce((n, l) => n + Buffer.byteLength(l), 0)
       assert.ok(kept <= CAP, `${kept} bytes of lines kept; the cap is ${CAP}`)
-      assert.ok(logs.bytes <= CAP + lines.length * 8 + 1024, `the logs answer is ${logs.bytes} bytes`)
+      assert.ok(logs.bytes <= CAP + lines.length * 32 + 1024, `the logs answer is ${logs.bytes} bytes`)
       for (const l of lines) assert.ok(l.length <= JOB_TEXT_LIMITS.logLineChars + 300, `a line of ${l.length} characters was kept`)
       assert.match(lines[lines.length - 1], /short 4999$/, 'the most recent lines are kept')
       // The job and the worker are fine: the next task runs.

@@ -26,7 +26,7 @@ describe('job code past the protocol\'s limits', () => {
       assert.equal(await grid.get(grid.remote((x: number) => x + 1).remote(1)), 2)
       assert.deepEqual(await workerIds(g), before, 'the same worker, never dropped')
       assert.doesNotMatch(g.workers[0].output(), /refused by the coordinator|closed the connection/)
-      const logs = (await api<{ lines: string[] }>(g, `/api/jobs/${grid.jobId}/logs`)).body
+      const logs = { lines: (await api<{ items: { line: string }[] }>(g, `/api/jobs/${grid.jobId}/logs?limit=10000`)).body.items.map((l) => l.line) }
       assert.ok(logs.lines.length >= 21, 'the lines are kept, cut')
       assert.ok(logs.lines.every((l) => l.length < 11_000), 'no line is kept whole')
       assert.match(logs.lines[0], /more characters cut/)
@@ -79,7 +79,7 @@ describe('job code past the protocol\'s limits', () => {
         return 'done shouting'
       })
       const ref = slowShout.remote()
-      await until(async () => (await api<{ state: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.some((t) => t.state === 'running'), 10_000, 'the task runs')
+      await until(async () => (await api<{ items: { state: string }[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.some((t) => t.state === 'running'), 10_000, 'the task runs')
       await g.coordinator.kill('SIGKILL')
       await g.startCoordinator()
       assert.equal(await grid.get(ref, { timeoutMs: 40_000 }), 'done shouting')

@@ -37,7 +37,7 @@ describe('isolation between users', () => {
         assert.equal((await api(g, `/api/jobs/${a.jobId}`, { token: bob.token })).status, 404)
         assert.equal((await api(g, `/api/jobs/${a.jobId}/tasks`, { token: bob.token })).status, 404)
         assert.equal((await api(g, `/api/jobs/${a.jobId}/logs`, { token: bob.token })).status, 404)
-        const bobsList = (await api<{ id: string }[]>(g, '/api/jobs', { token: bob.token })).body.map((j) => j.id)
+        const bobsList = (await api<{ items: { id: string }[] }>(g, '/api/jobs', { token: bob.token })).body.items.map((j) => j.id)
         assert.deepEqual(bobsList, [b.jobId])
         assert.equal((await api(g, `/api/jobs/${a.jobId}`, { token: alice.token })).status, 200)
         assert.equal((await api(g, `/api/jobs/${a.jobId}`)).status, 200, 'the operator sees every job')

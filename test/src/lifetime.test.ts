@@ -68,7 +68,7 @@ describe('object lifetime', () => {
       const y = double.remote(x)
       await grid.wait([y])
       grid.free(x)
-      const maker = (await api<{ name: string; peer?: string }[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'double')!.peer!
+      const maker = (await api<{ items: { name: string; peer?: string }[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.find((t) => t.name === 'double')!.peer!
       await g.workers[g.workerIds.indexOf(maker)].kill('SIGKILL')
       await assert.rejects(grid.get(y, { timeoutMs: 20_000 }), (e: unknown) => e instanceof ObjectLostError && /freed/.test(e.message))
     })

@@ -14,7 +14,7 @@ describe('an actor whose peer dies', () => {
       const Fragile = grid.remote(class Fragile { ping() { return 'pong' } })
       const fragile = Fragile.remote()
       assert.deepEqual(await grid.get([kept.inc.remote(), kept.inc.remote(), fragile.ping.remote()]), [1, 2, 'pong'])
-      const tasks = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      const tasks = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items
       const host = tasks.find((t) => t.name === 'Counter')!.peer!
       const fragileHost = tasks.find((t) => t.name === 'Fragile')!.peer!
       // Kill both hosts (they may be one peer); a third peer is left for the restart.
@@ -22,7 +22,7 @@ describe('an actor whose peer dies', () => {
       // Restarted without its state (its class has no checkpoint()): counting starts again. The call may be
       // dispatched before the coordinator sees the peer go, so it carries maxRetries, as the error advises.
       assert.equal(await grid.get(kept.inc.options({ maxRetries: 1 }).remote(), { timeoutMs: 30_000 }), 1)
-      const after = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      const after = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items
       assert.notEqual(after.find((t) => t.name === 'Counter')!.peer, host)
       // Without maxRestarts, calls to a dead actor fail at once, naming it.
       await assert.rejects(grid.get(fragile.ping.remote(), { timeoutMs: 30_000 }), (e: unknown) =>
@@ -41,11 +41,11 @@ describe('an actor whose peer dies', () => {
       }, { maxRestarts: 1 })
       const ledger = Ledger.remote()
       assert.deepEqual(await grid.get([1, 2, 3].map((x) => ledger.add.remote(x))), [1, 2, 3])
-      const host = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'Ledger')!.peer!
+      const host = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.find((t) => t.name === 'Ledger')!.peer!
       await g.workers[g.workerIds.indexOf(host)].kill('SIGKILL')
       assert.equal(await grid.get(ledger.add.options({ maxRetries: 1 }).remote(4), { timeoutMs: 30_000 }), 4, 'the state came back')
       assert.deepEqual(await grid.get(ledger.all.remote()), [1, 2, 3, 4])
-      const after = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body
+      const after = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items
       assert.notEqual(after.find((t) => t.name === 'Ledger')!.peer, host)
     })
   })
@@ -58,10 +58,10 @@ describe('an object whose only holder dies', () => {
       const sum = grid.remote(function sum(a: Float64Array) { return a.reduce((x, y) => x + y, 0) })
       const big = make.remote(100_000) // 800 KB: held by its maker only
       await grid.wait([big], { timeoutMs: 30_000 })
-      const maker = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
+      const maker = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.find((t) => t.name === 'make')!
       await g.workers[g.workerIds.indexOf(maker.peer!)].kill('SIGKILL')
       assert.equal(await grid.get(sum.remote(big), { timeoutMs: 30_000 }), 100_000)
-      const rerun = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'make')!
+      const rerun = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.find((t) => t.name === 'make')!
       assert.equal(rerun.attempts, 2)
       assert.notEqual(rerun.peer, maker.peer)
     })
@@ -75,7 +75,7 @@ describe('a task with several large results, all on a peer that dies', () => {
       const sum = grid.remote(function sum(a: Float64Array) { return a.reduce((x, y) => x + y, 0) })
       const [a, b] = pair.remote(50_000) as unknown as ObjectRef<Float64Array>[]
       await grid.wait([a, b], { numReturns: 2, timeoutMs: 30_000 })
-      const maker = (await api<TaskRow[]>(g, `/api/jobs/${grid.jobId}/tasks`)).body.find((t) => t.name === 'pair')!
+      const maker = (await api<{ items: TaskRow[] }>(g, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items.find((t) => t.name === 'pair')!
       await g.workers[g.workerIds.indexOf(maker.peer!)].kill('SIGKILL')
       assert.deepEqual(await grid.get([sum.remote(a), sum.remote(b)], { timeoutMs: 30_000 }), [50_000, 100_000])
     })
@@ -92,7 +92,7 @@ describe('a put object with replicate: 2', () => {
         return { ref: here.put(new Uint8Array(300_000).fill(9), { replicate }) }
       }, { capabilities: ['a'] })
       const { ref } = await grid.get(make.remote(2)) as unknown as { ref: ObjectRef<Uint8Array> }
-      const holders = async () => (await api<{ id: string; holders: string[] }[]>(g, `/api/jobs/${grid.jobId}/objects`)).body.find((o) => o.id === ref.id)?.holders ?? []
+      const holders = async () => (await api<{ items: { id: string; holders: string[] }[] }>(g, `/api/jobs/${grid.jobId}/objects?limit=10000`)).body.items.find((o) => o.id === ref.id)?.holders ?? []
       await until(async () => (await holders()).length === 2, 15_000, 'a second copy of the object')
       assert.deepEqual(new Set(await holders()), new Set(g.workerIds))
       await g.workers[0].kill('SIGKILL')
@@ -110,7 +110,7 @@ describe('a driver whose connection blips', () => {
       const sum = grid.remote(function sum(b: Uint8Array) { return b.reduce((s, v) => s + v, 0) })
       const peer = (grid as unknown as { peer: { peerId: string; conn: { ws?: { close(): void }; status: string } } }).peer
       const { conn, peerId } = peer
-      const holders = async () => (await api<{ id: string; holders: string[] }[]>(g, `/api/jobs/${grid.jobId}/objects`)).body.find((o) => o.id === big.id)?.holders ?? []
+      const holders = async () => (await api<{ items: { id: string; holders: string[] }[] }>(g, `/api/jobs/${grid.jobId}/objects?limit=10000`)).body.items.find((o) => o.id === big.id)?.holders ?? []
       // Nothing has read it yet: the driver's is the only copy, so the driver's drop leaves the put in its grace.
       await grid.wait([big], { timeoutMs: 10_000 })
       assert.deepEqual(await holders(), [peerId], 'the driver holds the only copy')

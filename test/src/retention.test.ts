@@ -103,7 +103,7 @@ describe('retention', () => {
       // Its counts still count every task; its timeline lists the newest and the held one.
       const info = await api<Info>(g, `/api/jobs/${jobId}`)
       assert.deepEqual([info.body.state, info.body.tasks.finished], ['running', total])
-      const listed = (await api<{ id: string }[]>(g, `/api/jobs/${jobId}/tasks`)).body
+      const listed = (await api<{ items: { id: string }[] }>(g, `/api/jobs/${jobId}/tasks?limit=10000`)).body.items
       assert.ok(listed.length <= keep + chunk + 1 && listed.length >= keep, `${listed.length} tasks listed`)
       assert.ok(listed.some((t) => held.id.startsWith(`${t.id}.`)), 'the task whose result is held is listed')
       // The store holds as few.

@@ -193,7 +193,7 @@ describe('safe to volunteer: the coordinator', () => {
     const driver = await rawPeer(g, { token: g.submitToken, role: 'driver', resources: {} })
     const { object } = await heldObject(driver, holder, 'holds', 'holder-holds')
     const jobId = driver.welcome.jobId as string
-    const holders = async () => (await api<{ id: string; holders: string[] }[]>(g, `/api/jobs/${jobId}/objects`)).body.find((o) => o.id === object)?.holders ?? []
+    const holders = async () => (await api<{ items: { id: string; holders: string[] }[] }>(g, `/api/jobs/${jobId}/objects?limit=10000`)).body.items.find((o) => o.id === object)?.holders ?? []
     assert.deepEqual(await holders(), [holder.id])
 
     // The liar reconnects as itself (its own id and secret) and claims the object.
@@ -331,7 +331,7 @@ describe('safe to volunteer: the coordinator', () => {
     assert.equal(hostile.tasksAnswered, 0, 'the hostile worker was handed nothing')
     assert.equal(info.state, 'running')
     assert.match(info.waiting!, /waiting for a trusted worker: start one with colony worker --trusted --token <trusted join token>/)
-    const logs = (await api<{ lines: string[] }>(g, `/api/jobs/${id}/logs`)).body.lines
+    const logs = (await api<{ items: { line: string }[] }>(g, `/api/jobs/${id}/logs?limit=10000`)).body.items.map((l) => l.line)
     assert.equal(logs.filter((l) => /waiting for a trusted worker/.test(l)).length, 1, 'one clear line in the job\'s log')
 
     const w = await g.addWorker(1)
@@ -341,7 +341,7 @@ describe('safe to volunteer: the coordinator', () => {
         return j.state !== 'running' ? j : undefined
       }, 30_000, 'the job to end')
       assert.deepEqual([done.state, done.result, done.waiting], ['finished', 42, undefined], JSON.stringify(done))
-      const main = (await api<{ name: string; peer?: string }[]>(g, `/api/jobs/${id}/tasks`)).body.find((t) => t.name === 'forge-me:main')!
+      const main = (await api<{ items: { name: string; peer?: string }[] }>(g, `/api/jobs/${id}/tasks?limit=10000`)).body.items.find((t) => t.name === 'forge-me:main')!
       assert.equal(main.peer, g.workerIds.at(-1), 'the main ran on the trusted worker')
       assert.equal(hostile.tasksAnswered, 0)
       assert.equal((await api<PeerRow[]>(g, '/api/peers')).body.find((p) => p.id === g.workerIds.at(-1))?.trusted, true)

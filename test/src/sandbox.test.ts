@@ -290,7 +290,7 @@ describe('the Node sandbox against a hostile job', () => {
     try {
       const spin = alice.remote(function spin() { for (;;) { /* never returns */ } }, { timeoutMs: 60_000 })
       const endless = [spin.remote(), spin.remote()]
-      await until(async () => (await api<{ state: string }[]>(g, `/api/jobs/${alice.jobId}/tasks`)).body.some((t) => t.state === 'running'), 10_000, 'alice\'s tasks to run')
+      await until(async () => (await api<{ items: { state: string }[] }>(g, `/api/jobs/${alice.jobId}/tasks?limit=10000`)).body.items.some((t) => t.state === 'running'), 10_000, 'alice\'s tasks to run')
       const started = Date.now()
       assert.equal(await bob.get(bob.remote(function hello() { return 'hello from bob' }).remote(), { timeoutMs: 15_000 }), 'hello from bob')
       assert.ok(Date.now() - started < 15_000, `bob waited ${Date.now() - started} ms`)

@@ -71,8 +71,9 @@ describe('serving', () => {
     const metrics = await (await fetch(new URL('/metrics', suite.g.url))).text()
     assert.match(metrics, /colony_serve_requests_total\{deployment="mnist"\} 3/)
     assert.match(metrics, /colony_serve_cache_hit_ratio\{deployment="mnist"\} /)
-    assert.match(metrics, /colony_serve_request_latency_ms_bucket\{deployment="mnist",le="\+Inf"\} 3\n/)
-    assert.match(metrics, /colony_serve_batch_latency_ms_count\{deployment="mnist",version="v1",peer="p_\w+"\} \d+/)
+    assert.match(metrics, /# TYPE colony_serve_request_latency_seconds histogram\n/)
+    assert.match(metrics, /colony_serve_request_latency_seconds_bucket\{deployment="mnist",le="\+Inf"\} 3\n/)
+    assert.match(metrics, /colony_serve_batch_latency_seconds_count\{deployment="mnist",version="v1",peer="p_\w+"\} \d+/)
   })
 
   it('AIMD raises the batch size under load, and cuts it batch by batch once the objective is missed', async () => {
@@ -310,10 +311,10 @@ describe('serving', () => {
     assert.ok(killed)
     await until(async () => (await stats('mnist')).versions[0].replicas.length === 2, 30_000, 'a replacement replica')
     // The deployments' job has ended a call per batch all along: it holds its newest spent calls only.
-    const jobs = (await api<{ id: string; name: string; state: string }[]>(suite.g, '/api/jobs')).body
+    const jobs = (await api<{ items: { id: string; name: string; state: string }[] }>(suite.g, '/api/jobs?state=running')).body.items
     const serving = jobs.find((j) => j.name === 'serving' && j.state === 'running')!
     const info = (await api<{ tasks: Record<string, number> }>(suite.g, `/api/jobs/${serving.id}`)).body
-    const listed = (await api<unknown[]>(suite.g, `/api/jobs/${serving.id}/tasks`)).body.length
+    const listed = (await api<{ total: number }>(suite.g, `/api/jobs/${serving.id}/tasks?limit=1`)).body.total
     console.error(`the deployments' job: ${info.tasks.finished} calls ended, ${listed} on record`)
     assert.ok(info.tasks.finished > 4 * KEEP_SPENT && listed <= 2 * KEEP_SPENT, `${info.tasks.finished} calls ended, ${listed} on record`)
     // The driver that deployed it goes; the endpoint stays.

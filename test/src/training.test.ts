@@ -108,7 +108,7 @@ describe('training on the grid', () => {
         onProgress: (s) => {
           if (killed || s.step < 20) return
           killed = 'pending'
-          void api<{ name: string; peer?: string; state: string }[]>(suite.g, `/api/jobs/${suite.grid.jobId}/actors`).then(async ({ body }) => {
+          void api<{ items: { name: string; peer?: string; state: string }[] }>(suite.g, `/api/jobs/${suite.grid.jobId}/actors?limit=10000`).then(async ({ body: { items: body } }) => {
             // This run's shard (earlier runs of the job left theirs, ended, in the list): on one of these two peers.
             const shard = body.find((x) => /ParameterShard/.test(x.name) && ids.includes(x.peer ?? '') && x.state !== 'dead')!
             killed = shard.peer!
@@ -118,7 +118,7 @@ describe('training on the grid', () => {
       })
       assert.ok(ids.includes(killed), `the parameter server's peer was killed (${killed})`)
       assert.equal(r.steps, 2 * 64)
-      const actors = (await api<{ name: string; restarts: number }[]>(suite.g, `/api/jobs/${suite.grid.jobId}/actors`)).body
+      const actors = (await api<{ items: { name: string; restarts: number }[] }>(suite.g, `/api/jobs/${suite.grid.jobId}/actors?limit=10000`)).body.items
       assert.ok(actors.some((x) => /ParameterShard/.test(x.name) && x.restarts >= 1), JSON.stringify(actors))
       console.error(`the parameter server restarted: held-out accuracy ${r.accuracy}`)
       assert.ok(r.accuracy! > 0.6, `held-out accuracy ${r.accuracy}`)

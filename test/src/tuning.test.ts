@@ -113,8 +113,8 @@ describe('tuning on the grid', () => {
         maxConcurrent: 4, with: { ...digits, topology: mlp(16) },
       })
       const trainingActors = async () => {
-        const { body } = await api<{ name: string; state: string; owner?: string }[]>(suite.g, `/api/jobs/${suite.grid.jobId}/actors`)
-        return body.filter((a) => /ColonyTrainingWorker|ColonyParameterShard/.test(a.name))
+        const { body } = await api<{ items: { name: string; state: string; owner?: string }[] }>(suite.g, `/api/jobs/${suite.grid.jobId}/actors?limit=10000`)
+        return body.items.filter((a) => /ColonyTrainingWorker|ColonyParameterShard/.test(a.name))
       }
       // All four at once: 8 workers (and a shard each) alive together.
       await until(async () => (await trainingActors()).filter((a) => a.state === 'alive' && /Worker/.test(a.name)).length >= 8, 120_000, '8 nested training workers alive at once')
@@ -127,7 +127,7 @@ describe('tuning on the grid', () => {
       assert.ok(result.releaseMs.length >= 1)
       const left = await until(async () => { const a = await trainingActors(); return a.every((x) => x.state === 'dead') && a }, 10_000, 'every nested actor to end')
       assert.ok(left.length >= 4 * 3, `expected the 4 trials' workers and shards, saw ${left.length}`)
-      const runners = (await api<{ name: string; state: string }[]>(suite.g, `/api/jobs/${suite.grid.jobId}/actors`)).body.filter((a) => a.name === 'ColonyTrialRunner')
+      const runners = (await api<{ items: { name: string; state: string }[] }>(suite.g, `/api/jobs/${suite.grid.jobId}/actors?limit=10000`)).body.items.filter((a) => a.name === 'ColonyTrialRunner')
       assert.ok(runners.every((r) => r.state === 'dead'), 'a trial runner outlived its search')
     } finally {
       await Promise.all(extra.map((w) => w.kill('SIGTERM')))

@@ -233,13 +233,13 @@ export class Deployment {
   }
 
 
-  /** Prometheus lines: the requests' latency histogram, and each replica's batches'. */
-  latencyLines(labels: string): string[] {
-    const lines = this.latency.lines('colony_serve_request_latency_ms', labels)
+  /** For /metrics: the requests' latency histogram, and each replica's batches' (ms; http.ts gives them in seconds). */
+  latencyHistograms(): { requests: Histogram; batches: { version: string; peer: string; histogram: Histogram }[] } {
+    const batches: { version: string; peer: string; histogram: Histogram }[] = []
     for (const [version, s] of this.sets) {
-      if (s instanceof ReplicaSet) for (const r of s.latencies()) lines.push(...r.histogram.lines('colony_serve_batch_latency_ms', `${labels},version="${version}",peer="${r.peer}"`))
+      if (s instanceof ReplicaSet) for (const r of s.latencies()) batches.push({ version, peer: r.peer, histogram: r.histogram })
     }
-    return lines
+    return { requests: this.latency, batches }
   }
 
   close(): void {

@@ -1,5 +1,9 @@
-/** A latency histogram as Prometheus exposes one: counts by upper bound (cumulative when written), their sum and count. */
+import type { MetricLabels } from '@colony-grid/coordinator'
+
+/** A latency histogram as Prometheus exposes one (in ms here, in seconds there): counts by upper bound, their sum and count. */
 export const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000]
+/** The same bounds in seconds, as /metrics gives them. */
+export const LATENCY_BUCKETS_S = LATENCY_BUCKETS_MS.map((ms) => ms / 1000)
 
 export class Histogram {
   private readonly counts: number[]
@@ -16,11 +20,8 @@ export class Histogram {
     this.count++
   }
 
-  /** `name_bucket{labels,le="…"}` lines (cumulative, +Inf last), then `name_sum` and `name_count`. */
-  lines(name: string, labels: string): string[] {
-    let running = 0
-    const out = this.bounds.map((b, i) => { running += this.counts[i]; return `${name}_bucket{${labels},le="${b}"} ${running}` })
-    out.push(`${name}_bucket{${labels},le="+Inf"} ${this.count}`, `${name}_sum{${labels}} ${this.sum.toFixed(3)}`, `${name}_count{${labels}} ${this.count}`)
-    return out
+  /** As a series of a histogram family for /metrics (coordinator/src/ingress.ts), in seconds; its buckets are `bounds` / 1000. */
+  series(labels: MetricLabels): { labels: MetricLabels; counts: readonly number[]; sum: number } {
+    return { labels, counts: [...this.counts], sum: this.sum / 1000 }
   }
 }

@@ -12,8 +12,10 @@
  * Who may call /serve/<name> is the deployment's `access`: holders of a submit token, or anyone.
  */
 import { AuthError, ColonyError, TimeoutError, decodeValue } from '@colony-grid/shared'
+import type { MetricFamily, MetricLabels } from '@colony-grid/coordinator'
 import type { Deployment } from './deployment.js'
 import { BadInputError, NoDeploymentError, QueueFullError } from './errors.js'
+import { LATENCY_BUCKETS_S, type Histogram } from './histogram.js'
 import type { ServeHost } from './host.js'
 import type { ServeOptions } from './types.js'
 
@@ -83,28 +85,47 @@ export class ServeIngress {
     }
   }
 
-  /** Prometheus lines for /metrics: per deployment, and per replica. */
-  metrics(): string[] {
-    const lines: string[] = []
+  /** Its metric families for /metrics (the coordinator writes them with prom-client): per deployment, version and replica. */
+  metrics(): MetricFamily[] {
+    const family = <T extends 'counter' | 'gauge'>(type: T, name: string, help: string) => ({ type, name, help, samples: [] as { labels: MetricLabels; value: number }[] })
+    const requests = family('counter', 'colony_serve_requests_total', 'Requests to /serve/<deployment>.')
+    const rows = family('counter', 'colony_serve_rows_total', 'Rows scored.')
+    const pending = family('gauge', 'colony_serve_pending_rows', 'Rows waiting for a batch.')
+    const rejected = family('counter', 'colony_serve_rejected_total', 'Requests refused, by reason (queue_full, bad_input, timeout).')
+    const recent = family('gauge', 'colony_serve_recent_latency_seconds', 'Request latency of the recent requests, at quantiles 0.5 and 0.99.')
+    const hitRatio = family('gauge', 'colony_serve_cache_hit_ratio', 'Share of rows answered from the result cache.')
+    const cacheEntries = family('gauge', 'colony_serve_cache_entries', 'Entries in the result cache.')
+    const queued = family('gauge', 'colony_serve_queue_length', 'Rows queued for a version\'s replicas.')
+    const replicas = family('gauge', 'colony_serve_replicas', 'Replicas of a version.')
+    const batchSize = family('gauge', 'colony_serve_batch_size', 'The batch size a replica is sized to now.')
+    const replicaRows = family('counter', 'colony_serve_replica_rows_total', 'Rows a replica scored.')
+    const histogram = (name: string, help: string) => ({ type: 'histogram' as const, name, help, buckets: LATENCY_BUCKETS_S, series: [] as ReturnType<Histogram['series']>[] })
+    const requestLatency = histogram('colony_serve_request_latency_seconds', 'Requests, from arrival to answer.')
+    const batchLatency = histogram('colony_serve_batch_latency_seconds', 'Batches on a replica, from dispatch to result.')
     for (const d of this.host.list()) {
-      const s = d.stats(), l = `deployment="${s.name}"`
-      lines.push(
-        `colony_serve_requests_total{${l}} ${s.requests}`, `colony_serve_rows_total{${l}} ${s.rows}`, `colony_serve_pending_rows{${l}} ${s.pending}`,
-        `colony_serve_rejected_total{${l},reason="queue_full"} ${s.rejected.full}`, `colony_serve_rejected_total{${l},reason="bad_input"} ${s.rejected.badInput}`,
-        `colony_serve_rejected_total{${l},reason="timeout"} ${s.rejected.timedOut}`,
-        `colony_serve_latency_ms{${l},quantile="0.5"} ${s.latency.p50.toFixed(3)}`, `colony_serve_latency_ms{${l},quantile="0.99"} ${s.latency.p99.toFixed(3)}`,
-        `colony_serve_cache_hit_ratio{${l}} ${s.cache.hitRatio.toFixed(4)}`, `colony_serve_cache_entries{${l}} ${s.cache.entries}`,
-        ...d.latencyLines(l),
-      )
+      const s = d.stats(), deployment = s.name
+      requests.samples.push({ labels: { deployment }, value: s.requests })
+      rows.samples.push({ labels: { deployment }, value: s.rows })
+      pending.samples.push({ labels: { deployment }, value: s.pending })
+      for (const [reason, n] of [['queue_full', s.rejected.full], ['bad_input', s.rejected.badInput], ['timeout', s.rejected.timedOut]] as const) {
+        rejected.samples.push({ labels: { deployment, reason }, value: n })
+      }
+      recent.samples.push({ labels: { deployment, quantile: '0.5' }, value: s.latency.p50 / 1000 }, { labels: { deployment, quantile: '0.99' }, value: s.latency.p99 / 1000 })
+      hitRatio.samples.push({ labels: { deployment }, value: s.cache.hitRatio })
+      cacheEntries.samples.push({ labels: { deployment }, value: s.cache.entries })
+      const latency = d.latencyHistograms()
+      requestLatency.series.push(latency.requests.series({ deployment }))
+      for (const b of latency.batches) batchLatency.series.push(b.histogram.series({ deployment, version: b.version, peer: b.peer }))
       for (const v of s.versions) {
-        lines.push(`colony_serve_queue_length{${l},version="${v.version}"} ${v.queued}`, `colony_serve_replicas{${l},version="${v.version}"} ${v.replicas.length}`)
+        queued.samples.push({ labels: { deployment, version: v.version }, value: v.queued })
+        replicas.samples.push({ labels: { deployment, version: v.version }, value: v.replicas.length })
         for (const r of v.replicas) {
-          const rl = `${l},version="${v.version}",peer="${r.peer}"`
-          lines.push(`colony_serve_batch_size{${rl}} ${r.batchSize}`, `colony_serve_replica_rows_total{${rl}} ${r.served}`)
+          batchSize.samples.push({ labels: { deployment, version: v.version, peer: r.peer }, value: r.batchSize })
+          replicaRows.samples.push({ labels: { deployment, version: v.version, peer: r.peer }, value: r.served })
         }
       }
     }
-    return lines
+    return [requests, rows, pending, rejected, recent, hitRatio, cacheEntries, requestLatency, queued, replicas, batchSize, replicaRows, batchLatency]
   }
 
   close(): Promise<void> { return this.host.close() }

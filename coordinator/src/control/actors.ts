@@ -11,16 +11,18 @@
  */
 import {
   CancelledError, LimitError, MAX_CHECKPOINT_BYTES, PeerDiedError, returnId, serializeError,
-  type ActorSummary, type SerializedError, type TaskSpec,
+  type ActorSummary, type Page, type SerializedError, type TaskSpec,
 } from '@colony-grid/shared'
+import { pageOf, type PageQuery } from '../paging.js'
 import type { PeerSession } from '../peer-session.js'
-import type { ActorRow, StoreSnapshot } from '../store/types.js'
+import type { ActorRow, ActorState, StoreSnapshot } from '../store/types.js'
 import { ActorOwners } from './actor-owners.js'
 import type { JobManager, JobRec } from './jobs.js'
 import type { ObjectDirectory } from './objects.js'
 import { NO_RESOURCES, TERMINAL, type ControlOptions } from './options.js'
 import type { PeerManager } from './peers.js'
 import type { Scheduler } from './scheduling.js'
+import { SeqList } from './seq-list.js'
 import type { TaskResults } from './task-results.js'
 import type { TaskManager, TaskRec } from './tasks.js'
 
@@ -30,6 +32,8 @@ export interface ActorRec extends ActorRow {
   owner?: string
 }
 
+export const ACTOR_STATES: readonly ActorState[] = ['pending', 'alive', 'restarting', 'dead']
+
 export class ActorManager {
   /** Bound: a running job's actors (by maxTasksPerJob, as each is a task), and finished jobs' until retention drops them. */
   private readonly actors = new Map<string, ActorRec>()
@@ -38,6 +42,9 @@ export class ActorManager {
   /** Actors to dispatch calls of at the end of the turn (after a reconnecting peer's replayed results); cleared each turn. */
   private readonly pumpSoon = new Set<ActorRec>()
   private readonly owners = new ActorOwners()
+  /** Each job's actors in the order they were made (GET /api/jobs/:id/actors pages them). Bound: as `actors`. */
+  private readonly byJob = new Map<string, SeqList>()
+  private nextSeq = 0
   private peers!: PeerManager
   private jobs!: JobManager
   private tasks!: TaskManager
@@ -59,6 +66,7 @@ export class ActorManager {
     for (const row of snap.actors) {
       const spec = specs.get(row.id)
       this.actors.set(row.id, { ...row, maxRestarts: spec?.opts.maxRestarts ?? 0, queue: [], inflight: new Set(), owner: spec?.owner })
+      this.list(row.id, row.job)
       this.owners.add(row.id, spec?.owner)
       if (row.state === 'alive') alive.push(row.id)
     }
@@ -69,6 +77,7 @@ export class ActorManager {
   create(id: string, job: string, spec: TaskSpec): void {
     const a: ActorRec = { id, job, name: spec.name, state: 'pending', restarts: 0, maxRestarts: spec.opts.maxRestarts ?? 0, queue: [], inflight: new Set(), owner: spec.owner }
     this.actors.set(a.id, a)
+    this.list(a.id, job)
     this.owners.add(a.id, a.owner)
     this.save(a)
   }
@@ -325,17 +334,33 @@ export class ActorManager {
   dropJob(jobId: string): string[] {
     const ids = [...this.actors.values()].filter((a) => a.job === jobId).map((a) => a.id)
     for (const id of ids) this.actors.delete(id)
+    this.byJob.delete(jobId)
     this.owners.forget(ids)
     for (const a of this.pumpSoon) if (a.job === jobId) this.pumpSoon.delete(a)
     return ids
   }
 
-  /** What GET /api/jobs/:id/actors shows. */
-  ofJob(jobId: string): ActorSummary[] {
-    return [...this.actors.values()].filter((a) => a.job === jobId).map((a) => ({
-      id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size,
-      ...(a.owner ? { owner: a.owner } : {}), ...(a.state === 'dead' && a.deathError ? { error: a.deathError } : {}),
-    }))
+  private list(id: string, job: string): void {
+    let mine = this.byJob.get(job)
+    if (!mine) this.byJob.set(job, mine = new SeqList())
+    mine.push(id, this.nextSeq++)
+  }
+
+  /** A page of GET /api/jobs/:id/actors, in the order they were made; a state filter counts over the job's actors. */
+  page(jobId: string, q: PageQuery<ActorState>): Page<ActorSummary> {
+    const list = this.byJob.get(jobId)
+    if (!list) return { items: [], total: 0, truncated: false }
+    const states = q.states
+    const match = states && ((i: number) => states.has(this.actors.get(list.idAt(i))!.state))
+    let total = list.length
+    if (match) { total = 0; for (let i = 0; i < list.length; i++) if (match(i)) total++ }
+    return pageOf(list, q, total, (i) => {
+      const a = this.actors.get(list.idAt(i))!
+      return {
+        id: a.id, name: a.name, state: a.state, peer: a.peer, restarts: a.restarts, queued: a.queue.length + a.inflight.size,
+        ...(a.owner ? { owner: a.owner } : {}), ...(a.state === 'dead' && a.deathError ? { error: a.deathError } : {}),
+      }
+    }, match)
   }
 
   private save(a: ActorRec): void {

@@ -9,8 +9,10 @@
  */
 import {
   DURABLE_TYPES, FAULTS, ProtocolError,
-  type ActorSummary, type HelloMsg, type JobInfo, type ObjectSummary, type PeerInfo, type PeerToCoordinator, type TaskInfo,
+  type ActorSummary, type HelloMsg, type JobInfo, type JobState, type LogLine, type ObjectSummary, type Page, type PeerInfo, type PeerToCoordinator, type TaskInfo, type TaskState,
 } from '@colony-grid/shared'
+import type { PageQuery } from '../paging.js'
+import type { ActorState } from '../store/types.js'
 import type { PeerSession, PeerSocket } from '../peer-session.js'
 import type { TokenGrant } from '../tokens.js'
 import { ActorManager } from './actors.js'
@@ -18,7 +20,7 @@ import { DependencyManager } from './dependencies.js'
 import { EventBus, type ControlEvents } from './events.js'
 import { JobManager, type JobRec } from './jobs.js'
 import { LocalityPolicy } from './locality-policy.js'
-import { ObjectDirectory } from './objects.js'
+import { ObjectDirectory, type ObjState } from './objects.js'
 import { newCounters, type ControlOptions, type JobEvent, type JobOptions } from './options.js'
 import { PeerManager } from './peers.js'
 import { PullManager } from './pulls.js'
@@ -29,7 +31,7 @@ import { Scheduler, type SchedulingPolicy } from './scheduling.js'
 import { SpentRecords } from './spent-records.js'
 import { TaskResults } from './task-results.js'
 import { TaskManager } from './tasks.js'
-import { JobViews } from './views.js'
+import { JobViews, type GridCounts } from './views.js'
 
 type Handlers = { [T in PeerToCoordinator['t']]: (s: PeerSession, m: Extract<PeerToCoordinator, { t: T }>) => void }
 
@@ -53,6 +55,8 @@ export class ControlPlane {
   /** Message type → the manager method that handles it. */
   private readonly handlers: Handlers
   private tickQueued = false
+  /** When the first event since the last turn asked for one (performance.now()): where scheduling latency starts. */
+  private turnRequestedAt = 0
   private closed = false
   private ackTimer?: NodeJS.Timeout
   private committing = false
@@ -224,13 +228,27 @@ export class ControlPlane {
   jobIds(): string[] { return [...this.jobs.ids()] }
   jobVisible(jobId: string, grant: TokenGrant): boolean { return this.jobs.visible(jobId, grant) }
   jobInfo(jobId: string): JobInfo | undefined { return this.views.jobInfo(jobId) }
-  jobTasks(jobId: string): TaskInfo[] | undefined { return this.views.jobTasks(jobId) }
-  jobObjects(jobId: string, limit?: number): ObjectSummary[] | undefined { return this.views.jobObjects(jobId, limit) }
-  jobActors(jobId: string): ActorSummary[] | undefined { return this.views.jobActors(jobId) }
-  jobLogs(jobId: string): { lines: string[]; dropped: number } | undefined { return this.jobs.logs(jobId) }
+  // Pages of the HTTP API's lists (paging.ts): each costs what it returns, not the list's length.
+  jobsPage(q: PageQuery<JobState>, grant: TokenGrant): Page<JobInfo> { return this.views.jobsPage(q, grant) }
+  jobTasks(jobId: string, q: PageQuery<TaskState>): Page<TaskInfo> | undefined { return this.views.jobTasks(jobId, q) }
+  jobObjects(jobId: string, q: PageQuery<ObjState>): Page<ObjectSummary> | undefined { return this.views.jobObjects(jobId, q) }
+  jobActors(jobId: string, q: PageQuery<ActorState>): Page<ActorSummary> | undefined { return this.views.jobActors(jobId, q) }
+  jobLogs(jobId: string, q: PageQuery): Page<LogLine> | undefined { return this.views.jobLogs(jobId, q) }
+  /** A job's log lines kept past number `seq` (an event stream resuming after it). */
+  jobLogAfter(jobId: string, seq: number): LogLine[] { return this.jobs.logAfter(jobId, seq) }
+  /** This coordinator's term for log line numbers (they restart from 1 in each: JobManager.logTerm). */
+  get jobLogTerm(): string { return this.jobs.logTerm }
+  /** GET /api/summary's counts: kept counters, no pass over tasks. */
+  summary(): GridCounts { return this.views.summary(this.peers.all.values(), (id) => this.peers.reputations.quarantined(id), this.counters.tasksFinished) }
   /** How many records the coordinator holds of each kind: what retention bounds (GET /metrics). */
   kept(): { jobs: number; tasks: number; objects: number; bundles: number; quorums: number } {
     return { jobs: this.jobs.size, tasks: this.tasks.size, objects: this.objects.size, bundles: this.jobs.bundleCount, quorums: this.quorum.size }
+  }
+  /** The running jobs' tasks by state (GET /metrics labels them by job: bounded by the jobs running, not by those ever run). */
+  runningJobsTasks(): { job: string; tasks: Record<TaskState, number> }[] {
+    const out: { job: string; tasks: Record<TaskState, number> }[] = []
+    for (const id of this.jobs.ids()) if (this.jobs.get(id)?.state === 'running') out.push({ job: id, tasks: this.tasks.counts(id) })
+    return out
   }
   /** A job retention dropped altogether (retention.ts), or undefined. */
   jobExpired(jobId: string): Expired | undefined { return this.retention.expired(jobId) }
@@ -257,12 +275,21 @@ export class ControlPlane {
   bundleReadable(hash: string, who: { grant: TokenGrant } | { peer: PeerSession }): boolean { return this.jobs.bundleReadable(hash, who) }
 
   queuedTasks(): number { return this.scheduler.queued }
+  /** After a restart, the window in which known peers reconnect and nothing is scheduled (recovery.ts); undefined when closed. */
+  get reconciliation(): Recovery['window'] { return this.recovery.window }
+  /** Tasks running on connected peers now, in O(peers) (the dashboard's history samples it). */
+  runningTasks(): number {
+    let n = 0
+    for (const id of this.peers.all.keys()) n += this.tasks.runningCount(id)
+    return n
+  }
 
   // ------------------------------------------------------------------ the turn
 
   requestTick(): void {
     if (this.tickQueued || this.closed) return
     this.tickQueued = true
+    this.turnRequestedAt = performance.now()
     setImmediate(() => this.tick())
   }
 
@@ -276,6 +303,7 @@ export class ControlPlane {
   tick(): void {
     this.tickQueued = false
     if (this.closed) return
+    this.opts.taskTimings?.turnBegan(this.turnRequestedAt)
     // Actors are pumped here, never mid-frame: a reconnecting peer's replayed results must land first.
     if (!this.recovery.reconciling) {
       this.quorum.judgePending()

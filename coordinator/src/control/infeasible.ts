@@ -53,15 +53,17 @@ export class InfeasibleWork {
     if (!groups) return undefined
     const out: InfeasibleInfo[] = []
     for (const g of groups.values()) {
+      // Read on every GET of the job: stop at the first task that still waits rather than ask about
+      // each of a 100,000-task group. Those that stopped waiting leave the group at the next scheduling pass.
       let first: { id: string; name: string } | undefined
-      let n = 0
+      let gone = 0
       for (const id of g.tasks) {
         const name = nameOf(id)
-        if (name === undefined) continue
-        n++
-        first ??= { id, name }
+        if (name === undefined) { gone++; continue }
+        first = { id, name }
+        break
       }
-      if (first) out.push({ needs: g.needs, offered: g.offered, tasks: n, task: first, since: g.since, message: g.message })
+      if (first) out.push({ needs: g.needs, offered: g.offered, tasks: g.tasks.size - gone, task: first, since: g.since, message: g.message })
     }
     return out.length > 0 ? out : undefined
   }

@@ -5,17 +5,22 @@
  */
 import {
   AuthError, CancelledError, JOB_TEXT_LIMITS, ProtocolError, clip, newJobId, serializeError,
-  type FnDef, type HelloMsg, type SerializedError, type TaskSpec, type TaskState,
+  type FnDef, type HelloMsg, type JobState, type LogLine, type Page, type SerializedError, type TaskSpec, type TaskState,
 } from '@colony-grid/shared'
 import { JobLog } from '../job-log.js'
+import { pageOf, type PageQuery } from '../paging.js'
 import type { PeerSession } from '../peer-session.js'
 import type { JobRow, StoreSnapshot } from '../store/types.js'
 import type { TokenGrant } from '../tokens.js'
 import type { ControlBus } from './events.js'
 import { DEFAULT_MAX_JOB_LOG_BYTES, type ControlOptions, type JobEvent, type JobOptions } from './options.js'
 import type { PeerManager } from './peers.js'
+import { SeqList } from './seq-list.js'
 
 const MAX_JOB_LOG_LINES = 10_000
+/** The last log term handed out in this process: each control plane's is later than the one before. */
+let lastLogTerm = 0
+export const JOB_STATES: readonly JobState[] = ['running', 'finished', 'failed', 'cancelled']
 /** `setTimeout`'s longest delay: a longer task limit would fire at once. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
@@ -27,6 +32,8 @@ export interface JobRec extends JobRow {
   listeners: Set<(ev: JobEvent) => void>
   /** What its log has already warned about (work no peer can run), each written once. */
   warned?: Set<string>
+  /** Its place in the order jobs were made (`order`). */
+  seq: number
 }
 
 export class JobManager {
@@ -38,19 +45,61 @@ export class JobManager {
    * `detailMs` (dropIdleBundles), so what is left is what recent jobs use or were just given.
    */
   private readonly bundles = new Map<string, { owners: Set<string>; idleSince: number }>()
+  /** The jobs in the order they were made (GET /api/jobs pages them). Bound: as `jobs`. */
+  private readonly order = new SeqList()
+  private nextSeq = 0
+  /** How many jobs are in each state, kept as they change (GET /api/summary). */
+  private readonly states: Record<JobState, number> = { running: 0, finished: 0, failed: 0, cancelled: 0 }
 
-  constructor(private readonly opts: ControlOptions, private readonly bus: ControlBus, private readonly peers: PeerManager) {}
+  /**
+   * This control plane's term, in base 36: when it started (a later one than any before it in this
+   * process). Logs live in memory, so a job's log here is numbered afresh from 1, and a line's number
+   * means something only with the term it was given in: the event stream sends both (job-events.ts).
+   */
+  readonly logTerm: string
+
+  constructor(private readonly opts: ControlOptions, private readonly bus: ControlBus, private readonly peers: PeerManager) {
+    lastLogTerm = Math.max(Date.now(), lastLogTerm + 1)
+    this.logTerm = lastLogTerm.toString(36)
+  }
 
   initialize(snap: StoreSnapshot): void {
     for (const b of snap.bundles) {
       this.bundles.set(b.hash, { owners: new Set(), idleSince: Date.now() })
       for (const owner of b.owners) this.bundleUploaded(b.hash, owner)
     }
-    for (const row of snap.jobs) this.jobs.set(row.id, { ...row, fns: new Map(), listeners: new Set() })
+    const rows = [...snap.jobs].sort((a, b) => a.createdAt - b.createdAt)
+    for (const row of rows) this.add({ ...row, fns: new Map(), listeners: new Set(), seq: this.nextSeq++ })
     for (const { job, def } of snap.fns) this.jobs.get(job)?.fns.set(def.id, def)
   }
 
+  private add(job: JobRec): void {
+    this.jobs.set(job.id, job)
+    this.order.push(job.id, job.seq)
+    this.states[job.state]++
+  }
+
   get(id: string): JobRec | undefined { return this.jobs.get(id) }
+  /** Jobs held, by state: kept as they change, so reading it costs nothing. */
+  stateCounts(): Record<JobState, number> { return { ...this.states } }
+
+  /**
+   * A page of the jobs `grant` may see (GET /api/jobs), newest first unless the query asks
+   * otherwise. The operator's total without a filter is kept; another token's, or one with a
+   * state filter, is counted over the jobs held (at most retention's maxSummaries).
+   */
+  page(q: PageQuery<JobState>, grant: TokenGrant): Page<string> {
+    const { order } = this
+    const states = q.states
+    const all = grant.operator && !states
+    const match = all ? undefined : (i: number) => { const j = this.jobs.get(order.idAt(i))!; return (grant.operator || j.owner === grant.id) && (!states || states.has(j.state)) }
+    let total = order.length
+    if (match) {
+      if (grant.operator) total = [...states!].reduce((n, s) => n + this.states[s], 0)
+      else { total = 0; for (let i = 0; i < order.length; i++) if (match(i)) total++ }
+    }
+    return pageOf(order, q, total, (i) => order.idAt(i), match)
+  }
   /** Job records held: running, keeping their work, or only a summary. */
   get size(): number { return this.jobs.size }
   ids(): IterableIterator<string> { return this.jobs.keys() }
@@ -70,8 +119,8 @@ export class JobManager {
     if (taskTimeoutMs !== undefined && !(typeof taskTimeoutMs === 'number' && taskTimeoutMs >= 0 && taskTimeoutMs <= MAX_TIMEOUT_MS)) {
       throw new ProtocolError(`taskTimeoutMs must be a number of milliseconds from 0 (no limit) to ${MAX_TIMEOUT_MS}`)
     }
-    const job: JobRec = { id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle, owner, taskTimeoutMs, fns: new Map(), listeners: new Set() }
-    this.jobs.set(job.id, job)
+    const job: JobRec = { id: newJobId(), name, state: 'running', createdAt: Date.now(), bundle, owner, taskTimeoutMs, fns: new Map(), listeners: new Set(), seq: this.nextSeq++ }
+    this.add(job)
     this.opts.store.jobs.put(this.row(job))
     return job
   }
@@ -173,6 +222,8 @@ export class JobManager {
     if (job.state !== 'running') return
     this.bus.emit('jobEnding', job, reason)
     if (job.state !== 'running') return
+    this.states[job.state]--
+    this.states[state]++
     job.state = state
     job.finishedAt = Date.now()
     job.error = err
@@ -197,7 +248,9 @@ export class JobManager {
 
   /** Retention: the summary goes too. */
   expire(job: JobRec): void {
-    this.jobs.delete(job.id)
+    if (!this.jobs.delete(job.id)) return
+    this.order.remove(job.seq)
+    this.states[job.state]--
     this.opts.store.jobs.remove(job.id)
   }
 
@@ -227,8 +280,8 @@ export class JobManager {
 
   /** A line of the coordinator's own in a job's log (and its listeners'). */
   private note(job: JobRec, line: string): void {
-    this.logOf(job).add(line)
-    this.tell(job, { type: 'log', line })
+    const seq = this.logOf(job).add(line)
+    this.tell(job, { type: 'log', line, seq })
   }
 
   /** A warning of the coordinator's in a job's log, once per job and `about`; the coordinator's own log gets it too. */
@@ -247,8 +300,8 @@ export class JobManager {
     const log = this.logOf(job)
     for (const line of clipped) {
       const full = `[${task.name} ${task.id} @ ${peer}] ${line}`
-      log.add(full)
-      for (const l of job.listeners) l({ type: 'log', line: full })
+      const seq = log.add(full)
+      for (const l of job.listeners) l({ type: 'log', line: full, seq })
     }
     this.peers.get(job.driverPeer)?.send({ t: 'tlog', task: task.id, name: task.name, peer, lines: clipped })
   }
@@ -258,11 +311,15 @@ export class JobManager {
     return job.log ??= new JobLog(this.opts.maxJobLogBytes ?? DEFAULT_MAX_JOB_LOG_BYTES, MAX_JOB_LOG_LINES)
   }
 
-  /** A job's most recent log lines (within `maxJobLogBytes`), and how many older ones were dropped. */
-  logs(jobId: string): { lines: string[]; dropped: number } | undefined {
+  /** A page of a job's most recent log lines (within `maxJobLogBytes`), numbered from 1 over its whole log. */
+  logPage(jobId: string, q: PageQuery): Page<LogLine> | undefined {
     const job = this.jobs.get(jobId)
-    return job && { lines: job.log?.kept() ?? [], dropped: job.log?.dropped ?? 0 }
+    if (!job) return undefined
+    return job.log?.page(q) ?? pageOf({ length: 0, seqAt: () => 0 }, q, 0, () => ({ seq: 0, line: '' }))
   }
+
+  /** A job's log lines kept whose number is past `seq`, oldest first (for a reconnecting event stream). */
+  logAfter(jobId: string, seq: number): LogLine[] { return this.jobs.get(jobId)?.log?.after(seq) ?? [] }
 
   listen(jobId: string, l: (ev: JobEvent) => void): () => void {
     const job = this.jobs.get(jobId)

@@ -6,8 +6,9 @@
  */
 import {
   AuthError, LimitError, ObjectLostError, ProtocolError, returnId, serializeError, taskOfObject,
-  type ObjectInfo, type ObjectSummary, type ResultOut, type SerializedError,
+  type ObjectInfo, type ObjectSummary, type Page, type ResultOut, type SerializedError,
 } from '@colony-grid/shared'
+import { pageOf, type PageQuery } from '../paging.js'
 import type { PeerSession } from '../peer-session.js'
 import type { StoreSnapshot } from '../store/types.js'
 import type { DependencyManager } from './dependencies.js'
@@ -15,9 +16,14 @@ import type { ControlBus } from './events.js'
 import type { JobRec } from './jobs.js'
 import type { ControlOptions, Counters } from './options.js'
 import type { PeerManager } from './peers.js'
+import { SeqList } from './seq-list.js'
 import type { SpentRecords } from './spent-records.js'
 
 export type ObjState = 'pending' | 'ready' | 'error'
+export const OBJECT_STATES: readonly ObjState[] = ['pending', 'ready', 'error']
+
+/** A job's object records in the order they were made (what GET /api/jobs/:id/objects pages), and how many of them are freed. */
+interface JobObjects { list: SeqList; freed: number }
 export interface ObjRec {
   id: string
   job: string
@@ -55,6 +61,11 @@ export class ObjectDirectory {
   private readonly puts = new Map<string, number>()
   /** `put` objects whose holder left: errors only if the holder is not back within the heartbeat timeout. Bound: each timer deletes its entry. */
   private readonly putGrace = new Map<string, NodeJS.Timeout>()
+  /** Each job's records, in order. Bound: as `objects` (each record is in its job's list once). */
+  private readonly byJob = new Map<string, JobObjects>()
+  private nextSeq = 0
+  /** Bytes of the records not freed (their recorded sizes), kept as they change (GET /api/summary). */
+  private liveBytes = 0
   private peers!: PeerManager
   private deps!: DependencyManager
   private spent!: SpentRecords
@@ -66,7 +77,7 @@ export class ObjectDirectory {
   /** Objects as the store kept them, with who held their bytes (only they may claim them back). */
   initialize(snap: StoreSnapshot): void {
     for (const row of snap.objects) {
-      this.objects.set(row.id, { id: row.id, job: row.job, size: row.size, state: row.error ? 'error' : 'ready', inline: row.inline, hash: row.hash, error: row.error, locations: new Set() })
+      this.record({ id: row.id, job: row.job, size: row.size, state: row.error ? 'error' : 'ready', inline: row.inline, hash: row.hash, error: row.error, locations: new Set() })
     }
     for (const l of snap.locations ?? []) { const o = this.objects.get(l.object); if (o) (o.holders ??= new Set()).add(l.peer) }
   }
@@ -82,7 +93,7 @@ export class ObjectDirectory {
   addReturns(taskId: string, job: string, n: number, keep: boolean): void {
     for (let i = 0; i < n; i++) {
       const oid = returnId(taskId, i)
-      if (!keep || !this.objects.has(oid)) this.objects.set(oid, { id: oid, job, size: 0, state: 'pending', locations: new Set() })
+      if (!keep || !this.objects.has(oid)) this.record({ id: oid, job, size: 0, state: 'pending', locations: new Set() })
     }
   }
 
@@ -135,6 +146,7 @@ export class ObjectDirectory {
   /** A task's result `r` for its return object `id`, from the peer `s` that ran it; `persist`: write its row (a single inline result rides on the task's). */
   recordResult(id: string, r: ResultOut, s: PeerSession | undefined, persist: boolean): void {
     const o = this.objects.get(id)!
+    if (!o.freed) this.liveBytes += r.size - o.size
     o.size = r.size
     o.error = undefined
     if (r.inline) o.inline = r.inline
@@ -232,7 +244,7 @@ export class ObjectDirectory {
     if (puts > this.opts.quotas.maxObjectsPerJob) throw new LimitError('maxObjectsPerJob', `job ${job} has ${puts - 1} put objects on record (freed ones go once it has COLONY_KEEP_SPENT_RECORDS of them); the maxObjectsPerJob limit is ${this.opts.quotas.maxObjectsPerJob}. Object ${id} was refused`)
     if (!id.startsWith('o.')) throw new ProtocolError(`put ids start with 'o.' (got ${id})`)
     const o: ObjRec = { id, job, size, state: 'pending', locations: new Set() }
-    this.objects.set(id, o)
+    this.record(o)
     if (inline) o.inline = inline
     else { this.addLocation(o, s); o.hash = hash }
     this.opts.store.objects.put({ id, job, size, inline, hash })
@@ -262,7 +274,7 @@ export class ObjectDirectory {
   freeObject(id: string): void {
     const o = this.objects.get(id)
     if (!o || o.freed) return
-    o.freed = true
+    this.markFreed(o)
     if (!this.deps.pinned(id)) this.dispose(o)
   }
 
@@ -274,7 +286,7 @@ export class ObjectDirectory {
 
   /** Forgets an object's bytes everywhere; a later read gets a clear ObjectLostError. */
   private dispose(o: ObjRec): void {
-    o.freed = true
+    this.markFreed(o)
     for (const pid of o.locations) {
       this.heldBy.get(pid)?.delete(o.id)
       this.peers.get(pid)?.send({ t: 'drop', ids: [o.id] })
@@ -293,9 +305,13 @@ export class ObjectDirectory {
 
   /** A running job's spent objects (spent-records.ts), disposed of already: their records go. */
   dropRecords(ids: readonly string[]): void {
+    const gone = new Set<string>(), jobs = new Set<string>()
     for (const id of ids) {
       const o = this.objects.get(id)
       if (!o) continue
+      this.unlist(o)
+      gone.add(id)
+      jobs.add(o.job)
       for (const pid of o.locations) this.heldBy.get(pid)?.delete(id)
       for (const pid of o.subscribers ?? []) this.subscribedBy.get(pid)?.delete(id)
       clearTimeout(this.putGrace.get(id))
@@ -304,6 +320,7 @@ export class ObjectDirectory {
       // A put no longer held counts no more against maxObjectsPerJob.
       if (id.startsWith('o.')) { const n = this.puts.get(o.job); if (n) this.puts.set(o.job, n - 1) }
     }
+    for (const job of jobs) this.byJob.get(job)?.list.removeAll(gone)
   }
 
   /** A job ended (`jobFinished`): its objects go with it; its result stays for GET /api/jobs/:id. */
@@ -392,7 +409,6 @@ export class ObjectDirectory {
     return { objects: held?.size ?? 0, bytesHeld }
   }
 
-  /** A job's objects that are still alive, with where their bytes are (at most `limit`). */
   /** Object records held, tombstones of freed ones included. */
   get size(): number { return this.objects.size }
 
@@ -401,6 +417,7 @@ export class ObjectDirectory {
     const ids: string[] = []
     for (const o of this.objects.values()) {
       if (o.job !== jobId) continue
+      this.unlist(o)
       ids.push(o.id)
       for (const pid of o.locations) this.heldBy.get(pid)?.delete(o.id)
       this.subscribedBy.delete(o.id)
@@ -408,18 +425,57 @@ export class ObjectDirectory {
       this.putGrace.delete(o.id)
     }
     for (const id of ids) this.objects.delete(id)
+    this.byJob.delete(jobId)
     this.puts.delete(jobId)
     return ids
   }
 
-  ofJob(jobId: string, limit = 1000): ObjectSummary[] {
-    const out: ObjectSummary[] = []
-    for (const o of this.objects.values()) {
-      if (o.job !== jobId || o.freed) continue
-      out.push({ id: o.id, state: o.state, size: o.size, inline: !!o.inline, holders: [...o.locations] })
-      if (out.length >= limit) break
-    }
-    return out
+  /** A new record (or one that replaces its id's), at the end of its job's list. */
+  private record(o: ObjRec): void {
+    const old = this.objects.get(o.id)
+    if (old) this.unlist(old)
+    this.objects.set(o.id, o)
+    let mine = this.byJob.get(o.job)
+    if (!mine) this.byJob.set(o.job, mine = { list: new SeqList(), freed: 0 })
+    if (!old) mine.list.push(o.id, this.nextSeq++)
+    this.liveBytes += o.size
+  }
+
+  /** A record's bytes and freed mark no longer count (it goes, or is replaced). */
+  private unlist(o: ObjRec): void {
+    if (!o.freed) { this.liveBytes -= o.size; return }
+    const mine = this.byJob.get(o.job)
+    if (mine) mine.freed--
+  }
+
+  private markFreed(o: ObjRec): void {
+    if (o.freed) return
+    o.freed = true
+    this.liveBytes -= o.size
+    const mine = this.byJob.get(o.job)
+    if (mine) mine.freed++
+  }
+
+  /** Bytes of the objects not freed, as recorded (GET /api/summary). */
+  get bytesKept(): number { return this.liveBytes }
+
+  /**
+   * A page of a job's objects that are still alive (not freed), in the order they were made,
+   * with where their bytes are. Without a state filter the total is kept; with one, it is
+   * counted over the job's objects.
+   */
+  page(jobId: string, q: PageQuery<ObjState>): Page<ObjectSummary> {
+    const mine = this.byJob.get(jobId)
+    if (!mine) return { items: [], total: 0, truncated: false }
+    const { list } = mine
+    const states = q.states
+    const live = (i: number) => { const o = this.objects.get(list.idAt(i)); return !!o && !o.freed && (!states || states.has(o.state)) }
+    let total = list.length - mine.freed
+    if (states) { total = 0; for (let i = 0; i < list.length; i++) if (live(i)) total++ }
+    return pageOf(list, q, total, (i) => {
+      const o = this.objects.get(list.idAt(i))!
+      return { id: o.id, state: o.state, size: o.size, inline: !!o.inline, holders: [...o.locations] }
+    }, live)
   }
 
   close(): void { for (const t of this.putGrace.values()) clearTimeout(t) }

@@ -1,7 +1,7 @@
 /**
  * What the control plane is made with, and the few constants its managers share.
  */
-import type { JobInfo, Limits, TaskState } from '@colony-grid/shared'
+import type { JobInfo, Limits, PeerKind, TaskState } from '@colony-grid/shared'
 import type { IceServersFor } from '../ice-servers.js'
 import type { ControlStore, StoreSnapshot } from '../store/types.js'
 import type { RetentionOptions } from './retention.js'
@@ -32,6 +32,26 @@ export interface ControlOptions {
   /** Bytes of log lines kept per job (the most recent; the dropped ones are counted). */
   maxJobLogBytes?: number
   log: (line: string) => void
+  /** Where task timings go (metrics.ts makes histograms of them); none: not measured. */
+  taskTimings?: TaskTimings
+}
+
+/** How an attempt's report ended: results, an error, or its executor died under it. */
+export type AttemptOutcome = 'finished' | 'failed' | 'lost'
+
+/**
+ * Timings of tasks as the control plane sees them (metrics.ts). Called on hot paths (inside a
+ * scheduling turn, before its commit), with numbers only: an implementation must not allocate,
+ * do I/O or throw per call, whatever the numbers (metrics.ts drops one that is not finite).
+ * `readyAt` and `turnRequestedAt` are performance.now(); `startedAt` is Date.now(), as TaskRec keeps it.
+ */
+export interface TaskTimings {
+  /** A turn begins; `requestedAt`: when the first event since the last turn asked for it. */
+  turnBegan(requestedAt: number): void
+  /** A task (or actor call) was sent to a peer to run; `readyAt`: when it was last queued as ready. */
+  placed(readyAt: number | undefined): void
+  /** A peer reported an attempt that started at `startedAt`. */
+  ended(startedAt: number | undefined, outcome: AttemptOutcome, peerKind: PeerKind): void
 }
 
 /** What a job is created with. */
@@ -78,7 +98,7 @@ export function newCounters(): Counters {
 }
 
 /** What a job's listeners (GET /api/jobs/:id/events) hear: a log line, or its end. */
-export type JobEvent = { type: 'log'; line: string } | { type: 'state'; job: JobInfo }
+export type JobEvent = { type: 'log'; line: string; seq: number } | { type: 'state'; job: JobInfo }
 
 export const TERMINAL: ReadonlySet<TaskState> = new Set(['finished', 'failed', 'cancelled'])
 export const NO_RESOURCES: Record<string, number> = {}

@@ -25,6 +25,8 @@ export class Recovery {
   private reconcileUntil = 0
   /** Bound: the peers the store knew; cleared when the reconciliation window ends (as is the next one). */
   private readonly expectedPeers = new Set<string>()
+  /** How many peers the store knew when the window opened (for /readyz: n of m back). */
+  private expectedAtStart = 0
   private readonly unclaimedActors = new Set<string>()
   private reconcileTimer?: NodeJS.Timeout
   private orphansTimer?: NodeJS.Timeout
@@ -45,6 +47,10 @@ export class Recovery {
 
   /** Is the window open (peers reclaiming their work; nothing scheduled yet)? */
   get reconciling(): boolean { return this.reconcileUntil !== 0 }
+  /** The open window (undefined when none), for /readyz: until when (ms since the epoch), and how many of the peers the store knew are back. */
+  get window(): { until: number; back: number; expected: number } | undefined {
+    return this.reconcileUntil ? { until: this.reconcileUntil, back: this.expectedAtStart - this.expectedPeers.size, expected: this.expectedAtStart } : undefined
+  }
   /** Soon after a restart, a submit may replay one that already ran, and a result may be for such a submit. */
   replaying(): boolean { return Date.now() < this.orphansUntil }
 
@@ -59,6 +65,7 @@ export class Recovery {
     quorum.initialize()
     // Drivers too: they hold the bytes of their large put objects.
     for (const p of snap.peers) this.expectedPeers.add(p.id)
+    this.expectedAtStart = this.expectedPeers.size
     if (unfinished.length > 0 || this.unclaimedActors.size > 0 || this.expectedPeers.size > 0) {
       this.reconcileUntil = Date.now() + this.opts.reconcileMs
       this.orphansUntil = Date.now() + Math.max(60_000, this.opts.reconcileMs * 4)

@@ -49,11 +49,15 @@ export class TaskResults {
     if (t.spec.actor && !on && this.actors.hostedElsewhere(t.spec.actor, s.id)) { this.counters.duplicateResults++; return }
     if (TERMINAL.has(t.state) && !FAULTS.applyDuplicateResults) { this.counters.duplicateResults++; return }
     if (lost) {
+      // A stale report (the task has moved on from this peer) is no attempt's end: not timed either.
       if (t.peer !== s.id) return
+      this.opts.taskTimings?.ended(t.startedAt, 'lost', s.kind)
       this.tasks.unassign(t)
       if (t.spec.actor) this.actors.callLost(t, s.id); else this.retryOrFail(t, s.id)
       return
     }
+    // t.startedAt is the current attempt's: a report from another peer (an earlier attempt's) is not timed with it.
+    this.opts.taskTimings?.ended(t.peer === s.id ? t.startedAt : undefined, error ? 'failed' : 'finished', s.kind)
     if (t.peer === s.id) this.tasks.unassign(t)
     else this.tasks.releaseFrom(s, t)
     if (error) {

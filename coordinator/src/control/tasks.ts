@@ -6,8 +6,9 @@
  */
 import {
   AuthError, CancelledError, LimitError, ProtocolError, serializeError,
-  type FnDef, type ObjectInfo, type SerializedError, type TaskInfo, type TaskSpec, type TaskState,
+  type FnDef, type ObjectInfo, type Page, type SerializedError, type TaskInfo, type TaskSpec, type TaskState,
 } from '@colony-grid/shared'
+import { pageOf, type PageQuery } from '../paging.js'
 import type { PeerSession } from '../peer-session.js'
 import type { StoreSnapshot } from '../store/types.js'
 import type { ActorManager } from './actors.js'
@@ -46,14 +47,23 @@ export interface TaskRec {
   /** When its last attempt started and when it ended (ms since the epoch), for timelines. */
   startedAt?: number
   endedAt?: number
+  /** When it was last queued as ready (performance.now()), for the queue-wait and scheduling-latency metrics. */
+  readyAt?: number
   /** A replica (set by quorum-manager.ts): the task it runs for. */
   replicaOf?: string
   /** Ended, and its results freed: its record goes once its job has enough such (spent-records.ts). */
   spent?: boolean
 }
 
-/** A job's tasks in submission order, and how many are in each state. */
-interface JobTasks { ids: string[]; counts: Record<TaskState, number> }
+/**
+ * A job's tasks in submission order (their `seq`s ascend: the HTTP API pages by them), how many
+ * are in each state (`counts`, spent records that went included), and how many of the records
+ * still held are (`held`: what a page's total counts).
+ */
+interface JobTasks { ids: string[]; counts: Record<TaskState, number>; held: Record<TaskState, number> }
+
+export const TASK_STATES: readonly TaskState[] = ['waiting', 'ready', 'running', 'finished', 'failed', 'cancelled']
+const noTasks = (): Record<TaskState, number> => ({ waiting: 0, ready: 0, running: 0, finished: 0, failed: 0, cancelled: 0 })
 
 export class TaskManager {
   /** Bound: maxTasksPerJob per running job; finished jobs' until retention (maxDetailedJobs, detailMs) drops them. */
@@ -63,6 +73,8 @@ export class TaskManager {
   /** Tasks assigned to each peer and not finished, including actor calls. Bound: connected peers' slots; a peer's go when it leaves. */
   private readonly running = new Map<string, Set<string>>()
   private nextSeq = 0
+  /** The jobs' `counts` added up (GET /api/summary reads this, not the tasks). */
+  private readonly totals = noTasks()
   private peers!: PeerManager
   private jobs!: JobManager
   private objects!: ObjectDirectory
@@ -86,12 +98,16 @@ export class TaskManager {
   ofJob(jobId: string): readonly string[] { return this.byJob.get(jobId)?.ids ?? [] }
   counts(jobId: string): Record<TaskState, number> {
     const tally = this.byJob.get(jobId)
-    return tally ? { ...tally.counts } : { waiting: 0, ready: 0, running: 0, finished: 0, failed: 0, cancelled: 0 }
+    return tally ? { ...tally.counts } : noTasks()
   }
+  /** Tasks of the jobs whose work is kept, by state: kept as they change, so reading it costs nothing. */
+  totalCounts(): Record<TaskState, number> { return { ...this.totals } }
   /** Retention: a finished job's task records go (all are ended); returns their ids. */
   dropJob(jobId: string): string[] {
-    const ids = this.byJob.get(jobId)?.ids ?? []
+    const tally = this.byJob.get(jobId)
+    const ids = tally?.ids ?? []
     for (const id of ids) this.tasks.delete(id)
+    if (tally) for (const s of TASK_STATES) this.totals[s] -= tally.counts[s]
     this.byJob.delete(jobId)
     return [...ids]
   }
@@ -103,7 +119,7 @@ export class TaskManager {
     const gone = new Set(ids), states: TaskState[] = []
     for (const id of ids) {
       const t = this.tasks.get(id)
-      if (t) { states.push(t.state); this.tasks.delete(id) }
+      if (t) { states.push(t.state); tally.held[t.state]--; this.tasks.delete(id) }
     }
     tally.ids = tally.ids.filter((id) => !gone.has(id))
     return states
@@ -176,6 +192,8 @@ export class TaskManager {
     const tally = this.tallyOf(job.id)
     tally.ids.push(t.id)
     tally.counts.waiting++
+    tally.held.waiting++
+    this.totals.waiting++
     this.objects.addReturns(t.id, job.id, spec.opts.numReturns ?? 1, false)
     if (spec.createsActor) this.actors.create(t.id, job.id, spec)
     if (spec.actor) this.actors.queueCall(spec.actor, t.id)
@@ -193,18 +211,23 @@ export class TaskManager {
 
   private tallyOf(jobId: string): JobTasks {
     let tally = this.byJob.get(jobId)
-    if (!tally) this.byJob.set(jobId, tally = { ids: [], counts: { waiting: 0, ready: 0, running: 0, finished: 0, failed: 0, cancelled: 0 } })
+    if (!tally) this.byJob.set(jobId, tally = { ids: [], counts: noTasks(), held: noTasks() })
     return tally
   }
 
   setState(t: TaskRec, state: TaskState): void {
     if (t.state === state) return
-    const counts = this.byJob.get(t.job)!.counts
+    const { counts, held } = this.byJob.get(t.job)!
     counts[t.state]--
     counts[state]++
+    held[t.state]--
+    held[state]++
+    this.totals[t.state]--
+    this.totals[state]++
     const wasDone = TERMINAL.has(t.state), nowDone = TERMINAL.has(state)
     t.state = state
     if (state === 'running') { t.startedAt = Date.now(); t.endedAt = undefined } else if (nowDone) t.endedAt = Date.now()
+    else if (state === 'ready') t.readyAt = performance.now()
     if (nowDone && t.replicaOf) this.quorum.replicaEnded(t)
     // A task holds its arguments until it ends; a lineage re-run holds them again.
     if (wasDone !== nowDone) this.deps.pin(t, nowDone ? -1 : 1)
@@ -252,6 +275,7 @@ export class TaskManager {
     s.addJob(t.job)
     this.scheduler.placed(t)
     if (!sendRun) return
+    this.opts.taskTimings?.placed(t.readyAt)
     const job = this.jobs.get(t.job)!
     // A task that sets no time limit gets its job's (the peer enforces it); a job's main waits on its whole job, so it gets none.
     const limit = t.main || t.spec.opts.timeoutMs !== undefined ? 0 : job.taskTimeoutMs ?? this.opts.defaultTaskTimeoutMs ?? DEFAULT_TASK_TIMEOUT_MS
@@ -350,19 +374,30 @@ export class TaskManager {
     }
   }
 
-  /** What GET /api/jobs/:id/tasks shows. */
-  infos(jobId: string): TaskInfo[] {
-    return this.ofJob(jobId).map((id) => {
-      const t = this.tasks.get(id)!
-      const info: TaskInfo = { id, name: t.spec.name, state: t.state, attempts: t.attempts }
-      if (t.peer ?? t.ranOn) info.peer = t.peer ?? t.ranOn
-      if (t.spec.parent) info.parent = t.spec.parent
-      if (t.spec.actor) info.actor = t.spec.actor
-      if (t.error) info.error = t.error
-      if (t.startedAt) info.startedAt = t.startedAt
-      if (t.endedAt) info.endedAt = t.endedAt
-      return info
-    })
+  /**
+   * A page of GET /api/jobs/:id/tasks, in submission order (or newest first). It reads only the
+   * page's tasks (and, with a state filter, those it skips over); its total is kept, not counted.
+   */
+  page(jobId: string, q: PageQuery<TaskState>): Page<TaskInfo> {
+    const tally = this.byJob.get(jobId)
+    if (!tally) return { items: [], total: 0, truncated: false }
+    const { ids, held } = tally
+    const list = { length: ids.length, seqAt: (i: number) => this.tasks.get(ids[i])!.seq }
+    const states = q.states
+    const total = states ? [...states].reduce((n, s) => n + held[s], 0) : ids.length
+    return pageOf(list, q, total, (i) => this.info(this.tasks.get(ids[i])!), states && ((i) => states.has(this.tasks.get(ids[i])!.state)))
+  }
+
+  /** What the HTTP API shows of a task. */
+  private info(t: TaskRec): TaskInfo {
+    const info: TaskInfo = { id: t.id, name: t.spec.name, state: t.state, attempts: t.attempts }
+    if (t.peer ?? t.ranOn) info.peer = t.peer ?? t.ranOn
+    if (t.spec.parent) info.parent = t.spec.parent
+    if (t.spec.actor) info.actor = t.spec.actor
+    if (t.error) info.error = t.error
+    if (t.startedAt) info.startedAt = t.startedAt
+    if (t.endedAt) info.endedAt = t.endedAt
+    return info
   }
 
   /** The task table as the store kept it; returns the unfinished tasks, for recovery.ts to queue again. */
@@ -372,7 +407,7 @@ export class TaskManager {
     for (const job of snap.jobs) {
       if (!job.dropped || !hasJob(job.id)) continue
       const counts = this.tallyOf(job.id).counts
-      for (const [state, n] of Object.entries(job.dropped) as [TaskState, number][]) counts[state] += n
+      for (const [state, n] of Object.entries(job.dropped) as [TaskState, number][]) { counts[state] += n; this.totals[state] += n }
     }
     for (const row of snap.tasks) {
       if (!hasJob(row.job)) continue
@@ -384,6 +419,8 @@ export class TaskManager {
       const tally = this.tallyOf(t.job)
       tally.ids.push(t.id)
       tally.counts[t.state]++
+      tally.held[t.state]++
+      this.totals[t.state]++
       this.objects.addReturns(t.id, t.job, row.spec.opts.numReturns ?? 1, true)
       if (TERMINAL.has(t.state) && !(reapplyFinished && t.state === 'finished')) continue
       if (t.spec.actor) this.actors.queueCall(t.spec.actor, t.id)

@@ -1,13 +1,24 @@
 /**
- * The read-only projections of a job that the HTTP API serves (GET /api/jobs/:id and its
- * tasks, objects and actors), each assembled from the managers that own what it shows.
+ * The read-only projections that the HTTP API serves (GET /api/jobs, /api/jobs/:id and pages of
+ * its tasks, objects, actors and log, /api/summary), each assembled from the managers that own
+ * what it shows. Pages cost what they return (paging.ts); the summary reads kept counts.
  */
-import { decodeValue, returnId, type ActorSummary, type JobInfo, type ObjectSummary, type TaskInfo } from '@colony-grid/shared'
+import {
+  decodeValue, returnId,
+  type ActorSummary, type GridSummary, type JobInfo, type JobState, type LogLine, type ObjectSummary, type Page, type TaskInfo, type TaskState,
+} from '@colony-grid/shared'
+import type { PageQuery } from '../paging.js'
+import type { PeerSession } from '../peer-session.js'
+import type { ActorState } from '../store/types.js'
+import type { TokenGrant } from '../tokens.js'
 import type { ActorManager } from './actors.js'
 import type { JobManager } from './jobs.js'
-import type { ObjectDirectory } from './objects.js'
+import type { ObjState, ObjectDirectory } from './objects.js'
 import type { Scheduler } from './scheduling.js'
 import type { TaskManager } from './tasks.js'
+
+/** What GET /api/summary counts, less what the server adds (`at`, `ready`). */
+export type GridCounts = Omit<GridSummary, 'at' | 'ready'>
 
 export class JobViews {
   constructor(private readonly m: { jobs: JobManager; tasks: TaskManager; objects: ObjectDirectory; actors: ActorManager; scheduler: Scheduler }) {}
@@ -34,16 +45,47 @@ export class JobViews {
     return info
   }
 
-  jobTasks(jobId: string): TaskInfo[] | undefined {
-    return this.m.jobs.get(jobId) ? this.m.tasks.infos(jobId) : undefined
+  /** A page of the jobs `grant` may see, newest first by default; each as GET /api/jobs/:id shows it. */
+  jobsPage(q: PageQuery<JobState>, grant: TokenGrant): Page<JobInfo> {
+    const ids = this.m.jobs.page(q, grant)
+    return { ...ids, items: ids.items.map((id) => this.jobInfo(id)!) }
   }
 
-  /** A job's objects that are still alive, with where their bytes are (at most `limit`). */
-  jobObjects(jobId: string, limit = 1000): ObjectSummary[] | undefined {
-    return this.m.jobs.get(jobId) ? this.m.objects.ofJob(jobId, limit) : undefined
+  /** Pages of a job's tasks (submission order), its objects still alive and its actors (the order they were made). */
+  jobTasks(jobId: string, q: PageQuery<TaskState>): Page<TaskInfo> | undefined {
+    return this.m.jobs.get(jobId) ? this.m.tasks.page(jobId, q) : undefined
   }
 
-  jobActors(jobId: string): ActorSummary[] | undefined {
-    return this.m.jobs.get(jobId) ? this.m.actors.ofJob(jobId) : undefined
+  jobObjects(jobId: string, q: PageQuery<ObjState>): Page<ObjectSummary> | undefined {
+    return this.m.jobs.get(jobId) ? this.m.objects.page(jobId, q) : undefined
+  }
+
+  jobActors(jobId: string, q: PageQuery<ActorState>): Page<ActorSummary> | undefined {
+    return this.m.jobs.get(jobId) ? this.m.actors.page(jobId, q) : undefined
+  }
+
+  jobLogs(jobId: string, q: PageQuery): Page<LogLine> | undefined { return this.m.jobs.logPage(jobId, q) }
+
+  /**
+   * The grid in counts: tasks, jobs and objects from counts the managers keep as things change;
+   * peers counted over the connected sessions (a pass over at most a few thousand, no task).
+   */
+  summary(sessions: Iterable<PeerSession>, quarantined: (id: string) => boolean, tasksFinishedTotal: number): GridCounts {
+    const peers: GridCounts['peers'] = { total: 0, byKind: {}, byRole: {}, quarantined: 0, paused: 0 }
+    for (const s of sessions) {
+      if (s.closed) continue
+      peers.total++
+      peers.byKind[s.kind] = (peers.byKind[s.kind] ?? 0) + 1
+      peers.byRole[s.role] = (peers.byRole[s.role] ?? 0) + 1
+      if (s.paused) peers.paused++
+      if (quarantined(s.id)) peers.quarantined++
+    }
+    return {
+      peers,
+      tasks: this.m.tasks.totalCounts(),
+      jobs: this.m.jobs.stateCounts(),
+      tasksFinishedTotal,
+      objects: { kept: this.m.objects.size, bytes: this.m.objects.bytesKept },
+    }
   }
 }

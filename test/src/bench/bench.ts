@@ -15,6 +15,8 @@ import { scoringFigures } from './scoring.js'
 import { trainingFigures } from './training.js'
 import { OBJECTIVE_P99_MS, servingFigures } from './serving.js'
 import { tuningFigures } from './tuning.js'
+import { simFigures } from './sim.js'
+import { pagingFigures } from './api-paging.js'
 import { spawn, spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -314,6 +316,25 @@ async function main(): Promise<void> {
     record({ name: 'tune_asha_best_gap_points', value: f.ashaBestGap, unit: 'points (the full search\'s best less ASHA\'s)', target: '<= 0.5' })
     record({ name: 'tune_stop_release_ms', value: f.stopReleaseMax, unit: 'ms (the slowest of the ASHA run\'s stops)', target: '<= 1000' })
     record({ name: 'tune_stop_release_p50_ms', value: f.stopReleaseP50, unit: 'ms' })
+  }
+  if (want('api_tasks_page')) {
+    const f = await pagingFigures()
+    record({ name: 'api_tasks_whole_list_ms_100k', value: f.wholeListMs, unit: 'ms (all 100,000 tasks, as 10 pages of 10,000)', target: 'baseline' })
+    record({ name: 'api_tasks_page_p95_ms_100k', value: f.pageP95Ms, unit: `ms (a page of 100; p95 first ${fmt(f.byKind.first)}, middle ${fmt(f.byKind.middle)}, last ${fmt(f.byKind.last)}, filtered ${fmt(f.byKind.filtered)})`, baseline: 'api_tasks_whole_list_ms_100k', target: '<= 200' })
+  }
+  if (want('sim')) {
+    const f = await simFigures()
+    record({ name: 'sim_join_1000_s', value: f.joinSeconds, unit: 's (first connect to all 1,000 welcomed, from 4 processes)', target: '<= 20' })
+    record({ name: 'sim_tasks_per_s_10', value: f.tasksPerSecondFew, unit: 'tasks/s (no-op, 10 simulated peers; best of 3 rounds of 20,000, after one to warm up)', target: 'baseline' })
+    record({ name: 'sim_tasks_per_s_1000', value: f.tasksPerSecond, unit: 'tasks/s (no-op, 1,000 simulated peers; best of 3 rounds, in turns with the 10)', baseline: 'sim_tasks_per_s_10' })
+    record({ name: 'sim_tasks_per_s_1000_over_10', value: f.tasksPerSecond / f.tasksPerSecondFew, unit: 'ratio', target: '>= 0.8' })
+    record({ name: 'sim_idle_cpu_pct_1000', value: f.idleCpuPercent!, unit: '% of one core (coordinator, 1,000 idle peers, over 10 s)', target: '<= 10' })
+    record({ name: 'sim_busy_cpu_pct_1000', value: f.busyCpuPercent!, unit: '% of one core (coordinator, its busiest round of 1,000-peer tasks)' })
+    record({ name: 'sim_rss_mb_1000', value: f.rssMbIdle!, unit: 'MiB (coordinator resident, 1,000 peers connected, before any task)', target: '<= 300' })
+    // What a job's records add on top (about 3 KB a task while its job runs), not the peers: said apart.
+    record({ name: 'sim_rss_mb_1000_after_80k_tasks', value: f.rssMbBusy!, unit: 'MiB (the same after the rounds: 80,000 tasks of one running job)' })
+    record({ name: 'sim_false_deaths', value: f.falseDeaths!, unit: 'peers (dropped while alive: 30 s of saturated CPU with tasks running, and 16 s after)', target: '0' })
+    record({ name: 'sim_false_deaths_frozen', value: f.falseDeathsFrozen!, unit: 'peers (dropped while alive: the coordinator frozen 20 s by SIGSTOP, past the 15 s heartbeat timeout, and 16 s after)', target: '0' })
   }
   if (want('object_roundtrip')) record({ name: 'object_roundtrip_small_per_s', baseline: 'ws_echo_msgs_per_s', value: await withPair(false, (grid) => smallObjects(grid, 10_000)), unit: 'objects/s' })
 

@@ -195,7 +195,7 @@ export async function jobAttacks(g: GridProcs, attempt: Attempt): Promise<void> 
     // A volunteer claiming, on joining, to hold alice's object (it would then be asked to serve it, or counted as a copy).
     const claimer = await rawPeer(g, g.joinToken, { holds: [big.id] })
     await attempt('a volunteer claims to hold an object it was never sent', async () => {
-      const holders = (await api<{ id: string; holders: string[] }[]>(g, `/api/jobs/${alice.jobId}/objects`)).body.find((o) => o.id === big.id)?.holders ?? []
+      const holders = (await api<{ items: { id: string; holders: string[] }[] }>(g, `/api/jobs/${alice.jobId}/objects?limit=10000`)).body.items.find((o) => o.id === big.id)?.holders ?? []
       if (holders.includes(claimer.id) || claimer.got.some((m) => m.t === 'serve')) return true
       // Refused: a new id claims nothing, and is told to drop what it named.
       if (claimer.got.some((m) => m.t === 'drop' && (m.ids as string[]).includes(big.id))) return false

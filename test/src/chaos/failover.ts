@@ -103,7 +103,7 @@ export async function coordinatorFailover(n: number, calls: number, opts: { faul
       const seen = await grid.get(tally.all.remote(), { timeoutMs: 60_000 }) as number[]
       const counts = new Map<number, number>()
       for (const i of seen) counts.set(i, (counts.get(i) ?? 0) + 1)
-      const tasks = (await api<{ state: string; name: string }[]>(g2, `/api/jobs/${grid.jobId}/tasks`)).body
+      const tasks = (await api<{ items: { state: string; name: string }[] }>(g2, `/api/jobs/${grid.jobId}/tasks?limit=10000`)).body.items
       const appliedAfter = await metric(g2, 'colony_tasks_finished_total')
       const othersNow = tasks.filter((t) => !isPlain(t.name) && t.state === 'finished').length
       return {

@@ -60,7 +60,7 @@ export async function settle<T = number>(grid: Grid, refs: ObjectRef<T>[], timeo
 
 /** The job's tasks by state, as the coordinator has them. */
 async function taskStates(g: GridProcs, jobId: string): Promise<{ rows: number; finished: number }> {
-  const tasks = (await api<{ state: string }[]>(g, `/api/jobs/${jobId}/tasks`)).body
+  const tasks = (await api<{ items: { state: string }[] }>(g, `/api/jobs/${jobId}/tasks?limit=10000`)).body.items
   return { rows: tasks.length, finished: tasks.filter((t) => t.state === 'finished').length }
 }
 

@@ -91,7 +91,7 @@ export async function soak(rounds: number, sideBySide: number, tasksPerJob: numb
       }
       rows.close()
       rss.push(rssMb(g.coordinator.child.pid!))
-      heap.push(await metric(g, 'colony_process_heap_used_bytes') / 2 ** 20)
+      heap.push(await metric(g, 'nodejs_heap_size_used_bytes') / 2 ** 20)
       // The database file: what the store keeps. Its WAL breathes between nothing and a few MB with
       // checkpoints (the coordinator cuts it back after each retention sweep), so it is not counted.
       store.push(sizeMb([db]))

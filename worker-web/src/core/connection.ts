@@ -139,8 +139,8 @@ export class ControlConnection {
       if (this.ws !== ws) return
       this.state = 'open'
       this.ackedOnThisSocket = 0
-      // hello first, then every durable message the coordinator may not have committed.
-      this.outbox = [this.opts.makeHello(), ...this.unacked]
+      // hello first, then every durable message the coordinator may not have committed, then the log lines written meanwhile.
+      this.outbox = [this.opts.makeHello(), ...this.unacked, ...this.outbox.filter((m) => m.t === 'log')]
       this.flush()
     }
     ws.onmessage = (ev) => {
@@ -267,7 +267,8 @@ export class ControlConnection {
   /** Queues a message for this turn's frame. Durable messages are also kept until acknowledged. */
   send(m: PeerToCoordinator): void {
     if (DURABLE_TYPES.has(m.t)) this.unacked.push(m)
-    if (this.state !== 'open') return // durable ones are replayed on reconnect; the rest are re-sent by their owners
+    // Durable ones are replayed on reconnect, and tasks' log lines (up to FLUSH_BYTES) wait for it; the rest are re-sent by their owners.
+    if (this.state !== 'open' && (m.t !== 'log' || this.outboxBytes >= FLUSH_BYTES)) return
     this.outbox.push(m)
     this.outboxBytes += approxBytes(m)
     if (this.outboxBytes >= FLUSH_BYTES) this.flush()
