@@ -54,6 +54,8 @@ export function initServeMode(): { shown(): void } {
   let deployed = false
   let ticker: ReturnType<typeof setInterval> | undefined
   let polling = false
+  /** Deleting it from this page: a figures request in flight then finds it gone, which is no news (nor after, once deployed is false). */
+  let deleting = false
   let maxBatch = 0
   let first = true
   let lastAnswered = 0, lastTick = performance.now()
@@ -156,6 +158,7 @@ export function initServeMode(): { shown(): void } {
       showStats(await readStats())
     } catch (e) {
       if (e instanceof HttpError && e.status === 404) {
+        if (deleting || !deployed) return
         stopPolling()
         void stopLoad()
         status(`${NAME} is not deployed any more (deleted elsewhere, or the coordinator restarted without it): click Deploy.`, true)
@@ -237,6 +240,7 @@ export function initServeMode(): { shown(): void } {
 
   async function undeploy(): Promise<void> {
     undeployButton.disabled = true
+    deleting = true
     try {
       await stopLoad()
       await call(`/api/deployments/${NAME}`, { method: 'DELETE' })
@@ -247,6 +251,8 @@ export function initServeMode(): { shown(): void } {
     } catch (e) {
       fail('Deleting the deployment failed', e)
       undeployButton.disabled = !deployed
+    } finally {
+      deleting = false
     }
   }
 
