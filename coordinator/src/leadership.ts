@@ -33,6 +33,8 @@ export class Leadership {
   leading: Promise<void> = Promise.resolve()
   private lease?: LeaderLease
   private list?: CoordinatorList
+  /** Aborted by close(): a standby waiting for the lease stops asking for it. */
+  private readonly closing = new AbortController()
 
   constructor(private readonly o: LeadershipOptions) {}
 
@@ -74,13 +76,13 @@ export class Leadership {
     const watch = setInterval(() => { lease.holder().then((h) => { this.leaderUrl = h ?? undefined }, () => {}) }, 1000)
     watch.unref()
     this.leading = (async () => {
-      try { await lease.acquire() } finally { clearInterval(watch) }
+      try { await lease.acquire(this.closing.signal) } finally { clearInterval(watch) }
       this.leaderUrl = this.o.self
       await this.o.lead(lease, again)
       this.role = 'leader'
       if (waited) this.o.log(`took over as leader ${((Date.now() - since) / 1000).toFixed(1)} s after standing by; peers reconnect here`)
     })()
-    this.leading.catch((e: Error) => this.o.log(`could not take over: ${e.stack ?? e}`))
+    this.leading.catch((e: Error) => { if (!this.closing.signal.aborted) this.o.log(`could not take over: ${e.stack ?? e}`) })
   }
 
   /** Every live coordinator's URL, this one first; only this one when alone. */
@@ -89,6 +91,8 @@ export class Leadership {
   /** Lets go of the lease (after the caller committed what it had) and leaves the list. */
   async close(): Promise<void> {
     this.role = 'deposed'
+    // A standby still waiting for the lease stops trying: its retries would keep the process alive.
+    this.closing.abort(new Error('the coordinator is closing'))
     await this.lease?.close().catch(() => {})
     await this.list?.close()
   }

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto'
 import WebSocket from 'ws'
 import { connect } from '@colony-grid/client'
 import { CLOSE_STANDBY } from '@colony-grid/shared'
+import { startCoordinator } from '@colony-grid/coordinator'
 import { startProc, type Proc } from './harness.js'
 import { startRedisServer, type RedisServer } from './redis-server.js'
 import { coordinatorFailover, failoverDuplicates, failoverLost } from './chaos/failover.js'
@@ -97,6 +98,20 @@ describe('coordinators on one Redis', () => {
       await lead.kill('SIGTERM')
     }
   }
+
+  it('a standby closed while it waits for the lease stops asking for it (its retries would keep an embedding process alive)', async () => {
+    const quiet = { log: () => {}, port: 0, store: redis.url as `redis://${string}`, dataDir: mkdtempSync(join(tmpdir(), 'colony-redis-')) }
+    dirs.push(quiet.dataDir)
+    const lead = await startCoordinator(quiet)
+    try {
+      const standby = await startCoordinator({ ...quiet, standby: true })
+      assert.equal(standby.role, 'standby')
+      await standby.close()
+      const settled = await Promise.race([standby.leading.then(() => 'led', () => 'stopped'), new Promise((r) => setTimeout(r, 5000, 'still trying')).then((v) => v)])
+      assert.equal(settled, 'stopped', 'a closed standby neither leads nor keeps trying')
+      assert.equal(lead.role, 'leader')
+    } finally { await lead.close() }
+  })
 
   it('a Redis restart mid-job: the coordinator waits, says so, and goes on; no result is lost', async () => {
     await jobThrough(1500, async (lead) => {
