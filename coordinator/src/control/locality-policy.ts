@@ -189,7 +189,15 @@ class LoadIndex {
   private byId?: Map<string, PeerSession>
 
   constructor(private readonly workers: readonly PeerSession[]) {
-    for (const peer of workers) this.add(peer, peer.load())
+    // Bucketed first and the loads sorted once: adding each in order would cost a scan of the loads per peer.
+    for (const peer of workers) {
+      const load = peer.load()
+      this.loadOf.set(peer, load)
+      let bucket = this.buckets.get(load)
+      if (!bucket) this.buckets.set(load, bucket = new Set())
+      bucket.add(peer)
+    }
+    this.loads = [...this.buckets.keys()].sort((a, b) => a - b)
   }
 
   /** pickPeer's choice, looking at the least loaded workers first. */

@@ -25,6 +25,8 @@ export class PeerManager {
   private readonly heartbeatCheckMs: number
   /** When the heartbeats were last checked (monotonic ms). */
   private checkedAt = performance.now()
+  /** The last check was skipped because this coordinator lagged (see checkHeartbeats). */
+  private skippedLastCheck = false
   private readonly iceTimer?: NodeJS.Timeout
 
   constructor(private readonly opts: ControlOptions, private readonly bus: ControlBus, private readonly counters: Counters, requestTick: () => void) {
@@ -179,11 +181,14 @@ export class PeerManager {
     this.checkedAt = now
     // This coordinator's own loop lagged (its process was starved of CPU, paused or blocked): timers
     // run before sockets are read, so the pings peers sent meanwhile may still wait unread. Blame no
-    // peer now; the next check comes after the sockets have been read.
-    if (since > this.heartbeatCheckMs * 2) {
+    // peer now; the next check comes after the sockets have been read. Only one check in a row is
+    // skipped, so a coordinator that lags all the time still drops the peers that really went silent.
+    if (since > this.heartbeatCheckMs * 2 && !this.skippedLastCheck) {
+      this.skippedLastCheck = true
       this.opts.log(`heartbeats checked ${Math.round(since)} ms apart, not every ${this.heartbeatCheckMs} ms: this coordinator was starved of CPU or blocked; no peer is dropped for it`)
       return
     }
+    this.skippedLastCheck = false
     const deadline = Date.now() - this.opts.heartbeatTimeoutMs
     for (const s of this.sessions.values()) {
       if (s.lastSeen < deadline) { s.socket.close(4008, 'heartbeat timeout'); this.remove(s, 'heartbeat timeout') }

@@ -403,9 +403,10 @@ export class TaskManager {
   /** The task table as the store kept it; returns the unfinished tasks, for recovery.ts to queue again. */
   initialize(snap: StoreSnapshot, hasJob: (id: string) => boolean, reapplyFinished: boolean): TaskRec[] {
     const unfinished: TaskRec[] = []
-    // Spent tasks whose rows went while their job ran are still counted (spent-records.ts).
+    // Spent tasks whose rows went while their job ran are still counted (spent-records.ts). A job
+    // retention kept only the summary of has no tasks here: its counts are in the summary.
     for (const job of snap.jobs) {
-      if (!job.dropped || !hasJob(job.id)) continue
+      if (!job.dropped || job.summary || !hasJob(job.id)) continue
       const counts = this.tallyOf(job.id).counts
       for (const [state, n] of Object.entries(job.dropped) as [TaskState, number][]) { counts[state] += n; this.totals[state] += n }
     }
