@@ -38,9 +38,12 @@ describe('scoreDataset', () => {
   it('scores 10,000 digits on 2 peers: in order, equal to one process exactly, each shard once', async () => {
     await withGrid({ workers: 2, executors: 1 }, async (g, grid) => {
       const progress: ScoringProgress[] = []
-      const result = await scoreDataset(grid, dataset(digits), { onnx }, {
-        batchSize: BATCH, backend: 'wasm', inputScale: 1 / 255, onProgress: (p) => progress.push(p),
-      })
+      // Both actors load the model first: an actor that loads while the other is already scoring
+      // may find every shard taken (10,000 rows take about a second), and 'both peers scored' is the point here.
+      const pool = await createScoringPool(grid, { onnx }, { batchSize: BATCH, backend: 'wasm', inputScale: 1 / 255 })
+      await pool.ready(2)
+      const result = await pool.score(dataset(digits), { onProgress: (p) => progress.push(p) })
+      pool.close()
       assert.deepEqual(result.shape, [10_000, 10])
       assert.ok(Buffer.from(result.data.buffer).equals(Buffer.from(reference.buffer)), 'grid results differ from the in-process ones')
       assert.equal(result.duplicates, 0)
