@@ -8,7 +8,7 @@ import {
   AuthError, LimitError, ObjectLostError, ProtocolError, returnId, serializeError, taskOfObject,
   type ObjectInfo, type ObjectSummary, type Page, type ResultOut, type SerializedError,
 } from '@colony-grid/shared'
-import { pageOf, type PageQuery } from '../paging.js'
+import type { PageQuery } from '../paging.js'
 import type { PeerSession } from '../peer-session.js'
 import type { StoreSnapshot } from '../store/types.js'
 import type { DependencyManager } from './dependencies.js'
@@ -16,14 +16,10 @@ import type { ControlBus } from './events.js'
 import type { JobRec } from './jobs.js'
 import type { ControlOptions, Counters } from './options.js'
 import type { PeerManager } from './peers.js'
-import { SeqList } from './seq-list.js'
+import { ObjectListing, type ObjState } from './object-listing.js'
 import type { SpentRecords } from './spent-records.js'
 
-export type ObjState = 'pending' | 'ready' | 'error'
-export const OBJECT_STATES: readonly ObjState[] = ['pending', 'ready', 'error']
-
-/** A job's object records in the order they were made (what GET /api/jobs/:id/objects pages), and how many of them are freed. */
-interface JobObjects { list: SeqList; freed: number }
+export { OBJECT_STATES, type ObjState } from './object-listing.js'
 export interface ObjRec {
   id: string
   job: string
@@ -61,11 +57,8 @@ export class ObjectDirectory {
   private readonly puts = new Map<string, number>()
   /** `put` objects whose holder left: errors only if the holder is not back within the heartbeat timeout. Bound: each timer deletes its entry. */
   private readonly putGrace = new Map<string, NodeJS.Timeout>()
-  /** Each job's records, in order. Bound: as `objects` (each record is in its job's list once). */
-  private readonly byJob = new Map<string, JobObjects>()
-  private nextSeq = 0
-  /** Bytes of the records not freed (their recorded sizes), kept as they change (GET /api/summary). */
-  private liveBytes = 0
+  /** Each job's records in order, and the bytes not freed: what the HTTP API pages and counts. */
+  private readonly listing = new ObjectListing((id) => this.objects.get(id))
   private peers!: PeerManager
   private deps!: DependencyManager
   private spent!: SpentRecords
@@ -146,7 +139,7 @@ export class ObjectDirectory {
   /** A task's result `r` for its return object `id`, from the peer `s` that ran it; `persist`: write its row (a single inline result rides on the task's). */
   recordResult(id: string, r: ResultOut, s: PeerSession | undefined, persist: boolean): void {
     const o = this.objects.get(id)!
-    if (!o.freed) this.liveBytes += r.size - o.size
+    this.listing.resized(o, r.size)
     o.size = r.size
     o.error = undefined
     if (r.inline) o.inline = r.inline
@@ -309,7 +302,7 @@ export class ObjectDirectory {
     for (const id of ids) {
       const o = this.objects.get(id)
       if (!o) continue
-      this.unlist(o)
+      this.listing.removed(o)
       gone.add(id)
       jobs.add(o.job)
       for (const pid of o.locations) this.heldBy.get(pid)?.delete(id)
@@ -320,7 +313,7 @@ export class ObjectDirectory {
       // A put no longer held counts no more against maxObjectsPerJob.
       if (id.startsWith('o.')) { const n = this.puts.get(o.job); if (n) this.puts.set(o.job, n - 1) }
     }
-    for (const job of jobs) this.byJob.get(job)?.list.removeAll(gone)
+    this.listing.dropIds(jobs, gone)
   }
 
   /** A job ended (`jobFinished`): its objects go with it; its result stays for GET /api/jobs/:id. */
@@ -417,7 +410,7 @@ export class ObjectDirectory {
     const ids: string[] = []
     for (const o of this.objects.values()) {
       if (o.job !== jobId) continue
-      this.unlist(o)
+      this.listing.removed(o)
       ids.push(o.id)
       for (const pid of o.locations) this.heldBy.get(pid)?.delete(o.id)
       this.subscribedBy.delete(o.id)
@@ -425,58 +418,26 @@ export class ObjectDirectory {
       this.putGrace.delete(o.id)
     }
     for (const id of ids) this.objects.delete(id)
-    this.byJob.delete(jobId)
+    this.listing.dropJob(jobId)
     this.puts.delete(jobId)
     return ids
   }
 
-  /** A new record (or one that replaces its id's), at the end of its job's list. */
+  /** A new record (or one that replaces its id's, keeping its place in its job's list). */
   private record(o: ObjRec): void {
-    const old = this.objects.get(o.id)
-    if (old) this.unlist(old)
+    this.listing.added(o, this.objects.get(o.id))
     this.objects.set(o.id, o)
-    let mine = this.byJob.get(o.job)
-    if (!mine) this.byJob.set(o.job, mine = { list: new SeqList(), freed: 0 })
-    if (!old) mine.list.push(o.id, this.nextSeq++)
-    this.liveBytes += o.size
-  }
-
-  /** A record's bytes and freed mark no longer count (it goes, or is replaced). */
-  private unlist(o: ObjRec): void {
-    if (!o.freed) { this.liveBytes -= o.size; return }
-    const mine = this.byJob.get(o.job)
-    if (mine) mine.freed--
   }
 
   private markFreed(o: ObjRec): void {
-    if (o.freed) return
-    o.freed = true
-    this.liveBytes -= o.size
-    const mine = this.byJob.get(o.job)
-    if (mine) mine.freed++
+    if (this.listing.freed(o)) o.freed = true
   }
 
   /** Bytes of the objects not freed, as recorded (GET /api/summary). */
-  get bytesKept(): number { return this.liveBytes }
+  get bytesKept(): number { return this.listing.bytesKept }
 
-  /**
-   * A page of a job's objects that are still alive (not freed), in the order they were made,
-   * with where their bytes are. Without a state filter the total is kept; with one, it is
-   * counted over the job's objects.
-   */
-  page(jobId: string, q: PageQuery<ObjState>): Page<ObjectSummary> {
-    const mine = this.byJob.get(jobId)
-    if (!mine) return { items: [], total: 0, truncated: false }
-    const { list } = mine
-    const states = q.states
-    const live = (i: number) => { const o = this.objects.get(list.idAt(i)); return !!o && !o.freed && (!states || states.has(o.state)) }
-    let total = list.length - mine.freed
-    if (states) { total = 0; for (let i = 0; i < list.length; i++) if (live(i)) total++ }
-    return pageOf(list, q, total, (i) => {
-      const o = this.objects.get(list.idAt(i))!
-      return { id: o.id, state: o.state, size: o.size, inline: !!o.inline, holders: [...o.locations] }
-    }, live)
-  }
+  /** A page of a job's live objects (object-listing.ts). */
+  page(jobId: string, q: PageQuery<ObjState>): Page<ObjectSummary> { return this.listing.page(jobId, q) }
 
   close(): void { for (const t of this.putGrace.values()) clearTimeout(t) }
 }
