@@ -22,8 +22,11 @@ export interface LoggerOptions {
   level?: LevelWithSilent
   /** Where lines go; default stdout. */
   destination?: NodeJS.WritableStream
-  /** Every line carries it as `component`. */
-  component?: string
+  /**
+   * Every line carries it as `component` (default 'coordinator'); null: none, for a process that
+   * makes a child per component (pino repeats a key a child binds again).
+   */
+  component?: string | null
 }
 
 /** What the environment asks for (see the top of this file); throws with what is allowed when a value is not. */
@@ -39,7 +42,7 @@ export function logSettingsFromEnv(env: NodeJS.ProcessEnv = process.env, isTty =
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const fromEnv = logSettingsFromEnv()
   const format = opts.format ?? fromEnv.format
-  const base = { level: opts.level ?? fromEnv.level, base: { pid: process.pid, component: opts.component ?? 'coordinator' } }
+  const base = { level: opts.level ?? fromEnv.level, base: { pid: process.pid, ...(opts.component === null ? {} : { component: opts.component ?? 'coordinator' }) } }
   if (format === 'pretty') {
     // In this thread, synchronously (no transport worker): a line is out before the process can exit.
     // One line per record: the component before the message, and the access log's fields only in its message.

@@ -98,7 +98,8 @@ async function cmdStart(values: StartOptions, withPeers: boolean): Promise<void>
   // Checked here, so that a wrong value is a usage error (exit 2) that says what is allowed, not a stack.
   try { logSettingsFromEnv() } catch (e) { fail((e as Error).message) }
   // One log for everything this process says: the coordinator's, serving's and (colony up) the local peers'.
-  const logger = createLogger()
+  const root = createLogger({ component: null })
+  const logger = root.child({ component: 'coordinator' })
   const heap = setHeapGrowth(env.COLONY_HEAP_GROWTH_PERCENT)
   if ('error' in heap) fail(heap.error)
   const port = values.port ?? num(env.PORT, 'PORT') ?? 8787
@@ -140,7 +141,7 @@ async function cmdStart(values: StartOptions, withPeers: boolean): Promise<void>
     // In memory (coordinator/src/local-socket.ts): a query's calls cross no socket between the two.
     connect: (): Promise<Grid> => connect(tls ? coord.url : coord.localUrl, { token: coord.tokens.submit, name: 'serving', onLog: false, webSocket: () => coord.localSocket() }),
     dir: store === 'memory' ? undefined : join(dataDir, 'deployments'),
-    log: lineLogger(logger.child({ component: 'serving' })),
+    log: lineLogger(root.child({ component: 'serving' })),
   })
   const coord = await startCoordinator({
     ingress: [new ServeIngress(serving)], logger,
@@ -159,7 +160,7 @@ async function cmdStart(values: StartOptions, withPeers: boolean): Promise<void>
     // The operator's own peers: trusted, so they may run jobs' mains.
     // Over TLS they use the public URL, which the certificate names; otherwise the shortest way in.
     const url = tls ? coord.url : coord.localUrl
-    const log = lineLogger(logger.child({ component: 'peer' }))
+    const log = lineLogger(root.child({ component: 'peer' }))
     for (let i = 0; i < n; i++) peers.push(await startNodeWorker({ url, token: coord.tokens.trusted, executors: 1, log }))
   }
   // The banner is for a person: on stdout at a terminal; else on stderr, so that stdout is the log's JSON lines alone.
